@@ -1,0 +1,286 @@
+//! The OCP context object (see `../shared/ocp/context.schema.json`) as stored and served,
+//! and the input shapes accepted on create, replace, patch and append.
+
+use std::fmt;
+
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{ContextId, Error, Timestamp, merge_patch};
+
+/// The version of a context; every write makes a new, immutable one. `ETag: "v<n>"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(pub i64);
+
+impl Version {
+    pub const FIRST: Version = Version(1);
+
+    pub fn next(self) -> Version {
+        Version(self.0 + 1)
+    }
+
+    pub fn etag(self) -> String {
+        format!("\"v{}\"", self.0)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageRole {
+    User,
+    Assistant,
+    System,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Message {
+    pub role: MessageRole,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Session {
+    pub history: Vec<Message>,
+}
+
+/// One stored version of a context, exactly as it is served.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredContext {
+    pub context_id: ContextId,
+    pub metadata: Map<String, Value>,
+    pub session: Session,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+    pub version: Version,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl StoredContext {
+    pub fn is_expired_at(&self, now: Timestamp) -> bool {
+        self.expires.is_some_and(|e| e <= now)
+    }
+}
+
+/// Body of `POST /context` and `PUT /context/{id}`: an OCP context object.
+///
+/// Unknown top-level fields are refused (a typo must not silently drop data); the
+/// server-assigned fields are accepted so that a client can send back what it read,
+/// and are ignored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextInput {
+    #[serde(default)]
+    pub context_id: Option<ContextId>,
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+    pub session: Session,
+    #[serde(default)]
+    pub expires: Option<Timestamp>,
+    #[serde(default, rename = "version")]
+    _version: Option<IgnoredAny>,
+    #[serde(default, rename = "created_at")]
+    _created_at: Option<IgnoredAny>,
+    #[serde(default, rename = "updated_at")]
+    _updated_at: Option<IgnoredAny>,
+    #[serde(default, rename = "signature")]
+    _signature: Option<IgnoredAny>,
+}
+
+/// Body of `POST /context/{id}/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendInput {
+    pub messages: Vec<Message>,
+}
+
+/// Limits that apply to every stored version, whichever operation produced it.
+#[derive(Clone, Copy, Debug)]
+pub struct ContextLimits {
+    pub max_history: usize,
+}
+
+impl ContextInput {
+    /// Builds the first version of a new context.
+    pub fn into_new(self, id: ContextId, now: Timestamp) -> Result<StoredContext, Error> {
+        check_expires_in_future(self.expires, now)?;
+        Ok(StoredContext {
+            context_id: id,
+            metadata: self.metadata.unwrap_or_default(),
+            session: self.session,
+            expires: self.expires,
+            version: Version::FIRST,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// Builds the version that fully replaces `current`.
+    pub fn into_replacement(self, current: &StoredContext, now: Timestamp) -> Result<StoredContext, Error> {
+        if let Some(id) = self.context_id
+            && id != current.context_id
+        {
+            return Err(Error::invalid("context_id", "does not match the context id in the path"));
+        }
+        check_expires_in_future(self.expires, now)?;
+        Ok(StoredContext {
+            context_id: current.context_id,
+            metadata: self.metadata.unwrap_or_default(),
+            session: self.session,
+            expires: self.expires,
+            version: current.version.next(),
+            created_at: current.created_at,
+            updated_at: now,
+        })
+    }
+}
+
+/// Applies a JSON Merge Patch (RFC 7396) restricted to `metadata` and `expires`.
+pub fn apply_patch(current: &StoredContext, patch: &Value, now: Timestamp) -> Result<StoredContext, Error> {
+    let Value::Object(fields) = patch else {
+        return Err(Error::invalid("body", "a merge patch must be a JSON object"));
+    };
+    let mut next = current.clone();
+    for (key, value) in fields {
+        match key.as_str() {
+            "metadata" => match value {
+                Value::Null => next.metadata.clear(),
+                Value::Object(_) => {
+                    let mut merged = Value::Object(std::mem::take(&mut next.metadata));
+                    merge_patch::apply(&mut merged, value);
+                    next.metadata = match merged {
+                        Value::Object(m) => m,
+                        _ => Map::new(),
+                    };
+                }
+                _ => return Err(Error::invalid("metadata", "must be an object or null")),
+            },
+            "expires" => {
+                next.expires = match value {
+                    Value::Null => None,
+                    Value::String(s) => {
+                        Some(Timestamp::parse_rfc3339(s).map_err(|m| Error::invalid("expires", m))?)
+                    }
+                    _ => return Err(Error::invalid("expires", "must be an RFC 3339 string or null")),
+                };
+                check_expires_in_future(next.expires, now)?;
+            }
+            other => {
+                return Err(Error::invalid(
+                    other,
+                    "is not patchable; PATCH changes only metadata and expires (use PUT or POST /messages)",
+                ));
+            }
+        }
+    }
+    next.version = current.version.next();
+    next.updated_at = now;
+    Ok(next)
+}
+
+/// Appends messages to the history of `current`, making the next version.
+pub fn append_messages(current: &StoredContext, messages: Vec<Message>, now: Timestamp) -> Result<StoredContext, Error> {
+    if messages.is_empty() {
+        return Err(Error::invalid("messages", "must contain at least one message"));
+    }
+    let mut next = current.clone();
+    next.session.history.extend(messages);
+    next.version = current.version.next();
+    next.updated_at = now;
+    Ok(next)
+}
+
+impl ContextLimits {
+    pub fn check(&self, ctx: &StoredContext) -> Result<(), Error> {
+        if ctx.session.history.len() > self.max_history {
+            return Err(Error::HistoryTooLong {
+                context_id: ctx.context_id,
+                max: self.max_history,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn check_expires_in_future(expires: Option<Timestamp>, now: Timestamp) -> Result<(), Error> {
+    match expires {
+        Some(e) if e <= now => Err(Error::invalid("expires", "is in the past")),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> StoredContext {
+        let input: ContextInput = serde_json::from_value(json!({
+            "metadata": {"a": 1, "b": {"c": 2}},
+            "session": {"history": [{"role": "user", "message": "hi"}]}
+        }))
+        .unwrap();
+        input.into_new(ContextId::new_random(), Timestamp::from_millis(1_000)).unwrap()
+    }
+
+    #[test]
+    fn unknown_fields_and_roles_are_refused() {
+        let unknown = serde_json::from_value::<ContextInput>(json!({"session": {"history": []}, "sesion": 1}));
+        assert!(unknown.unwrap_err().to_string().contains("sesion"));
+        let role = serde_json::from_value::<ContextInput>(
+            json!({"session": {"history": [{"role": "robot", "message": "x"}]}}),
+        );
+        assert!(role.unwrap_err().to_string().contains("robot"));
+    }
+
+    #[test]
+    fn patch_merges_metadata_and_bumps_version() {
+        let cur = sample();
+        let next = apply_patch(&cur, &json!({"metadata": {"a": null, "b": {"d": 3}}}), Timestamp::from_millis(2_000)).unwrap();
+        assert_eq!(Value::Object(next.metadata.clone()), json!({"b": {"c": 2, "d": 3}}));
+        assert_eq!(next.version, Version(2));
+        assert_eq!(next.session, cur.session);
+    }
+
+    #[test]
+    fn patch_refuses_session_and_past_expiry() {
+        let cur = sample();
+        let now = Timestamp::from_millis(2_000);
+        assert!(apply_patch(&cur, &json!({"session": {}}), now).is_err());
+        assert!(apply_patch(&cur, &json!({"expires": "1970-01-01T00:00:00Z"}), now).is_err());
+        assert!(apply_patch(&cur, &json!([1]), now).is_err());
+    }
+
+    #[test]
+    fn replacement_keeps_id_and_creation_time() {
+        let cur = sample();
+        let input: ContextInput = serde_json::from_value(json!({"session": {"history": []}, "version": 99})).unwrap();
+        let next = input.into_replacement(&cur, Timestamp::from_millis(3_000)).unwrap();
+        assert_eq!(next.version, Version(2));
+        assert_eq!(next.created_at, cur.created_at);
+        let other: ContextInput = serde_json::from_value(json!({
+            "context_id": ContextId::new_random(), "session": {"history": []}
+        }))
+        .unwrap();
+        assert!(other.into_replacement(&cur, Timestamp::from_millis(3_000)).is_err());
+    }
+
+    #[test]
+    fn history_limit() {
+        let limits = ContextLimits { max_history: 1 };
+        let cur = sample();
+        assert!(limits.check(&cur).is_ok());
+        let next = append_messages(&cur, vec![Message { role: MessageRole::Assistant, message: "x".into() }], Timestamp::from_millis(2_000)).unwrap();
+        assert!(matches!(limits.check(&next), Err(Error::HistoryTooLong { max: 1, .. })));
+    }
+}

@@ -1,0 +1,22 @@
+//! The domain: what a context, a principal, a scope and a failure *are*.
+//!
+//! Nothing in here knows about HTTP or SQL; every other layer depends on these types,
+//! and parsing happens once at the edge so that the rest of the code handles only
+//! values that are already known to be valid.
+
+pub mod api_key;
+pub mod context;
+pub mod error;
+pub mod ids;
+pub mod merge_patch;
+pub mod principal;
+pub mod scope;
+pub mod time;
+
+pub use api_key::ApiKey;
+pub use context::{ContextInput, Message, MessageRole, Session, StoredContext, Version};
+pub use error::{Error, StoreError};
+pub use ids::{ApiKeyId, ContextId, PrincipalId, TenantId};
+pub use principal::{Principal, PrincipalKind, Role, RoleSet, Tenant};
+pub use scope::{Scope, ScopeSet};
+pub use time::Timestamp;

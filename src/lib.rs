@@ -1,0 +1,10 @@
+//! ctxguard: a secure context server for AI agents.
+//!
+//! Layers point inward: `http` uses `service`, which uses `authn`/`authz`/`store`,
+//! which use `domain`; `domain` uses nothing of ours.
+
+pub mod domain;
+pub mod store;
+pub mod authn;
+pub mod authz;
+pub mod service;

@@ -1,0 +1,296 @@
+//! The context use cases of DESIGN.md section 4.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::context_denial;
+use crate::authn::Caller;
+use crate::authz::{Action, Resource, authorize};
+use crate::domain::context::{AppendInput, ContextLimits, append_messages, apply_patch};
+use crate::domain::{ContextId, ContextInput, Error, StoreError, StoredContext, Timestamp, Version};
+use crate::store::{ContextRecord, ContextStore, VersionInfo};
+
+/// An `If-Match` precondition (RFC 9110 section 13.1.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IfMatch {
+    Any,
+    OneOf(Vec<Version>),
+}
+
+impl IfMatch {
+    fn check(&self, id: ContextId, current: Version) -> Result<(), Error> {
+        match self {
+            IfMatch::Any => Ok(()),
+            IfMatch::OneOf(v) if v.contains(&current) => Ok(()),
+            IfMatch::OneOf(_) => Err(Error::PreconditionFailed { context_id: id, current }),
+        }
+    }
+}
+
+/// One entry of `GET /context`: everything but the history, which can be large.
+#[derive(Debug, Serialize)]
+pub struct ContextSummary {
+    pub context_id: ContextId,
+    pub metadata: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+    pub version: Version,
+    pub message_count: usize,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Page {
+    pub items: Vec<ContextSummary>,
+    pub next_cursor: Option<String>,
+}
+
+/// An opaque position in a listing: the creation sequence of the last item returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor(i64);
+
+impl Cursor {
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let bad = || Error::invalid("cursor", "is not a cursor returned by this server");
+        let raw = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+        let text = std::str::from_utf8(&raw).map_err(|_| bad())?;
+        let seq = text.strip_prefix("s:").and_then(|n| n.parse().ok()).ok_or_else(bad)?;
+        Ok(Cursor(seq))
+    }
+
+    fn encode(self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("s:{}", self.0))
+    }
+}
+
+pub const MAX_PAGE: u32 = 200;
+pub const DEFAULT_PAGE: u32 = 50;
+
+#[derive(Clone)]
+pub struct ContextService {
+    store: Arc<dyn ContextStore>,
+    limits: ContextLimits,
+}
+
+impl ContextService {
+    pub fn new(store: Arc<dyn ContextStore>, limits: ContextLimits) -> Self {
+        Self { store, limits }
+    }
+
+    pub async fn create(&self, caller: &Caller, input: ContextInput) -> Result<StoredContext, Error> {
+        let tenant = caller.principal.tenant;
+        authorize(caller, Action::Create, Resource::Tenant(tenant)).map_err(|d| super::denial_error(d, "tenant"))?;
+        let id = input.context_id.unwrap_or_else(ContextId::new_random);
+        let ctx = input.into_new(id, Timestamp::now())?;
+        self.limits.check(&ctx)?;
+        match self.store.create(tenant, caller.principal.id, &ctx).await {
+            Ok(()) => Ok(ctx),
+            Err(StoreError::Duplicate) => Err(Error::ContextExists(id)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get(&self, caller: &Caller, id: ContextId) -> Result<StoredContext, Error> {
+        self.readable(caller, id, Action::Read).await
+    }
+
+    pub async fn get_version(&self, caller: &Caller, id: ContextId, version: Version) -> Result<StoredContext, Error> {
+        self.readable(caller, id, Action::Read).await?;
+        let found = self.store.get_version(caller.principal.tenant, id, version).await?;
+        found.ok_or_else(|| Error::NotFound { what: "version" })
+    }
+
+    pub async fn versions(&self, caller: &Caller, id: ContextId) -> Result<Vec<VersionInfo>, Error> {
+        self.readable(caller, id, Action::Read).await?;
+        Ok(self.store.versions(caller.principal.tenant, id).await?)
+    }
+
+    pub async fn replace(
+        &self,
+        caller: &Caller,
+        id: ContextId,
+        input: ContextInput,
+        if_match: Option<IfMatch>,
+    ) -> Result<StoredContext, Error> {
+        self.update(caller, id, Action::Write, if_match, Box::new(|current, now| {
+            input.into_replacement(current, now)
+        }))
+        .await
+    }
+
+    pub async fn patch(
+        &self,
+        caller: &Caller,
+        id: ContextId,
+        patch: Value,
+        if_match: Option<IfMatch>,
+    ) -> Result<StoredContext, Error> {
+        self.update(caller, id, Action::Write, if_match, Box::new(move |current, now| {
+            apply_patch(current, &patch, now)
+        }))
+        .await
+    }
+
+    pub async fn append(
+        &self,
+        caller: &Caller,
+        id: ContextId,
+        input: AppendInput,
+        if_match: Option<IfMatch>,
+    ) -> Result<StoredContext, Error> {
+        self.update(caller, id, Action::Inject, if_match, Box::new(move |current, now| {
+            append_messages(current, input.messages, now)
+        }))
+        .await
+    }
+
+    pub async fn delete(&self, caller: &Caller, id: ContextId, if_match: Option<IfMatch>) -> Result<(), Error> {
+        let tenant = caller.principal.tenant;
+        let record = self.store.get(tenant, id).await?;
+        let (owner, current) = match record {
+            None => return Err(Error::ContextNotFound(id)),
+            Some(ContextRecord::Tombstone { owner }) => {
+                authorize(caller, Action::Read, Resource::Context { tenant, owner })
+                    .map_err(|d| context_denial(id, d))?;
+                return Err(Error::ContextDeleted(id));
+            }
+            Some(ContextRecord::Live { owner, context }) => (owner, context),
+        };
+        authorize(caller, Action::Delete, Resource::Context { tenant, owner }).map_err(|d| context_denial(id, d))?;
+        if let Some(cond) = &if_match {
+            cond.check(id, current.version)?;
+        }
+        let expected = if_match.is_some().then_some(current.version);
+        if self.store.delete(tenant, id, expected, Timestamp::now()).await? {
+            return Ok(());
+        }
+        // Lost a race: someone else deleted or changed it in between.
+        match self.store.get(tenant, id).await? {
+            Some(ContextRecord::Live { context, .. }) => Err(Error::PreconditionFailed {
+                context_id: id,
+                current: context.version,
+            }),
+            _ => Err(Error::ContextDeleted(id)),
+        }
+    }
+
+    pub async fn list(&self, caller: &Caller, cursor: Option<Cursor>, limit: Option<u32>) -> Result<Page, Error> {
+        let tenant = caller.principal.tenant;
+        authorize(caller, Action::List, Resource::Tenant(tenant)).map_err(|d| super::denial_error(d, "tenant"))?;
+        let limit = match limit {
+            None => DEFAULT_PAGE,
+            Some(n @ 1..=MAX_PAGE) => n,
+            Some(_) => return Err(Error::invalid("limit", format!("must be between 1 and {MAX_PAGE}"))),
+        };
+        let mut rows = self
+            .store
+            .list(tenant, Timestamp::now(), cursor.map(|c| c.0), limit + 1)
+            .await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = if more { rows.last().map(|(seq, _)| Cursor(*seq).encode()) } else { None };
+        let items = rows
+            .into_iter()
+            .map(|(_, c)| ContextSummary {
+                context_id: c.context_id,
+                message_count: c.session.history.len(),
+                metadata: c.metadata,
+                expires: c.expires,
+                version: c.version,
+                created_at: c.created_at,
+                updated_at: c.updated_at,
+            })
+            .collect();
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Finds a live, unexpired context the caller may perform `action` on.
+    async fn readable(&self, caller: &Caller, id: ContextId, action: Action) -> Result<StoredContext, Error> {
+        let tenant = caller.principal.tenant;
+        match self.store.get(tenant, id).await? {
+            None => Err(Error::ContextNotFound(id)),
+            Some(ContextRecord::Tombstone { owner }) => {
+                authorize(caller, Action::Read, Resource::Context { tenant, owner })
+                    .map_err(|d| context_denial(id, d))?;
+                Err(Error::ContextDeleted(id))
+            }
+            Some(ContextRecord::Live { owner, context }) => {
+                authorize(caller, action, Resource::Context { tenant, owner }).map_err(|d| context_denial(id, d))?;
+                if context.is_expired_at(Timestamp::now()) {
+                    return Err(Error::ContextExpired(id));
+                }
+                Ok(context)
+            }
+        }
+    }
+
+    /// Read-modify-write of the latest version, atomic in the store.
+    async fn update(
+        &self,
+        caller: &Caller,
+        id: ContextId,
+        action: Action,
+        if_match: Option<IfMatch>,
+        make_next: Box<dyn FnOnce(&StoredContext, Timestamp) -> Result<StoredContext, Error> + Send + '_>,
+    ) -> Result<StoredContext, Error> {
+        let tenant = caller.principal.tenant;
+        let limits = self.limits;
+        let result = self
+            .store
+            .update(tenant, id, Box::new(|owner, current| {
+                authorize(caller, action, Resource::Context { tenant, owner }).map_err(|d| context_denial(id, d))?;
+                let now = Timestamp::now();
+                if current.is_expired_at(now) {
+                    return Err(Error::ContextExpired(id));
+                }
+                if let Some(cond) = &if_match {
+                    cond.check(id, current.version)?;
+                }
+                let next = make_next(current, now)?;
+                limits.check(&next)?;
+                Ok(next)
+            }))
+            .await;
+        match result {
+            // A tombstone answers "deleted" only to those who could read the context.
+            Err(Error::ContextDeleted(_)) => match self.store.get(tenant, id).await? {
+                Some(ContextRecord::Tombstone { owner }) => {
+                    authorize(caller, Action::Read, Resource::Context { tenant, owner })
+                        .map_err(|d| context_denial(id, d))?;
+                    Err(Error::ContextDeleted(id))
+                }
+                _ => Err(Error::ContextNotFound(id)),
+            },
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trip_and_garbage() {
+        let c = Cursor(42);
+        assert_eq!(Cursor::parse(&c.encode()).unwrap(), c);
+        assert!(Cursor::parse("zzz").is_err());
+        assert!(Cursor::parse(&URL_SAFE_NO_PAD.encode("s:x")).is_err());
+    }
+
+    #[test]
+    fn if_match() {
+        let id = ContextId::new_random();
+        assert!(IfMatch::Any.check(id, Version(3)).is_ok());
+        assert!(IfMatch::OneOf(vec![Version(2), Version(3)]).check(id, Version(3)).is_ok());
+        assert!(matches!(
+            IfMatch::OneOf(vec![Version(2)]).check(id, Version(3)),
+            Err(Error::PreconditionFailed { current: Version(3), .. })
+        ));
+    }
+}

@@ -1,0 +1,149 @@
+//! Storage: one abstraction for contexts ([`ContextStore`]) and one for identity state
+//! ([`AuthStore`]), each with two real backends — embedded SQLite and PostgreSQL — that
+//! share their SQL (see `sql.rs`) and differ only in connection set-up and locking.
+//!
+//! Every write is one transaction, so an interrupted write leaves the previous version
+//! intact; every query is scoped by tenant, so isolation does not depend on callers
+//! remembering a `WHERE` clause.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    ApiKey, ApiKeyId, ContextId, Error, Principal, PrincipalId, RoleSet, StoreError, StoredContext, Tenant,
+    TenantId, Timestamp, Version,
+};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// The state of a context id within a tenant.
+#[derive(Clone, Debug)]
+pub enum ContextRecord {
+    Live { owner: PrincipalId, context: StoredContext },
+    /// Deleted or swept after expiry: the id stays reserved.
+    Tombstone { owner: PrincipalId },
+}
+
+/// One entry of a version listing.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VersionInfo {
+    pub version: Version,
+    pub created_at: Timestamp,
+}
+
+/// Computes the next version from the current one inside the store's write transaction.
+/// It is called with the row locked, so read-modify-write cannot lose an update.
+pub type Mutation<'a> = Box<dyn FnOnce(PrincipalId, &StoredContext) -> Result<StoredContext, Error> + Send + 'a>;
+
+#[async_trait]
+pub trait ContextStore: Send + Sync {
+    async fn get(&self, tenant: TenantId, id: ContextId) -> Result<Option<ContextRecord>, StoreError>;
+    async fn get_version(
+        &self,
+        tenant: TenantId,
+        id: ContextId,
+        version: Version,
+    ) -> Result<Option<StoredContext>, StoreError>;
+    async fn versions(&self, tenant: TenantId, id: ContextId) -> Result<Vec<VersionInfo>, StoreError>;
+    /// Inserts version 1. `StoreError::Duplicate` if the id exists or ever existed.
+    async fn create(&self, tenant: TenantId, owner: PrincipalId, context: &StoredContext) -> Result<(), StoreError>;
+    /// Atomically replaces the latest version with `mutate(owner, latest)`.
+    async fn update(&self, tenant: TenantId, id: ContextId, mutate: Mutation<'_>) -> Result<StoredContext, Error>;
+    /// Live, unexpired contexts, newest first, strictly older than `before_seq`.
+    async fn list(
+        &self,
+        tenant: TenantId,
+        now: Timestamp,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, StoredContext)>, StoreError>;
+    /// Tombstones a context and drops its versions. False if it was not live, or its
+    /// latest version is not `expected` when that is given.
+    async fn delete(
+        &self,
+        tenant: TenantId,
+        id: ContextId,
+        expected: Option<Version>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Tombstones every context whose `expires` is at or before `cutoff`.
+    async fn sweep_expired(&self, cutoff: Timestamp, now: Timestamp) -> Result<u64, StoreError>;
+}
+
+#[async_trait]
+pub trait AuthStore: Send + Sync {
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+    async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError>;
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError>;
+
+    async fn create_principal(&self, principal: &Principal, password_hash: Option<&str>) -> Result<(), StoreError>;
+    async fn principal(&self, id: PrincipalId) -> Result<Option<Principal>, StoreError>;
+    async fn principal_by_name(&self, tenant: TenantId, name: &str) -> Result<Option<Principal>, StoreError>;
+    async fn principals(&self, tenant: TenantId) -> Result<Vec<Principal>, StoreError>;
+    /// Changes roles and/or the disabled flag; false if there is no such principal.
+    async fn update_principal(
+        &self,
+        id: PrincipalId,
+        roles: Option<&RoleSet>,
+        disabled: Option<bool>,
+    ) -> Result<bool, StoreError>;
+
+    async fn create_api_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), StoreError>;
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<(ApiKey, String)>, StoreError>;
+    async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError>;
+    async fn api_keys(&self, tenant: Option<TenantId>, principal: Option<PrincipalId>)
+    -> Result<Vec<ApiKey>, StoreError>;
+    /// False if the key does not exist or was already revoked.
+    async fn revoke_api_key(&self, id: ApiKeyId, at: Timestamp) -> Result<bool, StoreError>;
+    async fn revoke_principal_api_keys(&self, principal: PrincipalId, at: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// A whole database: both stores plus health and shutdown.
+#[async_trait]
+pub trait Database: ContextStore + AuthStore {
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Waits for in-flight statements and closes every connection (SQLite checkpoints
+    /// its WAL on the last close).
+    async fn close(&self);
+    fn backend(&self) -> &'static str;
+}
+
+/// Where the data lives.
+#[derive(Clone, Debug)]
+pub enum DatabaseLocation {
+    Sqlite(std::path::PathBuf),
+    Postgres { url: String, max_connections: u32 },
+}
+
+/// Opens (creating and migrating as needed) the database.
+pub async fn open(location: &DatabaseLocation) -> anyhow::Result<Arc<dyn Database>> {
+    Ok(match location {
+        DatabaseLocation::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
+        DatabaseLocation::Postgres { url, max_connections } => {
+            Arc::new(PostgresStore::open(url, *max_connections).await?)
+        }
+    })
+}
+
+impl DatabaseLocation {
+    pub fn sqlite_in(data_dir: &Path) -> Self {
+        DatabaseLocation::Sqlite(data_dir.join("ctxguard.db"))
+    }
+}
+
+/// Maps a driver error: uniqueness violations are an expected outcome, the rest a
+/// backend failure whose text is kept for the logs (never shown to clients).
+pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate,
+        _ => StoreError::Backend(e.to_string()),
+    }
+}

@@ -1,0 +1,536 @@
+//! The SQL shared by both backends. SQLite and PostgreSQL both understand `$n`
+//! placeholders, `RETURNING`, partial indexes and row values, so the statements are
+//! written once; the macro instantiates them for each driver's concrete types.
+//!
+//! Each backend module supplies `begin_write(&Pool)` (SQLite takes the write lock up
+//! front with `BEGIN IMMEDIATE`; PostgreSQL uses row locks) and the `FOR UPDATE` suffix.
+
+macro_rules! impl_sql_stores {
+    ($store:ident, $db:ty, lock_suffix = $lock:literal) => {
+        use async_trait::async_trait;
+        use sqlx::Row;
+
+        use crate::domain::{
+            ApiKey, ApiKeyId, ContextId, Error, Principal, PrincipalId, PrincipalKind, RoleSet, ScopeSet,
+            StoreError, StoredContext, Tenant, TenantId, Timestamp, Version,
+        };
+        use crate::store::{map_sqlx, AuthStore, ContextRecord, ContextStore, Mutation, VersionInfo};
+
+        type DbRow = <$db as sqlx::Database>::Row;
+
+        fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+            StoreError::Corrupt(format!("{what}: {e}"))
+        }
+
+        fn parse_col<T: std::str::FromStr>(row: &DbRow, col: &str) -> Result<T, StoreError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            let s: String = row.try_get(col).map_err(map_sqlx)?;
+            s.parse().map_err(|e| corrupt(col, e))
+        }
+
+        fn decode_body(body: &str) -> Result<StoredContext, StoreError> {
+            serde_json::from_str(body).map_err(|e| corrupt("context body", e))
+        }
+
+        fn encode_body(ctx: &StoredContext) -> Result<String, StoreError> {
+            serde_json::to_string(ctx).map_err(|e| corrupt("context body", e))
+        }
+
+        fn tenant_from_row(row: &DbRow) -> Result<Tenant, StoreError> {
+            Ok(Tenant {
+                id: parse_col(row, "id")?,
+                name: row.try_get("name").map_err(map_sqlx)?,
+                created_at: Timestamp::from_millis(row.try_get("created_at_ms").map_err(map_sqlx)?),
+            })
+        }
+
+        fn principal_from_row(row: &DbRow) -> Result<Principal, StoreError> {
+            let kind: String = row.try_get("kind").map_err(map_sqlx)?;
+            let roles: String = row.try_get("roles").map_err(map_sqlx)?;
+            Ok(Principal {
+                id: parse_col(row, "id")?,
+                tenant: parse_col(row, "tenant_id")?,
+                kind: PrincipalKind::parse(&kind).map_err(|e| corrupt("kind", e))?,
+                name: row.try_get("name").map_err(map_sqlx)?,
+                roles: RoleSet::from_storage(&roles).map_err(|e| corrupt("roles", e))?,
+                disabled: row.try_get("disabled").map_err(map_sqlx)?,
+                platform_admin: row.try_get("platform_admin").map_err(map_sqlx)?,
+                created_at: Timestamp::from_millis(row.try_get("created_at_ms").map_err(map_sqlx)?),
+            })
+        }
+
+        fn api_key_from_row(row: &DbRow) -> Result<ApiKey, StoreError> {
+            let scopes: Option<String> = row.try_get("scopes").map_err(map_sqlx)?;
+            let expires: Option<i64> = row.try_get("expires_at_ms").map_err(map_sqlx)?;
+            let revoked: Option<i64> = row.try_get("revoked_at_ms").map_err(map_sqlx)?;
+            Ok(ApiKey {
+                id: parse_col(row, "id")?,
+                principal: parse_col(row, "principal_id")?,
+                tenant: parse_col(row, "tenant_id")?,
+                scopes: scopes
+                    .map(|s| ScopeSet::parse(&s))
+                    .transpose()
+                    .map_err(|e| corrupt("scopes", e))?,
+                expires_at: expires.map(Timestamp::from_millis),
+                revoked_at: revoked.map(Timestamp::from_millis),
+                created_at: Timestamp::from_millis(row.try_get("created_at_ms").map_err(map_sqlx)?),
+            })
+        }
+
+        const PRINCIPAL_COLS: &str =
+            "id, tenant_id, kind, name, roles, disabled, platform_admin, created_at_ms";
+        const API_KEY_COLS: &str =
+            "id, principal_id, tenant_id, scopes, expires_at_ms, revoked_at_ms, created_at_ms";
+
+        #[async_trait]
+        impl ContextStore for $store {
+            async fn get(&self, tenant: TenantId, id: ContextId) -> Result<Option<ContextRecord>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT c.owner_id, c.deleted_at_ms, v.body FROM contexts c \
+                     LEFT JOIN context_versions v ON v.tenant_id = c.tenant_id \
+                       AND v.context_id = c.context_id AND v.version = c.version \
+                     WHERE c.tenant_id = $1 AND c.context_id = $2",
+                )
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                let Some(row) = row else { return Ok(None) };
+                let owner: PrincipalId = parse_col(&row, "owner_id")?;
+                let deleted: Option<i64> = row.try_get("deleted_at_ms").map_err(map_sqlx)?;
+                let body: Option<String> = row.try_get("body").map_err(map_sqlx)?;
+                Ok(Some(match (deleted, body) {
+                    (None, Some(body)) => ContextRecord::Live { owner, context: decode_body(&body)? },
+                    (None, None) => return Err(corrupt("context", "live context without its latest version")),
+                    (Some(_), _) => ContextRecord::Tombstone { owner },
+                }))
+            }
+
+            async fn get_version(
+                &self,
+                tenant: TenantId,
+                id: ContextId,
+                version: Version,
+            ) -> Result<Option<StoredContext>, StoreError> {
+                let body: Option<String> = sqlx::query_scalar(
+                    "SELECT body FROM context_versions WHERE tenant_id = $1 AND context_id = $2 AND version = $3",
+                )
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .bind(version.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                body.as_deref().map(decode_body).transpose()
+            }
+
+            async fn versions(&self, tenant: TenantId, id: ContextId) -> Result<Vec<VersionInfo>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT version, created_at_ms FROM context_versions \
+                     WHERE tenant_id = $1 AND context_id = $2 ORDER BY version",
+                )
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(VersionInfo {
+                            version: Version(r.try_get("version").map_err(map_sqlx)?),
+                            created_at: Timestamp::from_millis(r.try_get("created_at_ms").map_err(map_sqlx)?),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn create(
+                &self,
+                tenant: TenantId,
+                owner: PrincipalId,
+                ctx: &StoredContext,
+            ) -> Result<(), StoreError> {
+                let body = encode_body(ctx)?;
+                let mut tx = begin_write(&self.pool).await.map_err(map_sqlx)?;
+                sqlx::query(
+                    "INSERT INTO contexts (tenant_id, context_id, owner_id, version, expires_at_ms, \
+                     created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                )
+                .bind(tenant.to_string())
+                .bind(ctx.context_id.to_string())
+                .bind(owner.to_string())
+                .bind(ctx.version.0)
+                .bind(ctx.expires.map(|e| e.millis()))
+                .bind(ctx.created_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
+                insert_version(&mut tx, tenant, ctx, &body).await?;
+                tx.commit().await.map_err(map_sqlx)
+            }
+
+            async fn update(
+                &self,
+                tenant: TenantId,
+                id: ContextId,
+                mutate: Mutation<'_>,
+            ) -> Result<StoredContext, Error> {
+                let mut tx = begin_write(&self.pool).await.map_err(map_sqlx)?;
+                let head = sqlx::query(concat!(
+                    "SELECT owner_id, version, deleted_at_ms FROM contexts \
+                     WHERE tenant_id = $1 AND context_id = $2 ",
+                    $lock
+                ))
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
+                let Some(head) = head else { return Err(Error::ContextNotFound(id)) };
+                let deleted: Option<i64> = head.try_get("deleted_at_ms").map_err(map_sqlx)?;
+                if deleted.is_some() {
+                    return Err(Error::ContextDeleted(id));
+                }
+                let owner: PrincipalId = parse_col(&head, "owner_id")?;
+                let version = Version(head.try_get("version").map_err(map_sqlx)?);
+                let body: String = sqlx::query_scalar(
+                    "SELECT body FROM context_versions WHERE tenant_id = $1 AND context_id = $2 AND version = $3",
+                )
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .bind(version.0)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
+                let current = decode_body(&body)?;
+                let next = mutate(owner, &current)?;
+                if next.version != version.next() || next.context_id != id {
+                    return Err(corrupt("update", "mutation produced a non-successor version").into());
+                }
+                let next_body = encode_body(&next)?;
+                insert_version(&mut tx, tenant, &next, &next_body).await?;
+                sqlx::query(
+                    "UPDATE contexts SET version = $3, expires_at_ms = $4, updated_at_ms = $5 \
+                     WHERE tenant_id = $1 AND context_id = $2",
+                )
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .bind(next.version.0)
+                .bind(next.expires.map(|e| e.millis()))
+                .bind(next.updated_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
+                tx.commit().await.map_err(map_sqlx)?;
+                Ok(next)
+            }
+
+            async fn list(
+                &self,
+                tenant: TenantId,
+                now: Timestamp,
+                before_seq: Option<i64>,
+                limit: u32,
+            ) -> Result<Vec<(i64, StoredContext)>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT c.seq, v.body FROM contexts c JOIN context_versions v \
+                       ON v.tenant_id = c.tenant_id AND v.context_id = c.context_id AND v.version = c.version \
+                     WHERE c.tenant_id = $1 AND c.deleted_at_ms IS NULL \
+                       AND (c.expires_at_ms IS NULL OR c.expires_at_ms > $2) AND c.seq < $3 \
+                     ORDER BY c.seq DESC LIMIT $4",
+                )
+                .bind(tenant.to_string())
+                .bind(now.millis())
+                .bind(before_seq.unwrap_or(i64::MAX))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                rows.iter()
+                    .map(|r| {
+                        let seq: i64 = r.try_get("seq").map_err(map_sqlx)?;
+                        let body: String = r.try_get("body").map_err(map_sqlx)?;
+                        Ok((seq, decode_body(&body)?))
+                    })
+                    .collect()
+            }
+
+            async fn delete(
+                &self,
+                tenant: TenantId,
+                id: ContextId,
+                expected: Option<Version>,
+                now: Timestamp,
+            ) -> Result<bool, StoreError> {
+                let mut tx = begin_write(&self.pool).await.map_err(map_sqlx)?;
+                let done = sqlx::query(
+                    "UPDATE contexts SET deleted_at_ms = $3, updated_at_ms = $3 \
+                     WHERE tenant_id = $1 AND context_id = $2 AND deleted_at_ms IS NULL \
+                       AND ($4 IS NULL OR version = $4)",
+                )
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .bind(now.millis())
+                .bind(expected.map(|v| v.0))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_sqlx)?
+                .rows_affected();
+                if done == 0 {
+                    return Ok(false);
+                }
+                sqlx::query("DELETE FROM context_versions WHERE tenant_id = $1 AND context_id = $2")
+                    .bind(tenant.to_string())
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                tx.commit().await.map_err(map_sqlx)?;
+                Ok(true)
+            }
+
+            async fn sweep_expired(&self, cutoff: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+                let mut tx = begin_write(&self.pool).await.map_err(map_sqlx)?;
+                sqlx::query(
+                    "DELETE FROM context_versions WHERE (tenant_id, context_id) IN \
+                     (SELECT tenant_id, context_id FROM contexts \
+                      WHERE deleted_at_ms IS NULL AND expires_at_ms <= $1)",
+                )
+                .bind(cutoff.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
+                let swept = sqlx::query(
+                    "UPDATE contexts SET deleted_at_ms = $2 WHERE deleted_at_ms IS NULL AND expires_at_ms <= $1",
+                )
+                .bind(cutoff.millis())
+                .bind(now.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_sqlx)?
+                .rows_affected();
+                tx.commit().await.map_err(map_sqlx)?;
+                Ok(swept)
+            }
+        }
+
+        async fn insert_version(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            tenant: TenantId,
+            ctx: &StoredContext,
+            body: &str,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO context_versions (tenant_id, context_id, version, body, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(tenant.to_string())
+            .bind(ctx.context_id.to_string())
+            .bind(ctx.version.0)
+            .bind(body)
+            .bind(ctx.updated_at.millis())
+            .execute(&mut **tx)
+            .await
+            .map_err(map_sqlx)?;
+            Ok(())
+        }
+
+        #[async_trait]
+        impl AuthStore for $store {
+            async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO tenants (id, name, created_at_ms) VALUES ($1, $2, $3)")
+                    .bind(tenant.id.to_string())
+                    .bind(&tenant.name)
+                    .bind(tenant.created_at.millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+                let rows = sqlx::query("SELECT id, name, created_at_ms FROM tenants ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                rows.iter().map(tenant_from_row).collect()
+            }
+
+            async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError> {
+                let row = sqlx::query("SELECT id, name, created_at_ms FROM tenants WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                row.as_ref().map(tenant_from_row).transpose()
+            }
+
+            async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+                let row = sqlx::query("SELECT id, name, created_at_ms FROM tenants WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                row.as_ref().map(tenant_from_row).transpose()
+            }
+
+            async fn create_principal(&self, p: &Principal, password_hash: Option<&str>) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO principals (id, tenant_id, kind, name, roles, disabled, platform_admin, \
+                     password_hash, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(p.id.to_string())
+                .bind(p.tenant.to_string())
+                .bind(p.kind.as_str())
+                .bind(&p.name)
+                .bind(p.roles.to_storage())
+                .bind(p.disabled)
+                .bind(p.platform_admin)
+                .bind(password_hash)
+                .bind(p.created_at.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn principal(&self, id: PrincipalId) -> Result<Option<Principal>, StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE id = $1")))
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                row.as_ref().map(principal_from_row).transpose()
+            }
+
+            async fn principal_by_name(&self, tenant: TenantId, name: &str) -> Result<Option<Principal>, StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {PRINCIPAL_COLS} FROM principals WHERE tenant_id = $1 AND name = $2"
+                )))
+                .bind(tenant.to_string())
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                row.as_ref().map(principal_from_row).transpose()
+            }
+
+            async fn principals(&self, tenant: TenantId) -> Result<Vec<Principal>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {PRINCIPAL_COLS} FROM principals WHERE tenant_id = $1 ORDER BY name"
+                )))
+                .bind(tenant.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                rows.iter().map(principal_from_row).collect()
+            }
+
+            async fn update_principal(
+                &self,
+                id: PrincipalId,
+                roles: Option<&RoleSet>,
+                disabled: Option<bool>,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE principals SET roles = COALESCE($2, roles), disabled = COALESCE($3, disabled) \
+                     WHERE id = $1",
+                )
+                .bind(id.to_string())
+                .bind(roles.map(RoleSet::to_storage))
+                .bind(disabled)
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx)?
+                .rows_affected();
+                Ok(done > 0)
+            }
+
+            async fn create_api_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO api_keys (id, key_hash, principal_id, tenant_id, scopes, expires_at_ms, \
+                     revoked_at_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)",
+                )
+                .bind(key.id.to_string())
+                .bind(key_hash)
+                .bind(key.principal.to_string())
+                .bind(key.tenant.to_string())
+                .bind(key.scopes.map(|s| s.to_string()))
+                .bind(key.expires_at.map(|t| t.millis()))
+                .bind(key.created_at.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<(ApiKey, String)>, StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {API_KEY_COLS}, key_hash FROM api_keys WHERE key_hash = $1")))
+                    .bind(key_hash)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                match row {
+                    Some(r) => Ok(Some((api_key_from_row(&r)?, r.try_get("key_hash").map_err(map_sqlx)?))),
+                    None => Ok(None),
+                }
+            }
+
+            async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {API_KEY_COLS} FROM api_keys WHERE id = $1")))
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                row.as_ref().map(api_key_from_row).transpose()
+            }
+
+            async fn api_keys(
+                &self,
+                tenant: Option<TenantId>,
+                principal: Option<PrincipalId>,
+            ) -> Result<Vec<ApiKey>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {API_KEY_COLS} FROM api_keys \
+                     WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR principal_id = $2) \
+                     ORDER BY created_at_ms, id"
+                )))
+                .bind(tenant.map(|t| t.to_string()))
+                .bind(principal.map(|p| p.to_string()))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                rows.iter().map(api_key_from_row).collect()
+            }
+
+            async fn revoke_api_key(&self, id: ApiKeyId, at: Timestamp) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE api_keys SET revoked_at_ms = $2 WHERE id = $1 AND revoked_at_ms IS NULL")
+                    .bind(id.to_string())
+                    .bind(at.millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?
+                    .rows_affected();
+                Ok(done > 0)
+            }
+
+            async fn revoke_principal_api_keys(&self, principal: PrincipalId, at: Timestamp) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE api_keys SET revoked_at_ms = $2 WHERE principal_id = $1 AND revoked_at_ms IS NULL",
+                )
+                .bind(principal.to_string())
+                .bind(at.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx)?
+                .rows_affected();
+                Ok(done)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_sql_stores;
