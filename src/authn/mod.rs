@@ -26,6 +26,9 @@ pub enum Credential {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CredentialRef {
     ApiKey(ApiKeyId),
+    /// The local command line, acting as the platform operator: whoever can run it
+    /// already holds the database.
+    LocalOperator,
 }
 
 /// An authenticated request's identity: who, and with which powers.

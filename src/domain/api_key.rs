@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::{ApiKeyId, PrincipalId, ScopeSet, TenantId, Timestamp};
 
 /// What is stored about an API key. The key itself is never stored, only its hash.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
     pub id: ApiKeyId,
     pub principal: PrincipalId,

@@ -32,7 +32,7 @@ impl fmt::Display for Version {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageRole {
     User,
@@ -40,21 +40,21 @@ pub enum MessageRole {
     System,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Message {
     pub role: MessageRole,
     pub message: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Session {
     pub history: Vec<Message>,
 }
 
 /// One stored version of a context, exactly as it is served.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredContext {
     pub context_id: ContextId,
     pub metadata: Map<String, Value>,
@@ -77,7 +77,7 @@ impl StoredContext {
 /// Unknown top-level fields are refused (a typo must not silently drop data); the
 /// server-assigned fields are accepted so that a client can send back what it read,
 /// and are ignored.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContextInput {
     #[serde(default)]
@@ -88,17 +88,21 @@ pub struct ContextInput {
     #[serde(default)]
     pub expires: Option<Timestamp>,
     #[serde(default, rename = "version")]
+    #[schema(ignore)]
     _version: Option<IgnoredAny>,
     #[serde(default, rename = "created_at")]
+    #[schema(ignore)]
     _created_at: Option<IgnoredAny>,
     #[serde(default, rename = "updated_at")]
+    #[schema(ignore)]
     _updated_at: Option<IgnoredAny>,
     #[serde(default, rename = "signature")]
+    #[schema(ignore)]
     _signature: Option<IgnoredAny>,
 }
 
 /// Body of `POST /context/{id}/messages`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppendInput {
     pub messages: Vec<Message>,

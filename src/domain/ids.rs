@@ -31,11 +31,11 @@ macro_rules! uuid_id {
             /// (lower-case, hyphenated) form is what is stored and printed.
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 if s.len() != 36 {
-                    return Err(format!("{} must be a UUID like 123e4567-e89b-42d3-a456-426614174000", $what));
+                    return Err("must be a UUID like 123e4567-e89b-42d3-a456-426614174000".to_string());
                 }
                 Uuid::try_parse(s)
                     .map(Self)
-                    .map_err(|_| format!("{} must be a UUID like 123e4567-e89b-42d3-a456-426614174000", $what))
+                    .map_err(|_| "must be a UUID like 123e4567-e89b-42d3-a456-426614174000".to_string())
             }
         }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{PrincipalId, TenantId, Timestamp};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Tenant {
     pub id: TenantId,
     pub name: String,
@@ -30,7 +30,7 @@ impl Tenant {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PrincipalKind {
     User,
@@ -156,7 +156,7 @@ impl fmt::Display for RoleSet {
 }
 
 /// Who is acting: a user, an agent or a service, always inside exactly one tenant.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Principal {
     pub id: PrincipalId,
     pub tenant: TenantId,

@@ -14,11 +14,11 @@ use crate::domain::{
 use crate::store::AuthStore;
 
 /// A tenant named either by id or by name.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct TenantRef(pub String);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPrincipal {
     /// Defaults to the caller's tenant.
@@ -32,7 +32,7 @@ pub struct NewPrincipal {
     pub password: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrincipalChange {
     #[serde(default)]
@@ -41,7 +41,7 @@ pub struct PrincipalChange {
     pub disabled: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     pub principal: PrincipalId,
@@ -53,7 +53,7 @@ pub struct NewApiKey {
 }
 
 /// A freshly created key: the only moment the secret exists outside the caller.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IssuedApiKey {
     #[serde(flatten)]
     pub record: ApiKey,

@@ -32,7 +32,7 @@ impl IfMatch {
 }
 
 /// One entry of `GET /context`: everything but the history, which can be large.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ContextSummary {
     pub context_id: ContextId,
     pub metadata: Map<String, Value>,
@@ -44,7 +44,7 @@ pub struct ContextSummary {
     pub updated_at: Timestamp,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page {
     pub items: Vec<ContextSummary>,
     pub next_cursor: Option<String>,

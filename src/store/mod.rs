@@ -32,7 +32,7 @@ pub enum ContextRecord {
 }
 
 /// One entry of a version listing.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct VersionInfo {
     pub version: Version,
     pub created_at: Timestamp,

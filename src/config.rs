@@ -1,0 +1,224 @@
+//! Configuration: `ctxguard.toml`, overridden by `CTXGUARD_*` environment variables,
+//! overridden by command-line flags — validated once into [`Settings`].
+//!
+//! One struct, [`ConfigOverrides`], is both the TOML schema (unknown keys are refused
+//! by name) and the clap flag/env set, so the three sources cannot drift apart.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::store::DatabaseLocation;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Every setting; all optional here, defaults applied in [`Settings::resolve`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize, Args)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigOverrides {
+    /// Address to listen on; port 0 picks a free port (the chosen address is printed).
+    #[arg(long, env = "CTXGUARD_BIND")]
+    pub bind: Option<String>,
+    /// Base URL used in metadata, audiences, Location headers and challenges
+    /// (default http://<bind address>).
+    #[arg(long, env = "CTXGUARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Directory for the SQLite database and secret files (default ./ctxguard-data).
+    #[arg(long, env = "CTXGUARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// postgres://… to use PostgreSQL instead of the embedded SQLite.
+    #[arg(long, env = "CTXGUARD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// PostgreSQL connection pool size (default 16).
+    #[arg(long, env = "CTXGUARD_DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
+    /// Largest accepted request body in bytes (default 1048576).
+    #[arg(long, env = "CTXGUARD_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Deepest accepted JSON nesting (default 64).
+    #[arg(long, env = "CTXGUARD_MAX_JSON_DEPTH")]
+    pub max_json_depth: Option<usize>,
+    /// Most messages in one context's history (default 10000).
+    #[arg(long, env = "CTXGUARD_MAX_HISTORY")]
+    pub max_history: Option<usize>,
+    /// Seconds between expiry sweeps (default 60).
+    #[arg(long, env = "CTXGUARD_SWEEP_INTERVAL_SECS")]
+    pub sweep_interval_secs: Option<u64>,
+    /// Seconds an expired context is kept (never served) before the sweeper deletes it
+    /// (default 3600).
+    #[arg(long, env = "CTXGUARD_EXPIRY_GRACE_SECS")]
+    pub expiry_grace_secs: Option<u64>,
+    /// Seconds before a request is abandoned with 408 (default 30).
+    #[arg(long, env = "CTXGUARD_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
+    /// Log format: json (default) or text.
+    #[arg(long, env = "CTXGUARD_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. "info" or "ctxguard=debug,sqlx=warn" (default info).
+    #[arg(long, env = "CTXGUARD_LOG")]
+    pub log: Option<String>,
+}
+
+/// Environment variables read outside [`ConfigOverrides`]; anything else starting with
+/// `CTXGUARD_` is a typo and refused.
+const OTHER_ENV: &[&str] = &["CTXGUARD_CONFIG", "CTXGUARD_API_KEY"];
+const TEST_ENV_PREFIX: &str = "CTXGUARD_TEST_";
+
+/// Validated settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub public_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub database: DatabaseLocation,
+    pub max_body_bytes: usize,
+    pub max_json_depth: usize,
+    pub max_history: usize,
+    pub sweep_interval: Duration,
+    pub expiry_grace: Duration,
+    pub request_timeout: Duration,
+    pub log_format: LogFormat,
+    pub log: String,
+}
+
+impl ConfigOverrides {
+    /// Overlays `self` (flags and env) on `base` (the file): set fields win.
+    pub fn over(&self, base: ConfigOverrides) -> anyhow::Result<ConfigOverrides> {
+        let mut merged = serde_json::to_value(base)?;
+        let top = serde_json::to_value(self)?;
+        if let (Some(m), Some(t)) = (merged.as_object_mut(), top.as_object()) {
+            for (k, v) in t {
+                if !v.is_null() {
+                    m.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        Ok(serde_json::from_value(merged)?)
+    }
+}
+
+/// Reads a config file; a missing default file is not an error, a missing explicit one is.
+pub fn load_file(path: Option<&Path>) -> anyhow::Result<ConfigOverrides> {
+    let (path, explicit) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from("ctxguard.toml"), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(ConfigOverrides::default()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read config file {}", path.display())),
+    };
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))
+}
+
+/// Refuses `CTXGUARD_*` variables that configure nothing (usually a typo).
+pub fn check_env() -> anyhow::Result<()> {
+    let cmd = ConfigOverrides::augment_args(clap::Command::new("ctxguard"));
+    let known: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_env().and_then(|e| e.to_str()).map(str::to_string))
+        .chain(OTHER_ENV.iter().map(|s| s.to_string()))
+        .collect();
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CTXGUARD_") && !name.starts_with(TEST_ENV_PREFIX) && !known.iter().any(|k| k == name) {
+            bail!(
+                "unknown environment variable {name}; ctxguard reads {}",
+                known.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+impl Settings {
+    pub fn resolve(c: ConfigOverrides) -> anyhow::Result<Settings> {
+        let bind_text = c.bind.unwrap_or_else(|| "127.0.0.1:8700".into());
+        let bind: SocketAddr = bind_text
+            .parse()
+            .map_err(|_| anyhow::anyhow!("bind: {bind_text:?} is not an address like 127.0.0.1:8700"))?;
+        let public_url = c
+            .public_url
+            .map(|u| {
+                let u = u.trim_end_matches('/').to_string();
+                if !(u.starts_with("http://") || u.starts_with("https://")) || u.contains(['?', '#']) {
+                    bail!("public_url: {u:?} must be an http(s) URL without query or fragment");
+                }
+                Ok(u)
+            })
+            .transpose()?;
+        let data_dir = c.data_dir.unwrap_or_else(|| PathBuf::from("ctxguard-data"));
+        let database = match c.database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                DatabaseLocation::Postgres {
+                    url,
+                    max_connections: in_range("db_max_connections", c.db_max_connections.unwrap_or(16), 1, 1000)?,
+                }
+            }
+            Some(_) => bail!("database_url: must start with postgres:// or postgresql://"),
+            None => DatabaseLocation::sqlite_in(&data_dir),
+        };
+        Ok(Settings {
+            bind,
+            public_url,
+            data_dir,
+            database,
+            max_body_bytes: in_range("max_body_bytes", c.max_body_bytes.unwrap_or(1 << 20), 1024, 64 << 20)?,
+            max_json_depth: in_range("max_json_depth", c.max_json_depth.unwrap_or(64), 2, 512)?,
+            max_history: in_range("max_history", c.max_history.unwrap_or(10_000), 1, 1_000_000)?,
+            sweep_interval: Duration::from_secs(in_range("sweep_interval_secs", c.sweep_interval_secs.unwrap_or(60), 1, 86_400)?),
+            expiry_grace: Duration::from_secs(in_range("expiry_grace_secs", c.expiry_grace_secs.unwrap_or(3600), 0, 30 * 86_400)?),
+            request_timeout: Duration::from_secs(in_range("request_timeout_secs", c.request_timeout_secs.unwrap_or(30), 1, 3600)?),
+            log_format: c.log_format.unwrap_or(LogFormat::Json),
+            log: c.log.unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(name: &str, v: T, min: T, max: T) -> anyhow::Result<T> {
+    if v < min || v > max {
+        bail!("{name}: {v} is outside {min}..={max}");
+    }
+    Ok(v)
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_file_key_is_named() {
+        let err = toml::from_str::<ConfigOverrides>("bind = \"127.0.0.1:1\"\nbnid = 3\n").unwrap_err();
+        assert!(err.to_string().contains("bnid"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_file_and_defaults_apply() {
+        let file: ConfigOverrides = toml::from_str("bind = \"127.0.0.1:1\"\nmax_history = 5\n").unwrap();
+        let flags = ConfigOverrides { bind: Some("127.0.0.1:2".into()), ..Default::default() };
+        let s = Settings::resolve(flags.over(file).unwrap()).unwrap();
+        assert_eq!(s.bind.port(), 2);
+        assert_eq!(s.max_history, 5);
+        assert_eq!(s.max_body_bytes, 1 << 20);
+        assert!(matches!(s.database, DatabaseLocation::Sqlite(_)));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let bad = |c: ConfigOverrides| Settings::resolve(c).unwrap_err().to_string();
+        assert!(bad(ConfigOverrides { bind: Some("nope".into()), ..Default::default() }).contains("bind"));
+        assert!(bad(ConfigOverrides { database_url: Some("mysql://x".into()), ..Default::default() }).contains("database_url"));
+        assert!(bad(ConfigOverrides { max_json_depth: Some(0), ..Default::default() }).contains("max_json_depth"));
+        assert!(bad(ConfigOverrides { public_url: Some("ftp://x".into()), ..Default::default() }).contains("public_url"));
+    }
+}

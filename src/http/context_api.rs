@@ -1,0 +1,231 @@
+//! The OCP context API (DESIGN.md section 4): parse, call [`ContextService`], map.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ErrorBody, HttpResult};
+use super::extract::{Authenticated, ContextIdPath, JsonBody, QueryParams, VersionPath, if_match, none_match};
+use crate::domain::context::AppendInput;
+use crate::domain::{ContextInput, StoredContext};
+use crate::service::contexts::{Cursor, Page};
+use crate::store::VersionInfo;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_context, list_contexts))
+        .routes(routes!(get_context, replace_context, patch_context, delete_context))
+        .routes(routes!(append_messages))
+        .routes(routes!(list_versions))
+        .routes(routes!(get_version))
+}
+
+/// A context with its `ETag`. Contexts steer agents: caches may keep them only
+/// privately and must revalidate.
+fn context_response(status: StatusCode, ctx: &StoredContext, extra: Option<(header::HeaderName, String)>) -> Response {
+    let mut response = (status, Json(ctx)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&ctx.version.etag()) {
+        headers.insert(header::ETAG, v);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    if let Some((name, value)) = extra
+        && let Ok(v) = HeaderValue::from_str(&value)
+    {
+        headers.insert(name, v);
+    }
+    response
+}
+
+/// Create a context.
+#[utoipa::path(post, path = "/context", tag = "contexts", request_body = ContextInput,
+    responses(
+        (status = 201, description = "Created", body = StoredContext),
+        (status = 400, description = "Invalid context", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Role or scope does not allow creating", body = ErrorBody),
+        (status = 409, description = "The id exists or existed", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn create_context(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    JsonBody(input): JsonBody<ContextInput>,
+) -> HttpResult<Response> {
+    let ctx = state.inner.contexts.create(&caller, input).await?;
+    let location = format!("{}/context/{}", state.inner.public_url, ctx.context_id);
+    Ok(context_response(StatusCode::CREATED, &ctx, Some((header::LOCATION, location))))
+}
+
+/// Get the latest version of a context.
+#[utoipa::path(get, path = "/context/{id}", tag = "contexts",
+    params(("id" = String, Path, description = "Context id (UUID)")),
+    responses(
+        (status = 200, description = "The context", body = StoredContext),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 404, description = "Missing, not visible, deleted or expired", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn get_context(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ContextIdPath(id): ContextIdPath,
+    headers: HeaderMap,
+) -> HttpResult<Response> {
+    let ctx = state.inner.contexts.get(&caller, id).await?;
+    if none_match(&headers, ctx.version)? {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&ctx.version.etag()) {
+            r.headers_mut().insert(header::ETAG, v);
+        }
+        return Ok(r);
+    }
+    Ok(context_response(StatusCode::OK, &ctx, None))
+}
+
+/// Replace a context (metadata, history and expiry). Honours `If-Match`.
+#[utoipa::path(put, path = "/context/{id}", tag = "contexts", request_body = ContextInput,
+    params(("id" = String, Path, description = "Context id (UUID)")),
+    responses(
+        (status = 200, description = "The new version", body = StoredContext),
+        (status = 412, description = "If-Match does not match", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn replace_context(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ContextIdPath(id): ContextIdPath,
+    headers: HeaderMap,
+    JsonBody(input): JsonBody<ContextInput>,
+) -> HttpResult<Response> {
+    let cond = if_match(&headers)?;
+    let ctx = state.inner.contexts.replace(&caller, id, input, cond).await?;
+    Ok(context_response(StatusCode::OK, &ctx, None))
+}
+
+/// Change `metadata` and/or `expires` with a JSON Merge Patch (RFC 7396).
+#[utoipa::path(patch, path = "/context/{id}", tag = "contexts",
+    request_body(content = Object, content_type = "application/merge-patch+json"),
+    params(("id" = String, Path, description = "Context id (UUID)")),
+    responses(
+        (status = 200, description = "The new version", body = StoredContext),
+        (status = 400, description = "Patch touches other fields or is invalid", body = ErrorBody),
+        (status = 412, description = "If-Match does not match", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn patch_context(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ContextIdPath(id): ContextIdPath,
+    headers: HeaderMap,
+    JsonBody(patch): JsonBody<Value>,
+) -> HttpResult<Response> {
+    let cond = if_match(&headers)?;
+    let ctx = state.inner.contexts.patch(&caller, id, patch, cond).await?;
+    Ok(context_response(StatusCode::OK, &ctx, None))
+}
+
+/// Inject: append messages to the session history.
+#[utoipa::path(post, path = "/context/{id}/messages", tag = "contexts", request_body = AppendInput,
+    params(("id" = String, Path, description = "Context id (UUID)")),
+    responses(
+        (status = 200, description = "The new version", body = StoredContext),
+        (status = 400, description = "Invalid messages or history limit reached", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn append_messages(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ContextIdPath(id): ContextIdPath,
+    headers: HeaderMap,
+    JsonBody(input): JsonBody<AppendInput>,
+) -> HttpResult<Response> {
+    let cond = if_match(&headers)?;
+    let ctx = state.inner.contexts.append(&caller, id, input, cond).await?;
+    Ok(context_response(StatusCode::OK, &ctx, None))
+}
+
+/// Delete (revoke) a context. Its id stays reserved for ever.
+#[utoipa::path(delete, path = "/context/{id}", tag = "contexts",
+    params(("id" = String, Path, description = "Context id (UUID)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "Missing or not visible", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn delete_context(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ContextIdPath(id): ContextIdPath,
+    headers: HeaderMap,
+) -> HttpResult<StatusCode> {
+    let cond = if_match(&headers)?;
+    state.inner.contexts.delete(&caller, id, cond).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// Opaque cursor from a previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// Page size, 1–200 (default 50).
+    limit: Option<u32>,
+}
+
+/// List the contexts visible to the caller, newest first.
+#[utoipa::path(get, path = "/context", tag = "contexts", params(ListQuery),
+    responses((status = 200, description = "A page of context summaries", body = Page)),
+    security(("bearer" = [])))]
+async fn list_contexts(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> HttpResult<Json<Page>> {
+    let cursor = q.cursor.as_deref().filter(|c| !c.is_empty()).map(Cursor::parse).transpose()?;
+    Ok(Json(state.inner.contexts.list(&caller, cursor, q.limit).await?))
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct VersionList {
+    items: Vec<VersionInfo>,
+}
+
+/// The versions of a context.
+#[utoipa::path(get, path = "/context/{id}/versions", tag = "contexts",
+    params(("id" = String, Path, description = "Context id (UUID)")),
+    responses((status = 200, description = "Version numbers and times", body = VersionList)),
+    security(("bearer" = [])))]
+async fn list_versions(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ContextIdPath(id): ContextIdPath,
+) -> HttpResult<Json<VersionList>> {
+    let items = state.inner.contexts.versions(&caller, id).await?;
+    Ok(Json(VersionList { items }))
+}
+
+/// One (possibly older) version of a context.
+#[utoipa::path(get, path = "/context/{id}/versions/{n}", tag = "contexts",
+    params(("id" = String, Path, description = "Context id (UUID)"), ("n" = i64, Path, description = "Version")),
+    responses(
+        (status = 200, description = "That version", body = StoredContext),
+        (status = 404, description = "No such version", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn get_version(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    VersionPath(id, version): VersionPath,
+) -> HttpResult<Response> {
+    let ctx = state.inner.contexts.get_version(&caller, id, version).await?;
+    Ok(context_response(StatusCode::OK, &ctx, None))
+}

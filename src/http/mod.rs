@@ -1,0 +1,114 @@
+//! HTTP: the router, its state and middleware. Handlers parse input, call one service
+//! method and map the result; `error.rs` is the only place statuses are chosen.
+
+pub mod admin_api;
+pub mod context_api;
+pub mod error;
+pub mod extract;
+pub mod json;
+pub mod middleware;
+pub mod openapi;
+pub mod ops;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::authn::Authenticator;
+use crate::service::{AdminService, ContextService};
+use crate::store::Database;
+use error::HttpError;
+pub use json::BodyLimits;
+
+/// Everything a handler may need; cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct AppState {
+    pub inner: Arc<AppInner>,
+}
+
+pub struct AppInner {
+    pub contexts: ContextService,
+    pub admin: AdminService,
+    pub authn: Authenticator,
+    pub db: Arc<dyn Database>,
+    /// Base URL used in metadata, `Location` and challenges; no trailing slash.
+    pub public_url: String,
+    pub body_limits: BodyLimits,
+    pub metrics: PrometheusHandle,
+    pub openapi_json: String,
+}
+
+/// The routes and their OpenAPI description, from one source.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(context_api::routes())
+        .merge(admin_api::routes())
+        .merge(ops::routes())
+        .split_for_parts()
+}
+
+pub fn openapi_json() -> String {
+    api().1.to_pretty_json().unwrap_or_else(|_| "{}".into())
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let (routes, _) = api();
+    let openapi = state.inner.openapi_json.clone();
+    routes
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }),
+        )
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .fallback(middleware::route_not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::add_challenge))
+        .layer(axum::middleware::from_fn(middleware::track_metrics))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(
+            // Spans carry method, path (without the query) and request id — never
+            // headers, so credentials cannot reach the logs.
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let id = req
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|r| r.header_value().to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+                })
+                .on_request(())
+                .on_response(|res: &Response, latency: Duration, _span: &tracing::Span| {
+                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1e3, "response");
+                }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            tracing::error!("a request handler panicked");
+            HttpError::Internal.into_response()
+        }))
+        .with_state(state)
+}

@@ -1,0 +1,78 @@
+//! Operations and discovery: health, readiness, metrics, the OpenAPI document and
+//! the RFC 9728 protected resource metadata.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use crate::domain::ScopeSet;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(protected_resource_metadata))
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200)))]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The database answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200), (status = 503)))]
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.inner.db.ping().await {
+        Ok(()) => Json(json!({"status": "ready", "database": state.inner.db.backend()})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": state.inner.db.backend()})))
+                .into_response()
+        }
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.inner.metrics.render(),
+    )
+        .into_response()
+}
+
+/// RFC 9728 protected resource metadata for the context API.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ResourceMetadata {
+    resource: String,
+    authorization_servers: Vec<String>,
+    scopes_supported: Vec<&'static str>,
+    bearer_methods_supported: Vec<&'static str>,
+    resource_name: &'static str,
+    resource_documentation: String,
+}
+
+#[utoipa::path(get, path = "/.well-known/oauth-protected-resource", tag = "operations",
+    responses((status = 200, body = ResourceMetadata)))]
+async fn protected_resource_metadata(State(state): State<AppState>) -> Json<ResourceMetadata> {
+    let base = &state.inner.public_url;
+    Json(ResourceMetadata {
+        resource: base.clone(),
+        // The authorization server arrives with the OAuth issue; until then API keys
+        // are the only credential and no AS is advertised.
+        authorization_servers: vec![],
+        scopes_supported: ScopeSet::all().iter().map(|s| s.as_str()).collect(),
+        bearer_methods_supported: vec!["header"],
+        resource_name: "ctxguard context API",
+        resource_documentation: format!("{base}/openapi.json"),
+    })
+}

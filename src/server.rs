@@ -1,0 +1,145 @@
+//! Assembles and runs the server: settings → data dir → database → services → router,
+//! plus the expiry sweeper, and a graceful shutdown that lets in-flight requests finish
+//! and closes the database cleanly.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::authn::Authenticator;
+use crate::config::Settings;
+use crate::domain::context::ContextLimits;
+use crate::http::{self, AppInner, AppState, BodyLimits};
+use crate::init::{self, Bootstrap};
+use crate::service::{AdminService, ContextService};
+use crate::store::{self, Database, DatabaseLocation};
+use crate::{sweeper, telemetry};
+
+/// Opens the database for this configuration, preparing the data dir first.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Arc<dyn Database>> {
+    init::prepare_data_dir(&settings.data_dir)?;
+    store::open(&settings.database).await
+}
+
+/// Opens the database and initialises it on first use, announcing where the admin
+/// key went (the path, never the key).
+pub async fn open_and_bootstrap(settings: &Settings) -> anyhow::Result<Arc<dyn Database>> {
+    let db = open_database(settings).await?;
+    if let Bootstrap::Created { key_file } = init::bootstrap(db.clone(), &settings.data_dir).await? {
+        eprintln!(
+            "ctxguard: initialised {}; the bootstrap admin API key is in {} (mode 0600)",
+            describe(&settings.database),
+            key_file.display()
+        );
+    }
+    Ok(db)
+}
+
+fn describe(location: &DatabaseLocation) -> String {
+    match location {
+        DatabaseLocation::Sqlite(p) => format!("SQLite database {}", p.display()),
+        DatabaseLocation::Postgres { .. } => "the PostgreSQL database".into(),
+    }
+}
+
+/// A server running in the background (tests and embedding).
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub public_url: String,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, waits for in-flight requests and closes the database.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.context("server task failed")?
+    }
+}
+
+/// Binds and starts serving in the background.
+pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
+    let (tx, mut rx) = watch::channel(false);
+    let (addr, public_url, fut) = prepare(settings, async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    })
+    .await?;
+    let task = tokio::spawn(fut);
+    Ok(RunningServer { addr, public_url, shutdown: tx, task })
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let (addr, _, fut) = prepare(settings, shutdown).await?;
+    println!("ctxguard listening on http://{addr}");
+    fut.await
+}
+
+async fn prepare(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(SocketAddr, String, impl Future<Output = anyhow::Result<()>>)> {
+    let db = open_and_bootstrap(&settings).await?;
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.bind))?;
+    let addr = listener.local_addr()?;
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let state = AppState {
+        inner: Arc::new(AppInner {
+            contexts: ContextService::new(db.clone(), ContextLimits { max_history: settings.max_history }),
+            admin: AdminService::new(db.clone()),
+            authn: Authenticator::new(db.clone()),
+            db: db.clone(),
+            public_url: public_url.clone(),
+            body_limits: BodyLimits {
+                max_bytes: settings.max_body_bytes,
+                max_depth: settings.max_json_depth,
+            },
+            metrics: telemetry::metrics_handle(),
+            openapi_json: http::openapi_json(),
+        }),
+    };
+    let app = http::router(state, settings.request_timeout);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sweeper = tokio::spawn(sweeper::run(db.clone(), settings.sweep_interval, settings.expiry_grace, stop_rx));
+    let fut = async move {
+        let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let _ = stop_tx.send(true);
+        let _ = sweeper.await;
+        db.close().await;
+        tracing::info!("shut down cleanly");
+        result.context("server error")
+    };
+    Ok((addr, public_url, fut))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
