@@ -114,10 +114,15 @@ pub fn load_file(path: Option<&Path>) -> anyhow::Result<ConfigOverrides> {
     };
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(ConfigOverrides::default()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read config file {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            return Ok(ConfigOverrides::default());
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read config file {}", path.display()));
+        }
     };
-    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))
 }
 
 /// Refuses `CTXGUARD_*` variables that configure nothing (usually a typo).
@@ -130,7 +135,10 @@ pub fn check_env() -> anyhow::Result<()> {
         .collect();
     for (name, _) in std::env::vars_os() {
         let Some(name) = name.to_str() else { continue };
-        if name.starts_with("CTXGUARD_") && !name.starts_with(TEST_ENV_PREFIX) && !known.iter().any(|k| k == name) {
+        if name.starts_with("CTXGUARD_")
+            && !name.starts_with(TEST_ENV_PREFIX)
+            && !known.iter().any(|k| k == name)
+        {
             bail!(
                 "unknown environment variable {name}; ctxguard reads {}",
                 known.join(", ")
@@ -143,14 +151,16 @@ pub fn check_env() -> anyhow::Result<()> {
 impl Settings {
     pub fn resolve(c: ConfigOverrides) -> anyhow::Result<Settings> {
         let bind_text = c.bind.unwrap_or_else(|| "127.0.0.1:8700".into());
-        let bind: SocketAddr = bind_text
-            .parse()
-            .map_err(|_| anyhow::anyhow!("bind: {bind_text:?} is not an address like 127.0.0.1:8700"))?;
+        let bind: SocketAddr = bind_text.parse().map_err(|_| {
+            anyhow::anyhow!("bind: {bind_text:?} is not an address like 127.0.0.1:8700")
+        })?;
         let public_url = c
             .public_url
             .map(|u| {
                 let u = u.trim_end_matches('/').to_string();
-                if !(u.starts_with("http://") || u.starts_with("https://")) || u.contains(['?', '#']) {
+                if !(u.starts_with("http://") || u.starts_with("https://"))
+                    || u.contains(['?', '#'])
+                {
                     bail!("public_url: {u:?} must be an http(s) URL without query or fragment");
                 }
                 Ok(u)
@@ -161,7 +171,12 @@ impl Settings {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 DatabaseLocation::Postgres {
                     url,
-                    max_connections: in_range("db_max_connections", c.db_max_connections.unwrap_or(16), 1, 1000)?,
+                    max_connections: in_range(
+                        "db_max_connections",
+                        c.db_max_connections.unwrap_or(16),
+                        1,
+                        1000,
+                    )?,
                 }
             }
             Some(_) => bail!("database_url: must start with postgres:// or postgresql://"),
@@ -172,25 +187,49 @@ impl Settings {
             public_url,
             data_dir,
             database,
-            max_body_bytes: in_range("max_body_bytes", c.max_body_bytes.unwrap_or(1 << 20), 1024, 64 << 20)?,
+            max_body_bytes: in_range(
+                "max_body_bytes",
+                c.max_body_bytes.unwrap_or(1 << 20),
+                1024,
+                64 << 20,
+            )?,
             max_json_depth: in_range("max_json_depth", c.max_json_depth.unwrap_or(64), 2, 512)?,
             max_history: in_range("max_history", c.max_history.unwrap_or(10_000), 1, 1_000_000)?,
-            sweep_interval: Duration::from_secs(in_range("sweep_interval_secs", c.sweep_interval_secs.unwrap_or(60), 1, 86_400)?),
-            expiry_grace: Duration::from_secs(in_range("expiry_grace_secs", c.expiry_grace_secs.unwrap_or(3600), 0, 30 * 86_400)?),
-            request_timeout: Duration::from_secs(in_range("request_timeout_secs", c.request_timeout_secs.unwrap_or(30), 1, 3600)?),
+            sweep_interval: Duration::from_secs(in_range(
+                "sweep_interval_secs",
+                c.sweep_interval_secs.unwrap_or(60),
+                1,
+                86_400,
+            )?),
+            expiry_grace: Duration::from_secs(in_range(
+                "expiry_grace_secs",
+                c.expiry_grace_secs.unwrap_or(3600),
+                0,
+                30 * 86_400,
+            )?),
+            request_timeout: Duration::from_secs(in_range(
+                "request_timeout_secs",
+                c.request_timeout_secs.unwrap_or(30),
+                1,
+                3600,
+            )?),
             log_format: c.log_format.unwrap_or(LogFormat::Json),
             log: c.log.unwrap_or_else(|| "info".into()),
         })
     }
 }
 
-fn in_range<T: PartialOrd + std::fmt::Display + Copy>(name: &str, v: T, min: T, max: T) -> anyhow::Result<T> {
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    name: &str,
+    v: T,
+    min: T,
+    max: T,
+) -> anyhow::Result<T> {
     if v < min || v > max {
         bail!("{name}: {v} is outside {min}..={max}");
     }
     Ok(v)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -198,14 +237,19 @@ mod tests {
 
     #[test]
     fn unknown_file_key_is_named() {
-        let err = toml::from_str::<ConfigOverrides>("bind = \"127.0.0.1:1\"\nbnid = 3\n").unwrap_err();
+        let err =
+            toml::from_str::<ConfigOverrides>("bind = \"127.0.0.1:1\"\nbnid = 3\n").unwrap_err();
         assert!(err.to_string().contains("bnid"), "{err}");
     }
 
     #[test]
     fn flags_override_file_and_defaults_apply() {
-        let file: ConfigOverrides = toml::from_str("bind = \"127.0.0.1:1\"\nmax_history = 5\n").unwrap();
-        let flags = ConfigOverrides { bind: Some("127.0.0.1:2".into()), ..Default::default() };
+        let file: ConfigOverrides =
+            toml::from_str("bind = \"127.0.0.1:1\"\nmax_history = 5\n").unwrap();
+        let flags = ConfigOverrides {
+            bind: Some("127.0.0.1:2".into()),
+            ..Default::default()
+        };
         let s = Settings::resolve(flags.over(file).unwrap()).unwrap();
         assert_eq!(s.bind.port(), 2);
         assert_eq!(s.max_history, 5);
@@ -216,9 +260,33 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         let bad = |c: ConfigOverrides| Settings::resolve(c).unwrap_err().to_string();
-        assert!(bad(ConfigOverrides { bind: Some("nope".into()), ..Default::default() }).contains("bind"));
-        assert!(bad(ConfigOverrides { database_url: Some("mysql://x".into()), ..Default::default() }).contains("database_url"));
-        assert!(bad(ConfigOverrides { max_json_depth: Some(0), ..Default::default() }).contains("max_json_depth"));
-        assert!(bad(ConfigOverrides { public_url: Some("ftp://x".into()), ..Default::default() }).contains("public_url"));
+        assert!(
+            bad(ConfigOverrides {
+                bind: Some("nope".into()),
+                ..Default::default()
+            })
+            .contains("bind")
+        );
+        assert!(
+            bad(ConfigOverrides {
+                database_url: Some("mysql://x".into()),
+                ..Default::default()
+            })
+            .contains("database_url")
+        );
+        assert!(
+            bad(ConfigOverrides {
+                max_json_depth: Some(0),
+                ..Default::default()
+            })
+            .contains("max_json_depth")
+        );
+        assert!(
+            bad(ConfigOverrides {
+                public_url: Some("ftp://x".into()),
+                ..Default::default()
+            })
+            .contains("public_url")
+        );
     }
 }

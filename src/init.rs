@@ -46,7 +46,8 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     }
     #[cfg(not(unix))]
     {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data directory {}", dir.display()))
     }
 }
 
@@ -87,7 +88,9 @@ pub fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options.open(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut f = options
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
@@ -96,7 +99,9 @@ pub fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 pub enum Bootstrap {
     /// A fresh database was initialised; the admin key is in this file.
-    Created { key_file: PathBuf },
+    Created {
+        key_file: PathBuf,
+    },
     AlreadyInitialised,
 }
 

@@ -3,15 +3,15 @@
 //! Layers point inward: `http` uses `service`, which uses `authn`/`authz`/`store`,
 //! which use `domain`; `domain` uses nothing of ours.
 
-pub mod domain;
-pub mod store;
 pub mod authn;
 pub mod authz;
-pub mod service;
-pub mod http;
 pub mod cli;
 pub mod config;
+pub mod domain;
+pub mod http;
 pub mod init;
 pub mod server;
+pub mod service;
+pub mod store;
 pub mod sweeper;
 pub mod telemetry;

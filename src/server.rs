@@ -29,7 +29,8 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Arc<dyn Databa
 /// key went (the path, never the key).
 pub async fn open_and_bootstrap(settings: &Settings) -> anyhow::Result<Arc<dyn Database>> {
     let db = open_database(settings).await?;
-    if let Bootstrap::Created { key_file } = init::bootstrap(db.clone(), &settings.data_dir).await? {
+    if let Bootstrap::Created { key_file } = init::bootstrap(db.clone(), &settings.data_dir).await?
+    {
         eprintln!(
             "ctxguard: initialised {}; the bootstrap admin API key is in {} (mode 0600)",
             describe(&settings.database),
@@ -70,11 +71,19 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     })
     .await?;
     let task = tokio::spawn(fut);
-    Ok(RunningServer { addr, public_url, shutdown: tx, task })
+    Ok(RunningServer {
+        addr,
+        public_url,
+        shutdown: tx,
+        task,
+    })
 }
 
 /// Serves until `shutdown` completes.
-pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (addr, _, fut) = prepare(settings, shutdown).await?;
     println!("ctxguard listening on http://{addr}");
     fut.await
@@ -89,10 +98,18 @@ async fn prepare(
         .await
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
-    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let public_url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
     let state = AppState {
         inner: Arc::new(AppInner {
-            contexts: ContextService::new(db.clone(), ContextLimits { max_history: settings.max_history }),
+            contexts: ContextService::new(
+                db.clone(),
+                ContextLimits {
+                    max_history: settings.max_history,
+                },
+            ),
             admin: AdminService::new(db.clone()),
             authn: Authenticator::new(db.clone()),
             db: db.clone(),
@@ -107,11 +124,19 @@ async fn prepare(
     };
     let app = http::router(state, settings.request_timeout);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sweeper = tokio::spawn(sweeper::run(db.clone(), settings.sweep_interval, settings.expiry_grace, stop_rx));
+    let sweeper = tokio::spawn(sweeper::run(
+        db.clone(),
+        settings.sweep_interval,
+        settings.expiry_grace,
+        stop_rx,
+    ));
     let fut = async move {
-        let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         let _ = stop_tx.send(true);
         let _ = sweeper.await;
         db.close().await;

@@ -11,7 +11,12 @@ use tokio::sync::watch;
 use crate::domain::Timestamp;
 use crate::store::Database;
 
-pub async fn run(db: Arc<dyn Database>, every: Duration, grace: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    db: Arc<dyn Database>,
+    every: Duration,
+    grace: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

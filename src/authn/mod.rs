@@ -68,7 +68,9 @@ impl Authenticator {
             Credential::Bearer(token) if api_key::looks_like_api_key(token.expose()) => {
                 self.api_key(token).await
             }
-            Credential::Bearer(_) => Err(AuthError::InvalidToken("the bearer token is not a ctxguard API key")),
+            Credential::Bearer(_) => Err(AuthError::InvalidToken(
+                "the bearer token is not a ctxguard API key",
+            )),
         }
     }
 

@@ -45,7 +45,9 @@ mod tests {
 
     #[tokio::test]
     async fn hash_then_verify() {
-        let phc = hash(Secret::new("correct horse battery".into())).await.unwrap();
+        let phc = hash(Secret::new("correct horse battery".into()))
+            .await
+            .unwrap();
         assert!(phc.starts_with("$argon2id$"));
         assert!(verify(Secret::new("correct horse battery".into()), phc.clone()).await);
         assert!(!verify(Secret::new("wrong horse battery!".into()), phc).await);

@@ -17,7 +17,10 @@ pub enum Error {
     #[error("A context with this id exists or existed; ids are never reused")]
     ContextExists(ContextId),
     #[error("If-Match does not match the current version (ETag \"v{current}\")")]
-    PreconditionFailed { context_id: ContextId, current: Version },
+    PreconditionFailed {
+        context_id: ContextId,
+        current: Version,
+    },
     #[error("session.history would exceed {max} messages")]
     HistoryTooLong { context_id: ContextId, max: usize },
     /// The principal's roles do not allow the action.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 macro_rules! uuid_id {
-    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+    ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(Uuid);
@@ -63,23 +63,19 @@ macro_rules! uuid_id {
 uuid_id!(
     /// The id of one context (OCP `context_id`); unique within its tenant for ever,
     /// because a deleted context leaves a tombstone.
-    ContextId,
-    "context_id"
+    ContextId
 );
 uuid_id!(
     /// The id of a tenant: the isolation boundary of every stored object.
-    TenantId,
-    "tenant id"
+    TenantId
 );
 uuid_id!(
     /// The id of a principal (user, agent or service).
-    PrincipalId,
-    "principal id"
+    PrincipalId
 );
 uuid_id!(
     /// The public id of an API key (never the key itself).
-    ApiKeyId,
-    "api key id"
+    ApiKeyId
 );
 
 #[cfg(test)]
@@ -95,7 +91,11 @@ mod tests {
     #[test]
     fn rejects_non_uuid_and_compact_forms() {
         assert!("not-a-uuid".parse::<ContextId>().is_err());
-        assert!("123e4567e89b42d3a456426614174000".parse::<ContextId>().is_err());
+        assert!(
+            "123e4567e89b42d3a456426614174000"
+                .parse::<ContextId>()
+                .is_err()
+        );
         assert!("".parse::<ContextId>().is_err());
     }
 }

@@ -52,7 +52,9 @@ impl PrincipalKind {
             "user" => Ok(Self::User),
             "agent" => Ok(Self::Agent),
             "service" => Ok(Self::Service),
-            other => Err(format!("unknown principal kind {other:?}; expected user, agent or service")),
+            other => Err(format!(
+                "unknown principal kind {other:?}; expected user, agent or service"
+            )),
         }
     }
 }
@@ -119,7 +121,11 @@ impl RoleSet {
 
     /// Space-separated form used in storage.
     pub fn to_storage(&self) -> String {
-        self.0.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" ")
+        self.0
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     pub fn from_storage(s: &str) -> Result<Self, String> {

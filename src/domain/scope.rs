@@ -165,7 +165,10 @@ mod tests {
     fn aliases_expand() {
         let s = ScopeSet::parse("mcp:write").unwrap();
         assert_eq!(s.to_string(), "context:read context:inject context:write");
-        assert_eq!(ScopeSet::parse("mcp:read").unwrap().to_string(), "context:read");
+        assert_eq!(
+            ScopeSet::parse("mcp:read").unwrap().to_string(),
+            "context:read"
+        );
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 fn id_param<T: std::str::FromStr<Err = String>>(raw: &str, field: &str) -> Result<T, HttpError> {
-    raw.parse().map_err(|m| HttpError::Domain(Error::invalid(field, m)))
+    raw.parse()
+        .map_err(|m| HttpError::Domain(Error::invalid(field, m)))
 }
 
 fn created<T: Serialize>(body: &T) -> Response {
@@ -54,7 +55,10 @@ async fn create_tenant(
 /// The tenants the caller administers.
 #[utoipa::path(get, path = "/admin/tenants", tag = "admin",
     responses((status = 200, body = Vec<Tenant>)), security(("bearer" = [])))]
-async fn list_tenants(State(state): State<AppState>, Authenticated(caller): Authenticated) -> HttpResult<Json<Vec<Tenant>>> {
+async fn list_tenants(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> HttpResult<Json<Vec<Tenant>>> {
     Ok(Json(state.inner.admin.list_tenants(&caller).await?))
 }
 
@@ -87,7 +91,13 @@ async fn list_principals(
     QueryParams(q): QueryParams<TenantQuery>,
 ) -> HttpResult<Json<Vec<Principal>>> {
     let tenant = q.tenant.map(TenantRef);
-    Ok(Json(state.inner.admin.list_principals(&caller, tenant.as_ref()).await?))
+    Ok(Json(
+        state
+            .inner
+            .admin
+            .list_principals(&caller, tenant.as_ref())
+            .await?,
+    ))
 }
 
 /// One principal.
@@ -114,7 +124,13 @@ async fn update_principal(
     JsonBody(change): JsonBody<PrincipalChange>,
 ) -> HttpResult<Json<Principal>> {
     let id: PrincipalId = id_param(&id, "principal id")?;
-    Ok(Json(state.inner.admin.update_principal(&caller, id, change).await?))
+    Ok(Json(
+        state
+            .inner
+            .admin
+            .update_principal(&caller, id, change)
+            .await?,
+    ))
 }
 
 /// Revoke every credential of a principal.
@@ -142,7 +158,8 @@ async fn create_api_key(
 ) -> HttpResult<Response> {
     let issued = state.inner.admin.create_api_key(&caller, body).await?;
     let mut r = created(&issued);
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
 }
 
@@ -161,8 +178,14 @@ async fn list_api_keys(
     Authenticated(caller): Authenticated,
     QueryParams(q): QueryParams<KeyQuery>,
 ) -> HttpResult<Json<Vec<ApiKey>>> {
-    let principal = q.principal.as_deref().map(|p| id_param(p, "principal")).transpose()?;
-    Ok(Json(state.inner.admin.list_api_keys(&caller, principal).await?))
+    let principal = q
+        .principal
+        .as_deref()
+        .map(|p| id_param(p, "principal"))
+        .transpose()?;
+    Ok(Json(
+        state.inner.admin.list_api_keys(&caller, principal).await?,
+    ))
 }
 
 /// Revoke an API key.

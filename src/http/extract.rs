@@ -45,16 +45,20 @@ fn credential_from_headers(headers: &HeaderMap) -> Result<Credential, AuthError>
     let value = value
         .to_str()
         .map_err(|_| AuthError::Malformed("the Authorization header is not ASCII"))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or(AuthError::Malformed("Authorization must be 'Bearer <token>'"))?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed(
+        "Authorization must be 'Bearer <token>'",
+    ))?;
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::Malformed("only the Bearer authorization scheme is supported"));
+        return Err(AuthError::Malformed(
+            "only the Bearer authorization scheme is supported",
+        ));
     }
     let token = token.trim();
     let token68 = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
     if token.is_empty() || !token.chars().all(token68) {
-        return Err(AuthError::Malformed("the bearer token is empty or has characters a token cannot have"));
+        return Err(AuthError::Malformed(
+            "the bearer token is empty or has characters a token cannot have",
+        ));
     }
     Ok(Credential::Bearer(Secret::new(token.to_string())))
 }
@@ -97,11 +101,9 @@ impl<S: Send + Sync> FromRequestParts<S> for VersionPath {
         let Path((id, n)) = Path::<(String, String)>::from_request_parts(parts, state)
             .await
             .map_err(|e| HttpError::Domain(Error::invalid("path", e.body_text())))?;
-        let version = n
-            .parse::<i64>()
-            .ok()
-            .filter(|v| *v >= 1)
-            .ok_or_else(|| HttpError::Domain(Error::invalid("version", "must be a positive integer")))?;
+        let version = n.parse::<i64>().ok().filter(|v| *v >= 1).ok_or_else(|| {
+            HttpError::Domain(Error::invalid("version", "must be a positive integer"))
+        })?;
         Ok(VersionPath(parse_context_id(&id)?, Version(version)))
     }
 }
@@ -140,7 +142,9 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, HttpError> {
             continue;
         }
         versions.push(parse_etag(tag).ok_or_else(|| {
-            HttpError::BadHeader(format!("If-Match: {tag:?} is not an entity tag such as \"v3\""))
+            HttpError::BadHeader(format!(
+                "If-Match: {tag:?} is not an entity tag such as \"v3\""
+            ))
         })?);
     }
     Ok(Some(IfMatch::OneOf(versions)))
@@ -177,7 +181,11 @@ fn joined(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<String
                 .to_string(),
         );
     }
-    Ok(if parts.is_empty() { None } else { Some(parts.join(",")) })
+    Ok(if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join(","))
+    })
 }
 
 #[cfg(test)]
@@ -194,19 +202,39 @@ mod tests {
     #[test]
     fn bearer_parsing() {
         let h = headers(header::AUTHORIZATION, "Bearer ctxg_abc");
-        assert!(matches!(credential_from_headers(&h), Ok(Credential::Bearer(s)) if s.expose() == "ctxg_abc"));
+        assert!(
+            matches!(credential_from_headers(&h), Ok(Credential::Bearer(s)) if s.expose() == "ctxg_abc")
+        );
         let h = headers(header::AUTHORIZATION, "Basic dXNlcjpwYXNz");
-        assert!(matches!(credential_from_headers(&h), Err(AuthError::Malformed(_))));
+        assert!(matches!(
+            credential_from_headers(&h),
+            Err(AuthError::Malformed(_))
+        ));
         let h = headers(header::AUTHORIZATION, "Bearer a b");
-        assert!(matches!(credential_from_headers(&h), Err(AuthError::Malformed(_))));
-        assert!(matches!(credential_from_headers(&HeaderMap::new()), Err(AuthError::Missing)));
+        assert!(matches!(
+            credential_from_headers(&h),
+            Err(AuthError::Malformed(_))
+        ));
+        assert!(matches!(
+            credential_from_headers(&HeaderMap::new()),
+            Err(AuthError::Missing)
+        ));
     }
 
     #[test]
     fn conditional_headers() {
-        assert_eq!(if_match(&headers(header::IF_MATCH, "\"v2\", \"v3\"")).unwrap(), Some(IfMatch::OneOf(vec![Version(2), Version(3)])));
-        assert_eq!(if_match(&headers(header::IF_MATCH, "*")).unwrap(), Some(IfMatch::Any));
-        assert_eq!(if_match(&headers(header::IF_MATCH, "W/\"v2\"")).unwrap(), Some(IfMatch::OneOf(vec![])));
+        assert_eq!(
+            if_match(&headers(header::IF_MATCH, "\"v2\", \"v3\"")).unwrap(),
+            Some(IfMatch::OneOf(vec![Version(2), Version(3)]))
+        );
+        assert_eq!(
+            if_match(&headers(header::IF_MATCH, "*")).unwrap(),
+            Some(IfMatch::Any)
+        );
+        assert_eq!(
+            if_match(&headers(header::IF_MATCH, "W/\"v2\"")).unwrap(),
+            Some(IfMatch::OneOf(vec![]))
+        );
         assert!(if_match(&headers(header::IF_MATCH, "v2")).is_err());
         assert!(none_match(&headers(header::IF_NONE_MATCH, "W/\"v2\""), Version(2)).unwrap());
         assert!(!none_match(&headers(header::IF_NONE_MATCH, "\"v1\""), Version(2)).unwrap());

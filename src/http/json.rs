@@ -22,14 +22,29 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), HttpError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .ok_or(HttpError::UnsupportedMediaType { expected })?;
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let ok = essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"));
-    if ok { Ok(()) } else { Err(HttpError::UnsupportedMediaType { expected }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(HttpError::UnsupportedMediaType { expected })
+    }
 }
 
-pub async fn read_body(headers: &HeaderMap, body: Body, limits: BodyLimits) -> Result<bytes::Bytes, HttpError> {
-    let too_large = HttpError::PayloadTooLarge { max: limits.max_bytes };
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limits: BodyLimits,
+) -> Result<bytes::Bytes, HttpError> {
+    let too_large = HttpError::PayloadTooLarge {
+        max: limits.max_bytes,
+    };
     // Refuse an announced oversize body before reading any of it.
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
@@ -42,7 +57,9 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limits: BodyLimits) -> R
     match Limited::new(body, limits.max_bytes).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
-        Err(e) => Err(HttpError::MalformedJson(format!("the request body could not be read: {e}"))),
+        Err(e) => Err(HttpError::MalformedJson(format!(
+            "the request body could not be read: {e}"
+        ))),
     }
 }
 
@@ -59,13 +76,18 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, H
         let inner = e.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let field = if path == "." { "body".to_string() } else { path };
+                let field = if path == "." {
+                    "body".to_string()
+                } else {
+                    path
+                };
                 HttpError::Domain(Error::invalid(field, inner.to_string()))
             }
             _ => HttpError::MalformedJson(inner.to_string()),
         }
     })?;
-    de.end().map_err(|e| HttpError::MalformedJson(e.to_string()))?;
+    de.end()
+        .map_err(|e| HttpError::MalformedJson(e.to_string()))?;
     Ok(value)
 }
 
@@ -108,7 +130,10 @@ mod tests {
     #[test]
     fn depth_counts_only_structure() {
         assert!(check_depth(br#"{"a":[[1]]}"#, 3).is_ok());
-        assert!(matches!(check_depth(br#"{"a":[[[1]]]}"#, 3), Err(HttpError::TooDeep { max: 3 })));
+        assert!(matches!(
+            check_depth(br#"{"a":[[[1]]]}"#, 3),
+            Err(HttpError::TooDeep { max: 3 })
+        ));
         assert!(check_depth(br#"{"a":"[[[[[[\"[[[["}"#, 1).is_ok());
     }
 
@@ -123,8 +148,17 @@ mod tests {
             Err(HttpError::Domain(Error::InvalidField { field, .. })) => assert_eq!(field, "a[1]"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse::<T>(b"{\"a\":", 64), Err(HttpError::MalformedJson(_))));
-        assert!(matches!(parse::<T>(b"{\"a\":[]} x", 64), Err(HttpError::MalformedJson(_))));
-        assert!(matches!(parse::<T>(b"  ", 64), Err(HttpError::MalformedJson(_))));
+        assert!(matches!(
+            parse::<T>(b"{\"a\":", 64),
+            Err(HttpError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse::<T>(b"{\"a\":[]} x", 64),
+            Err(HttpError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse::<T>(b"  ", 64),
+            Err(HttpError::MalformedJson(_))
+        ));
     }
 }

@@ -45,7 +45,10 @@ pub async fn add_challenge(State(state): State<AppState>, req: Request, next: Ne
     }
     if let Some(desc) = ch.description {
         // Quoted-string content: drop the characters that would end or escape it.
-        let clean: String = desc.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect();
+        let clean: String = desc
+            .chars()
+            .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+            .collect();
         value.push_str(&format!(", error_description=\"{clean}\""));
     }
     if let Some(scope) = ch.scope {

@@ -11,7 +11,9 @@ use super::context_denial;
 use crate::authn::Caller;
 use crate::authz::{Action, Resource, authorize};
 use crate::domain::context::{AppendInput, ContextLimits, append_messages, apply_patch};
-use crate::domain::{ContextId, ContextInput, Error, StoreError, StoredContext, Timestamp, Version};
+use crate::domain::{
+    ContextId, ContextInput, Error, StoreError, StoredContext, Timestamp, Version,
+};
 use crate::store::{ContextRecord, ContextStore, VersionInfo};
 
 /// An `If-Match` precondition (RFC 9110 section 13.1.1).
@@ -26,7 +28,10 @@ impl IfMatch {
         match self {
             IfMatch::Any => Ok(()),
             IfMatch::OneOf(v) if v.contains(&current) => Ok(()),
-            IfMatch::OneOf(_) => Err(Error::PreconditionFailed { context_id: id, current }),
+            IfMatch::OneOf(_) => Err(Error::PreconditionFailed {
+                context_id: id,
+                current,
+            }),
         }
     }
 }
@@ -59,7 +64,10 @@ impl Cursor {
         let bad = || Error::invalid("cursor", "is not a cursor returned by this server");
         let raw = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
         let text = std::str::from_utf8(&raw).map_err(|_| bad())?;
-        let seq = text.strip_prefix("s:").and_then(|n| n.parse().ok()).ok_or_else(bad)?;
+        let seq = text
+            .strip_prefix("s:")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(bad)?;
         Ok(Cursor(seq))
     }
 
@@ -82,9 +90,14 @@ impl ContextService {
         Self { store, limits }
     }
 
-    pub async fn create(&self, caller: &Caller, input: ContextInput) -> Result<StoredContext, Error> {
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        input: ContextInput,
+    ) -> Result<StoredContext, Error> {
         let tenant = caller.principal.tenant;
-        authorize(caller, Action::Create, Resource::Tenant(tenant)).map_err(|d| super::denial_error(d, "tenant"))?;
+        authorize(caller, Action::Create, Resource::Tenant(tenant))
+            .map_err(|d| super::denial_error(d, "tenant"))?;
         let id = input.context_id.unwrap_or_else(ContextId::new_random);
         let ctx = input.into_new(id, Timestamp::now())?;
         self.limits.check(&ctx)?;
@@ -99,13 +112,25 @@ impl ContextService {
         self.readable(caller, id, Action::Read).await
     }
 
-    pub async fn get_version(&self, caller: &Caller, id: ContextId, version: Version) -> Result<StoredContext, Error> {
+    pub async fn get_version(
+        &self,
+        caller: &Caller,
+        id: ContextId,
+        version: Version,
+    ) -> Result<StoredContext, Error> {
         self.readable(caller, id, Action::Read).await?;
-        let found = self.store.get_version(caller.principal.tenant, id, version).await?;
+        let found = self
+            .store
+            .get_version(caller.principal.tenant, id, version)
+            .await?;
         found.ok_or_else(|| Error::NotFound { what: "version" })
     }
 
-    pub async fn versions(&self, caller: &Caller, id: ContextId) -> Result<Vec<VersionInfo>, Error> {
+    pub async fn versions(
+        &self,
+        caller: &Caller,
+        id: ContextId,
+    ) -> Result<Vec<VersionInfo>, Error> {
         self.readable(caller, id, Action::Read).await?;
         Ok(self.store.versions(caller.principal.tenant, id).await?)
     }
@@ -117,9 +142,13 @@ impl ContextService {
         input: ContextInput,
         if_match: Option<IfMatch>,
     ) -> Result<StoredContext, Error> {
-        self.update(caller, id, Action::Write, if_match, Box::new(|current, now| {
-            input.into_replacement(current, now)
-        }))
+        self.update(
+            caller,
+            id,
+            Action::Write,
+            if_match,
+            Box::new(|current, now| input.into_replacement(current, now)),
+        )
         .await
     }
 
@@ -130,9 +159,13 @@ impl ContextService {
         patch: Value,
         if_match: Option<IfMatch>,
     ) -> Result<StoredContext, Error> {
-        self.update(caller, id, Action::Write, if_match, Box::new(move |current, now| {
-            apply_patch(current, &patch, now)
-        }))
+        self.update(
+            caller,
+            id,
+            Action::Write,
+            if_match,
+            Box::new(move |current, now| apply_patch(current, &patch, now)),
+        )
         .await
     }
 
@@ -143,13 +176,22 @@ impl ContextService {
         input: AppendInput,
         if_match: Option<IfMatch>,
     ) -> Result<StoredContext, Error> {
-        self.update(caller, id, Action::Inject, if_match, Box::new(move |current, now| {
-            append_messages(current, input.messages, now)
-        }))
+        self.update(
+            caller,
+            id,
+            Action::Inject,
+            if_match,
+            Box::new(move |current, now| append_messages(current, input.messages, now)),
+        )
         .await
     }
 
-    pub async fn delete(&self, caller: &Caller, id: ContextId, if_match: Option<IfMatch>) -> Result<(), Error> {
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        id: ContextId,
+        if_match: Option<IfMatch>,
+    ) -> Result<(), Error> {
         let tenant = caller.principal.tenant;
         let record = self.store.get(tenant, id).await?;
         let (owner, current) = match record {
@@ -161,12 +203,17 @@ impl ContextService {
             }
             Some(ContextRecord::Live { owner, context }) => (owner, context),
         };
-        authorize(caller, Action::Delete, Resource::Context { tenant, owner }).map_err(|d| context_denial(id, d))?;
+        authorize(caller, Action::Delete, Resource::Context { tenant, owner })
+            .map_err(|d| context_denial(id, d))?;
         if let Some(cond) = &if_match {
             cond.check(id, current.version)?;
         }
         let expected = if_match.is_some().then_some(current.version);
-        if self.store.delete(tenant, id, expected, Timestamp::now()).await? {
+        if self
+            .store
+            .delete(tenant, id, expected, Timestamp::now())
+            .await?
+        {
             return Ok(());
         }
         // Lost a race: someone else deleted or changed it in between.
@@ -179,13 +226,24 @@ impl ContextService {
         }
     }
 
-    pub async fn list(&self, caller: &Caller, cursor: Option<Cursor>, limit: Option<u32>) -> Result<Page, Error> {
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        cursor: Option<Cursor>,
+        limit: Option<u32>,
+    ) -> Result<Page, Error> {
         let tenant = caller.principal.tenant;
-        authorize(caller, Action::List, Resource::Tenant(tenant)).map_err(|d| super::denial_error(d, "tenant"))?;
+        authorize(caller, Action::List, Resource::Tenant(tenant))
+            .map_err(|d| super::denial_error(d, "tenant"))?;
         let limit = match limit {
             None => DEFAULT_PAGE,
             Some(n @ 1..=MAX_PAGE) => n,
-            Some(_) => return Err(Error::invalid("limit", format!("must be between 1 and {MAX_PAGE}"))),
+            Some(_) => {
+                return Err(Error::invalid(
+                    "limit",
+                    format!("must be between 1 and {MAX_PAGE}"),
+                ));
+            }
         };
         let mut rows = self
             .store
@@ -193,7 +251,11 @@ impl ContextService {
             .await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let next_cursor = if more { rows.last().map(|(seq, _)| Cursor(*seq).encode()) } else { None };
+        let next_cursor = if more {
+            rows.last().map(|(seq, _)| Cursor(*seq).encode())
+        } else {
+            None
+        };
         let items = rows
             .into_iter()
             .map(|(_, c)| ContextSummary {
@@ -210,7 +272,12 @@ impl ContextService {
     }
 
     /// Finds a live, unexpired context the caller may perform `action` on.
-    async fn readable(&self, caller: &Caller, id: ContextId, action: Action) -> Result<StoredContext, Error> {
+    async fn readable(
+        &self,
+        caller: &Caller,
+        id: ContextId,
+        action: Action,
+    ) -> Result<StoredContext, Error> {
         let tenant = caller.principal.tenant;
         match self.store.get(tenant, id).await? {
             None => Err(Error::ContextNotFound(id)),
@@ -220,7 +287,8 @@ impl ContextService {
                 Err(Error::ContextDeleted(id))
             }
             Some(ContextRecord::Live { owner, context }) => {
-                authorize(caller, action, Resource::Context { tenant, owner }).map_err(|d| context_denial(id, d))?;
+                authorize(caller, action, Resource::Context { tenant, owner })
+                    .map_err(|d| context_denial(id, d))?;
                 if context.is_expired_at(Timestamp::now()) {
                     return Err(Error::ContextExpired(id));
                 }
@@ -236,25 +304,32 @@ impl ContextService {
         id: ContextId,
         action: Action,
         if_match: Option<IfMatch>,
-        make_next: Box<dyn FnOnce(&StoredContext, Timestamp) -> Result<StoredContext, Error> + Send + '_>,
+        make_next: Box<
+            dyn FnOnce(&StoredContext, Timestamp) -> Result<StoredContext, Error> + Send + '_,
+        >,
     ) -> Result<StoredContext, Error> {
         let tenant = caller.principal.tenant;
         let limits = self.limits;
         let result = self
             .store
-            .update(tenant, id, Box::new(|owner, current| {
-                authorize(caller, action, Resource::Context { tenant, owner }).map_err(|d| context_denial(id, d))?;
-                let now = Timestamp::now();
-                if current.is_expired_at(now) {
-                    return Err(Error::ContextExpired(id));
-                }
-                if let Some(cond) = &if_match {
-                    cond.check(id, current.version)?;
-                }
-                let next = make_next(current, now)?;
-                limits.check(&next)?;
-                Ok(next)
-            }))
+            .update(
+                tenant,
+                id,
+                Box::new(|owner, current| {
+                    authorize(caller, action, Resource::Context { tenant, owner })
+                        .map_err(|d| context_denial(id, d))?;
+                    let now = Timestamp::now();
+                    if current.is_expired_at(now) {
+                        return Err(Error::ContextExpired(id));
+                    }
+                    if let Some(cond) = &if_match {
+                        cond.check(id, current.version)?;
+                    }
+                    let next = make_next(current, now)?;
+                    limits.check(&next)?;
+                    Ok(next)
+                }),
+            )
             .await;
         match result {
             // A tombstone answers "deleted" only to those who could read the context.
@@ -287,10 +362,17 @@ mod tests {
     fn if_match() {
         let id = ContextId::new_random();
         assert!(IfMatch::Any.check(id, Version(3)).is_ok());
-        assert!(IfMatch::OneOf(vec![Version(2), Version(3)]).check(id, Version(3)).is_ok());
+        assert!(
+            IfMatch::OneOf(vec![Version(2), Version(3)])
+                .check(id, Version(3))
+                .is_ok()
+        );
         assert!(matches!(
             IfMatch::OneOf(vec![Version(2)]).check(id, Version(3)),
-            Err(Error::PreconditionFailed { current: Version(3), .. })
+            Err(Error::PreconditionFailed {
+                current: Version(3),
+                ..
+            })
         ));
     }
 }

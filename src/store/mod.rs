@@ -16,8 +16,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    ApiKey, ApiKeyId, ContextId, Error, Principal, PrincipalId, RoleSet, StoreError, StoredContext, Tenant,
-    TenantId, Timestamp, Version,
+    ApiKey, ApiKeyId, ContextId, Error, Principal, PrincipalId, RoleSet, StoreError, StoredContext,
+    Tenant, TenantId, Timestamp, Version,
 };
 
 pub use postgres::PostgresStore;
@@ -26,7 +26,10 @@ pub use sqlite::SqliteStore;
 /// The state of a context id within a tenant.
 #[derive(Clone, Debug)]
 pub enum ContextRecord {
-    Live { owner: PrincipalId, context: StoredContext },
+    Live {
+        owner: PrincipalId,
+        context: StoredContext,
+    },
     /// Deleted or swept after expiry: the id stays reserved.
     Tombstone { owner: PrincipalId },
 }
@@ -40,22 +43,41 @@ pub struct VersionInfo {
 
 /// Computes the next version from the current one inside the store's write transaction.
 /// It is called with the row locked, so read-modify-write cannot lose an update.
-pub type Mutation<'a> = Box<dyn FnOnce(PrincipalId, &StoredContext) -> Result<StoredContext, Error> + Send + 'a>;
+pub type Mutation<'a> =
+    Box<dyn FnOnce(PrincipalId, &StoredContext) -> Result<StoredContext, Error> + Send + 'a>;
 
 #[async_trait]
 pub trait ContextStore: Send + Sync {
-    async fn get(&self, tenant: TenantId, id: ContextId) -> Result<Option<ContextRecord>, StoreError>;
+    async fn get(
+        &self,
+        tenant: TenantId,
+        id: ContextId,
+    ) -> Result<Option<ContextRecord>, StoreError>;
     async fn get_version(
         &self,
         tenant: TenantId,
         id: ContextId,
         version: Version,
     ) -> Result<Option<StoredContext>, StoreError>;
-    async fn versions(&self, tenant: TenantId, id: ContextId) -> Result<Vec<VersionInfo>, StoreError>;
+    async fn versions(
+        &self,
+        tenant: TenantId,
+        id: ContextId,
+    ) -> Result<Vec<VersionInfo>, StoreError>;
     /// Inserts version 1. `StoreError::Duplicate` if the id exists or ever existed.
-    async fn create(&self, tenant: TenantId, owner: PrincipalId, context: &StoredContext) -> Result<(), StoreError>;
+    async fn create(
+        &self,
+        tenant: TenantId,
+        owner: PrincipalId,
+        context: &StoredContext,
+    ) -> Result<(), StoreError>;
     /// Atomically replaces the latest version with `mutate(owner, latest)`.
-    async fn update(&self, tenant: TenantId, id: ContextId, mutate: Mutation<'_>) -> Result<StoredContext, Error>;
+    async fn update(
+        &self,
+        tenant: TenantId,
+        id: ContextId,
+        mutate: Mutation<'_>,
+    ) -> Result<StoredContext, Error>;
     /// Live, unexpired contexts, newest first, strictly older than `before_seq`.
     async fn list(
         &self,
@@ -84,9 +106,17 @@ pub trait AuthStore: Send + Sync {
     async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError>;
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError>;
 
-    async fn create_principal(&self, principal: &Principal, password_hash: Option<&str>) -> Result<(), StoreError>;
+    async fn create_principal(
+        &self,
+        principal: &Principal,
+        password_hash: Option<&str>,
+    ) -> Result<(), StoreError>;
     async fn principal(&self, id: PrincipalId) -> Result<Option<Principal>, StoreError>;
-    async fn principal_by_name(&self, tenant: TenantId, name: &str) -> Result<Option<Principal>, StoreError>;
+    async fn principal_by_name(
+        &self,
+        tenant: TenantId,
+        name: &str,
+    ) -> Result<Option<Principal>, StoreError>;
     async fn principals(&self, tenant: TenantId) -> Result<Vec<Principal>, StoreError>;
     /// Changes roles and/or the disabled flag; false if there is no such principal.
     async fn update_principal(
@@ -97,13 +127,21 @@ pub trait AuthStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     async fn create_api_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), StoreError>;
-    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<(ApiKey, String)>, StoreError>;
+    async fn api_key_by_hash(&self, key_hash: &str)
+    -> Result<Option<(ApiKey, String)>, StoreError>;
     async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError>;
-    async fn api_keys(&self, tenant: Option<TenantId>, principal: Option<PrincipalId>)
-    -> Result<Vec<ApiKey>, StoreError>;
+    async fn api_keys(
+        &self,
+        tenant: Option<TenantId>,
+        principal: Option<PrincipalId>,
+    ) -> Result<Vec<ApiKey>, StoreError>;
     /// False if the key does not exist or was already revoked.
     async fn revoke_api_key(&self, id: ApiKeyId, at: Timestamp) -> Result<bool, StoreError>;
-    async fn revoke_principal_api_keys(&self, principal: PrincipalId, at: Timestamp) -> Result<u64, StoreError>;
+    async fn revoke_principal_api_keys(
+        &self,
+        principal: PrincipalId,
+        at: Timestamp,
+    ) -> Result<u64, StoreError>;
 }
 
 /// A whole database: both stores plus health and shutdown.
@@ -127,9 +165,10 @@ pub enum DatabaseLocation {
 pub async fn open(location: &DatabaseLocation) -> anyhow::Result<Arc<dyn Database>> {
     Ok(match location {
         DatabaseLocation::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
-        DatabaseLocation::Postgres { url, max_connections } => {
-            Arc::new(PostgresStore::open(url, *max_connections).await?)
-        }
+        DatabaseLocation::Postgres {
+            url,
+            max_connections,
+        } => Arc::new(PostgresStore::open(url, *max_connections).await?),
     })
 }
 

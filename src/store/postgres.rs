@@ -38,7 +38,10 @@ super::sql::impl_sql_stores!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE"
 #[async_trait]
 impl Database for PostgresStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_sqlx)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_sqlx)?;
         Ok(())
     }
 

@@ -1,0 +1,88 @@
+//! The admin API: tenants, principals, API keys, revoke-all.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::backend_tests;
+use crate::support::sample_context;
+
+backend_tests! {
+    async fn tenants_principals_and_keys(srv) {
+        let t = srv.admin(Method::POST, "/admin/tenants", Some(json!({"name": "acme"}))).await;
+        assert_eq!(t.status, StatusCode::CREATED);
+        assert_eq!(t.body["name"], "acme");
+        srv.admin(Method::POST, "/admin/tenants", Some(json!({"name": "acme"}))).await.assert_error(StatusCode::CONFLICT, "conflict");
+        srv.admin(Method::POST, "/admin/tenants", Some(json!({"name": "bad name!"}))).await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+        let tenants = srv.admin(Method::GET, "/admin/tenants", None).await;
+        let names: Vec<&str> = tenants.body.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+        assert_eq!(names, vec!["acme", "default"]);
+
+        let p = srv.admin(Method::POST, "/admin/principals", Some(json!({
+            "tenant": t.body["id"], "kind": "user", "name": "alice", "roles": ["admin"], "password": "a long enough password"
+        }))).await;
+        assert_eq!(p.status, StatusCode::CREATED, "{}", p.body);
+        assert_eq!(p.body["roles"], json!(["admin"]));
+        assert!(p.body.get("password").is_none() && p.body.get("password_hash").is_none());
+        srv.admin(Method::POST, "/admin/principals", Some(json!({"tenant": "acme", "kind": "user", "name": "alice"}))).await
+            .assert_error(StatusCode::CONFLICT, "conflict");
+        srv.admin(Method::POST, "/admin/principals", Some(json!({"tenant": "acme", "kind": "user", "name": "bob", "password": "short"}))).await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+        let bad_role = srv.admin(Method::POST, "/admin/principals", Some(json!({"tenant": "acme", "kind": "agent", "name": "x", "roles": ["root"]}))).await;
+        bad_role.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+        assert!(bad_role.body["error"].as_str().unwrap().contains("roles"), "{}", bad_role.body);
+        srv.admin(Method::POST, "/admin/principals", Some(json!({"tenant": "nope", "kind": "agent", "name": "x"}))).await
+            .assert_error(StatusCode::NOT_FOUND, "not_found");
+
+        // The tenant admin administers acme only.
+        let alice = p.body["id"].as_str().unwrap();
+        let (key_id, alice_key) = srv.api_key(alice, None, None).await;
+        let listed = srv.admin(Method::GET, &format!("/admin/api-keys?principal={alice}"), None).await;
+        assert_eq!(listed.body[0]["id"], key_id.as_str());
+        assert!(listed.body[0].get("key").is_none(), "the key is shown once only");
+        assert!(!listed.body.to_string().contains(&alice_key));
+        let r = srv.call(Method::POST, "/admin/principals", Some(&alice_key), Some(json!({"kind": "agent", "name": "bot", "roles": ["writer"]}))).await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        let bot = r.body["id"].as_str().unwrap().to_string();
+        let mine = srv.call(Method::GET, "/admin/principals", Some(&alice_key), None).await;
+        assert_eq!(mine.body.as_array().unwrap().len(), 2);
+        srv.call(Method::GET, "/admin/principals?tenant=default", Some(&alice_key), None).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+        srv.call(Method::POST, "/admin/tenants", Some(&alice_key), Some(json!({"name": "mine"}))).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+        let default_admin = srv.admin(Method::GET, "/admin/principals?tenant=default", None).await;
+        let admin_id = default_admin.body[0]["id"].as_str().unwrap();
+        srv.call(Method::GET, &format!("/admin/principals/{admin_id}"), Some(&alice_key), None).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+        srv.call(Method::POST, &format!("/admin/principals/{admin_id}/revoke-all"), Some(&alice_key), None).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+        assert_eq!(srv.admin(Method::GET, "/admin/tenants", None).await.status, StatusCode::OK, "the platform admin key still works");
+
+        // Role changes take effect at once; revoke-all kills every key.
+        let (_, bot_key) = srv.api_key(&bot, None, None).await;
+        let (_, bot_key2) = srv.api_key(&bot, Some(&["context:read"]), Some(3600)).await;
+        assert_eq!(srv.call(Method::POST, "/context", Some(&bot_key), Some(sample_context())).await.status, StatusCode::CREATED);
+        let r = srv.call(Method::PATCH, &format!("/admin/principals/{bot}"), Some(&alice_key), Some(json!({"roles": ["reader"]}))).await;
+        assert_eq!(r.body["roles"], json!(["reader"]));
+        srv.call(Method::POST, "/context", Some(&bot_key), Some(sample_context())).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+        let r = srv.call(Method::POST, &format!("/admin/principals/{bot}/revoke-all"), Some(&alice_key), None).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        for k in [&bot_key, &bot_key2] {
+            srv.call(Method::GET, "/context", Some(k), None).await.assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+        }
+        srv.admin(Method::PATCH, &format!("/admin/principals/{bot}"), Some(json!({"role": ["reader"]}))).await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+        srv.admin(Method::GET, "/admin/principals/not-a-uuid", None).await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+        srv.admin(Method::DELETE, &format!("/admin/api-keys/{}", uuid::Uuid::new_v4()), None).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+        srv.admin(Method::POST, "/admin/api-keys", Some(json!({"principal": bot, "scopes": ["context:all"]}))).await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+        srv.admin(Method::POST, "/admin/api-keys", Some(json!({"principal": bot, "expires_in": 0}))).await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+        let created = srv.admin(Method::POST, "/admin/api-keys", Some(json!({"principal": bot}))).await;
+        assert_eq!(created.header("cache-control"), Some("no-store"));
+        assert!(created.body["key"].as_str().unwrap().starts_with("ctxg_"));
+    }
+
+    async fn keys_survive_restart(srv) {
+        let key = srv.agent("w", &["writer"]).await;
+        let admin_key = srv.admin_key.clone();
+        srv.restart().await;
+        assert_eq!(srv.call(Method::POST, "/context", Some(&key), Some(sample_context())).await.status, StatusCode::CREATED);
+        assert_eq!(srv.call(Method::GET, "/admin/tenants", Some(&admin_key), None).await.status, StatusCode::OK);
+    }
+}

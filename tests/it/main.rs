@@ -1,0 +1,12 @@
+//! The one integration-test binary (see STYLE.md: each file in tests/ would be another
+//! binary to link). Every test talks HTTP to a real server on an ephemeral port.
+
+mod support;
+
+mod admin;
+mod auth;
+mod concurrency;
+mod contexts;
+mod limits;
+mod ops;
+mod process;

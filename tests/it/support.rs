@@ -1,0 +1,353 @@
+//! Test support: boots a real ctxguard (in-process, on an ephemeral port) on SQLite or
+//! on PostgreSQL, and gives tests a client and helpers to provision tenants,
+//! principals and keys through the admin API.
+//!
+//! PostgreSQL tests need `CTXGUARD_TEST_DATABASE_URL`; each test gets its own schema.
+//! Without the variable they report that they were skipped and why (and fail under
+//! CI, where skipping would hide the backend that most needs testing).
+
+use std::sync::Once;
+
+use ctxguard::config::{ConfigOverrides, Settings};
+use ctxguard::server::{self, RunningServer};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+
+pub const PG_ENV: &str = "CTXGUARD_TEST_DATABASE_URL";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a test body once per backend: `backend_tests! { async fn name(srv) { … } }`
+/// expands to `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($(async fn $name:ident($srv:ident) $body:block)*) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    #[allow(unused_mut)]
+                    let Some(mut $srv) = $crate::support::TestServer::start($crate::support::Backend::Sqlite).await else { return };
+                    $body
+                    $srv.stop().await;
+                }
+            )*
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    #[allow(unused_mut)]
+                    let Some(mut $srv) = $crate::support::TestServer::start($crate::support::Backend::Postgres).await else { return };
+                    $body
+                    $srv.stop().await;
+                }
+            )*
+        }
+    };
+}
+
+/// A PostgreSQL schema private to one test, dropped at the end.
+pub struct PgSchema {
+    pub base_url: String,
+    pub name: String,
+}
+
+impl PgSchema {
+    /// `None` (after saying why) when no test database is configured.
+    pub async fn create() -> Option<PgSchema> {
+        let Ok(base_url) = std::env::var(PG_ENV) else {
+            if std::env::var_os("CI").is_some() {
+                panic!("{PG_ENV} must be set in CI: the PostgreSQL tests may not be skipped there");
+            }
+            static SAY: Once = Once::new();
+            SAY.call_once(|| {
+                eprintln!("PostgreSQL tests skipped: {PG_ENV} is not set (e.g. postgres://postgres@127.0.0.1:5432/test)")
+            });
+            return None;
+        };
+        let pool = sqlx::PgPool::connect(&base_url)
+            .await
+            .expect("connect to the test PostgreSQL");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        // Schemas left by crashed runs more than an hour old are removed.
+        let stale: Vec<String> = sqlx::query_scalar(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'ctxg_t_%'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        for s in stale {
+            let born: u64 = s
+                .split('_')
+                .nth(2)
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            if born + 3600 < now {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {s} CASCADE"
+                )))
+                .execute(&pool)
+                .await;
+            }
+        }
+        let name = format!("ctxg_t_{now}_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        Some(PgSchema { base_url, name })
+    }
+
+    pub fn url(&self) -> String {
+        let sep = if self.base_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!("{}{sep}options[search_path]={}", self.base_url, self.name)
+    }
+
+    pub async fn drop_schema(&self) {
+        if let Ok(pool) = sqlx::PgPool::connect(&self.base_url).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                self.name
+            )))
+            .execute(&pool)
+            .await;
+            pool.close().await;
+        }
+    }
+}
+
+pub struct TestServer {
+    pub url: String,
+    pub admin_key: String,
+    pub http: reqwest::Client,
+    pub backend: Backend,
+    _dir: tempfile::TempDir,
+    pub pg: Option<PgSchema>,
+    running: Option<RunningServer>,
+    settings: Settings,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> Option<TestServer> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(
+        backend: Backend,
+        tweak: impl FnOnce(&mut ConfigOverrides),
+    ) -> Option<TestServer> {
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(PgSchema::create().await?),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = ConfigOverrides {
+            bind: Some("127.0.0.1:0".into()),
+            data_dir: Some(dir.path().join("data")),
+            database_url: pg.as_ref().map(PgSchema::url),
+            db_max_connections: Some(8),
+            ..Default::default()
+        };
+        tweak(&mut c);
+        let settings = Settings::resolve(c).expect("test settings");
+        let running = server::start(settings.clone())
+            .await
+            .expect("server starts");
+        let admin_key = std::fs::read_to_string(dir.path().join("data/admin.key"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Some(TestServer {
+            url: running.public_url.clone(),
+            admin_key,
+            http: reqwest::Client::new(),
+            backend,
+            _dir: dir,
+            pg,
+            running: Some(running),
+            settings,
+        })
+    }
+
+    /// Stops the server and starts it again on the same data (a new port).
+    pub async fn restart(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+        let running = server::start(self.settings.clone())
+            .await
+            .expect("server restarts");
+        self.url = running.public_url.clone();
+        self.running = Some(running);
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+        if let Some(pg) = &self.pg {
+            pg.drop_schema().await;
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str, key: Option<&str>) -> RequestBuilder {
+        let rb = self.http.request(method, format!("{}{}", self.url, path));
+        match key {
+            Some(k) => rb.bearer_auth(k),
+            None => rb,
+        }
+    }
+
+    /// Sends JSON and returns status, headers and the parsed body (Null if empty).
+    pub async fn send(&self, rb: RequestBuilder) -> Reply {
+        let res = rb.send().await.expect("request reaches the server");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut rb = self.request(method, path, key);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        self.send(rb).await
+    }
+
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.call(method, path, Some(&self.admin_key.clone()), body)
+            .await
+    }
+
+    pub async fn create_tenant(&self, name: &str) -> String {
+        let r = self
+            .admin(Method::POST, "/admin/tenants", Some(json!({"name": name})))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a principal with `roles` in `tenant` (name or id) and returns its id.
+    pub async fn create_principal(&self, tenant: &str, name: &str, roles: &[&str]) -> String {
+        let r = self
+            .admin(
+                Method::POST,
+                "/admin/principals",
+                Some(json!({"tenant": tenant, "kind": "agent", "name": name, "roles": roles})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn api_key(
+        &self,
+        principal: &str,
+        scopes: Option<&[&str]>,
+        expires_in: Option<u64>,
+    ) -> (String, String) {
+        let mut body = json!({"principal": principal});
+        if let Some(s) = scopes {
+            body["scopes"] = json!(s);
+        }
+        if let Some(e) = expires_in {
+            body["expires_in"] = json!(e);
+        }
+        let r = self
+            .admin(Method::POST, "/admin/api-keys", Some(body))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        (
+            r.body["id"].as_str().unwrap().to_string(),
+            r.body["key"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// A principal with `roles` in the default tenant and an unscoped key for it.
+    pub async fn agent(&self, name: &str, roles: &[&str]) -> String {
+        let id = self.create_principal("default", name, roles).await;
+        self.api_key(&id, None, None).await.1
+    }
+
+    pub async fn create_context(&self, key: &str, body: Value) -> Value {
+        let r = self
+            .call(Method::POST, "/context", Some(key), Some(body))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body
+    }
+
+    /// The stored context as the admin sees it (for "storage unchanged" checks).
+    pub async fn stored(&self, id: &str) -> Reply {
+        self.admin(Method::GET, &format!("/context/{id}"), None)
+            .await
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the status and our error body's `code`.
+    #[track_caller]
+    pub fn assert_error(&self, status: StatusCode, code: &str) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(self.body["code"], code, "body: {}", self.body);
+        assert!(
+            self.body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "body: {}",
+            self.body
+        );
+    }
+}
+
+pub fn sample_context() -> Value {
+    json!({
+        "metadata": {"user_id": "user-123", "topic": "billing"},
+        "session": {"history": [
+            {"role": "system", "message": "You are a support agent."},
+            {"role": "user", "message": "Where is my invoice?"}
+        ]}
+    })
+}
