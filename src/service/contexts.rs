@@ -76,6 +76,9 @@ impl Cursor {
     }
 }
 
+/// Computes the next version from the current one and the time of the write.
+type NextVersion<'a> = Box<dyn FnOnce(&StoredContext, Timestamp) -> Result<StoredContext, Error> + Send + 'a>;
+
 pub const MAX_PAGE: u32 = 200;
 pub const DEFAULT_PAGE: u32 = 50;
 
@@ -123,7 +126,7 @@ impl ContextService {
             .store
             .get_version(caller.principal.tenant, id, version)
             .await?;
-        found.ok_or_else(|| Error::NotFound { what: "version" })
+        found.ok_or(Error::NotFound { what: "version" })
     }
 
     pub async fn versions(
@@ -304,9 +307,7 @@ impl ContextService {
         id: ContextId,
         action: Action,
         if_match: Option<IfMatch>,
-        make_next: Box<
-            dyn FnOnce(&StoredContext, Timestamp) -> Result<StoredContext, Error> + Send + '_,
-        >,
+        make_next: NextVersion<'_>,
     ) -> Result<StoredContext, Error> {
         let tenant = caller.principal.tenant;
         let limits = self.limits;

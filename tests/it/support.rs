@@ -69,8 +69,14 @@ impl PgSchema {
                 panic!("{PG_ENV} must be set in CI: the PostgreSQL tests may not be skipped there");
             }
             static SAY: Once = Once::new();
+            // Written to the real stderr (not the captured test output) so that it is
+            // seen in a normal `cargo test` run.
             SAY.call_once(|| {
-                eprintln!("PostgreSQL tests skipped: {PG_ENV} is not set (e.g. postgres://postgres@127.0.0.1:5432/test)")
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "NOTE: PostgreSQL tests skipped: {PG_ENV} is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
+                );
             });
             return None;
         };
