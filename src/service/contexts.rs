@@ -77,7 +77,8 @@ impl Cursor {
 }
 
 /// Computes the next version from the current one and the time of the write.
-type NextVersion<'a> = Box<dyn FnOnce(&StoredContext, Timestamp) -> Result<StoredContext, Error> + Send + 'a>;
+type NextVersion<'a> =
+    Box<dyn FnOnce(&StoredContext, Timestamp) -> Result<StoredContext, Error> + Send + 'a>;
 
 pub const MAX_PAGE: u32 = 200;
 pub const DEFAULT_PAGE: u32 = 50;
