@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use super::error::HttpError;
@@ -37,29 +37,56 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), HttpError> {
     }
 }
 
+/// How much of an oversized body is read and discarded before answering 413, as a
+/// multiple of the limit. Answering without reading makes most clients fail with a
+/// broken pipe instead of seeing the 413; reading without bound would be a gift to
+/// anyone who wants to keep a worker busy.
+const DRAIN_FACTOR: usize = 8;
+
 pub async fn read_body(
     headers: &HeaderMap,
-    body: Body,
+    mut body: Body,
     limits: BodyLimits,
 ) -> Result<bytes::Bytes, HttpError> {
-    let too_large = HttpError::PayloadTooLarge {
-        max: limits.max_bytes,
-    };
-    // Refuse an announced oversize body before reading any of it.
-    if let Some(len) = headers
+    let max = limits.max_bytes;
+    let drain_cap = max.saturating_mul(DRAIN_FACTOR);
+    let too_large = HttpError::PayloadTooLarge { max };
+    let announced = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limits.max_bytes as u64
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = announced
+        && len > max as u64
     {
+        if len <= drain_cap as u64 {
+            drain(&mut body, drain_cap).await;
+        }
         return Err(too_large);
     }
-    match Limited::new(body, limits.max_bytes).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
-        Err(e) => Err(HttpError::MalformedJson(format!(
-            "the request body could not be read: {e}"
-        ))),
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            HttpError::MalformedJson(format!("the request body could not be read: {e}"))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > max {
+                drain(&mut body, drain_cap.saturating_sub(buf.len() + data.len())).await;
+                return Err(too_large);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads and discards up to `cap` more bytes of the body.
+async fn drain(body: &mut Body, cap: usize) {
+    let mut seen = 0usize;
+    while seen <= cap {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+            _ => break,
+        }
     }
 }
 

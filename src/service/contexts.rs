@@ -12,7 +12,7 @@ use crate::authn::Caller;
 use crate::authz::{Action, Resource, authorize};
 use crate::domain::context::{AppendInput, ContextLimits, append_messages, apply_patch};
 use crate::domain::{
-    ContextId, ContextInput, Error, StoreError, StoredContext, Timestamp, Version,
+    ContextId, ContextInput, Error, PrincipalId, StoreError, StoredContext, Timestamp, Version,
 };
 use crate::store::{ContextRecord, ContextStore, VersionInfo};
 
@@ -200,11 +200,7 @@ impl ContextService {
         let record = self.store.get(tenant, id).await?;
         let (owner, current) = match record {
             None => return Err(Error::ContextNotFound(id)),
-            Some(ContextRecord::Tombstone { owner }) => {
-                authorize(caller, Action::Read, Resource::Context { tenant, owner })
-                    .map_err(|d| context_denial(id, d))?;
-                return Err(Error::ContextDeleted(id));
-            }
+            Some(ContextRecord::Tombstone { owner }) => return Err(deleted(caller, owner, id)),
             Some(ContextRecord::Live { owner, context }) => (owner, context),
         };
         authorize(caller, Action::Delete, Resource::Context { tenant, owner })
@@ -285,11 +281,7 @@ impl ContextService {
         let tenant = caller.principal.tenant;
         match self.store.get(tenant, id).await? {
             None => Err(Error::ContextNotFound(id)),
-            Some(ContextRecord::Tombstone { owner }) => {
-                authorize(caller, Action::Read, Resource::Context { tenant, owner })
-                    .map_err(|d| context_denial(id, d))?;
-                Err(Error::ContextDeleted(id))
-            }
+            Some(ContextRecord::Tombstone { owner }) => Err(deleted(caller, owner, id)),
             Some(ContextRecord::Live { owner, context }) => {
                 authorize(caller, action, Resource::Context { tenant, owner })
                     .map_err(|d| context_denial(id, d))?;
@@ -336,15 +328,23 @@ impl ContextService {
         match result {
             // A tombstone answers "deleted" only to those who could read the context.
             Err(Error::ContextDeleted(_)) => match self.store.get(tenant, id).await? {
-                Some(ContextRecord::Tombstone { owner }) => {
-                    authorize(caller, Action::Read, Resource::Context { tenant, owner })
-                        .map_err(|d| context_denial(id, d))?;
-                    Err(Error::ContextDeleted(id))
-                }
+                Some(ContextRecord::Tombstone { owner }) => Err(deleted(caller, owner, id)),
                 _ => Err(Error::ContextNotFound(id)),
             },
             other => other,
         }
+    }
+}
+
+/// A tombstone answers "deleted" only to those who could have read the context.
+fn deleted(caller: &Caller, owner: PrincipalId, id: ContextId) -> Error {
+    let resource = Resource::Context {
+        tenant: caller.principal.tenant,
+        owner,
+    };
+    match authorize(caller, Action::Read, resource) {
+        Ok(()) => Error::ContextDeleted(id),
+        Err(d) => context_denial(id, d),
     }
 }
 

@@ -5,8 +5,6 @@ use std::time::Duration;
 use sqlx::Postgres;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::Database;
-
 pub struct PostgresStore {
     pool: PgPool,
 }
@@ -33,23 +31,9 @@ async fn begin_write(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgre
     pool.begin().await
 }
 
-super::sql::impl_sql_stores!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE");
-
-#[async_trait]
-impl Database for PostgresStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(map_sqlx)?;
-        Ok(())
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-}
+super::sql::impl_sql_stores!(
+    PostgresStore,
+    Postgres,
+    lock_suffix = "FOR UPDATE",
+    backend = "postgres"
+);

@@ -6,7 +6,7 @@
 //! front with `BEGIN IMMEDIATE`; PostgreSQL uses row locks) and the `FOR UPDATE` suffix.
 
 macro_rules! impl_sql_stores {
-    ($store:ident, $db:ty, lock_suffix = $lock:literal) => {
+    ($store:ident, $db:ty, lock_suffix = $lock:literal, backend = $backend:literal) => {
         use async_trait::async_trait;
         use sqlx::Row;
 
@@ -14,7 +14,7 @@ macro_rules! impl_sql_stores {
             ApiKey, ApiKeyId, ContextId, Error, Principal, PrincipalId, PrincipalKind, RoleSet, ScopeSet,
             StoreError, StoredContext, Tenant, TenantId, Timestamp, Version,
         };
-        use crate::store::{map_sqlx, AuthStore, ContextRecord, ContextStore, Mutation, VersionInfo};
+        use crate::store::{map_sqlx, AuthStore, ContextRecord, ContextStore, Database, Mutation, VersionInfo};
 
         type DbRow = <$db as sqlx::Database>::Row;
 
@@ -528,6 +528,22 @@ macro_rules! impl_sql_stores {
                 .map_err(map_sqlx)?
                 .rows_affected();
                 Ok(done)
+            }
+        }
+
+        #[async_trait]
+        impl Database for $store {
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            fn backend(&self) -> &'static str {
+                $backend
             }
         }
     };

@@ -8,8 +8,6 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::Database;
-
 pub struct SqliteStore {
     pool: SqlitePool,
 }
@@ -57,23 +55,4 @@ async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, Sql
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
-super::sql::impl_sql_stores!(SqliteStore, Sqlite, lock_suffix = "");
-
-#[async_trait]
-impl Database for SqliteStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(map_sqlx)?;
-        Ok(())
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-}
+super::sql::impl_sql_stores!(SqliteStore, Sqlite, lock_suffix = "", backend = "sqlite");

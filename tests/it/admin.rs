@@ -43,6 +43,11 @@ backend_tests! {
         let r = srv.call(Method::POST, "/admin/principals", Some(&alice_key), Some(json!({"kind": "agent", "name": "bot", "roles": ["writer"]}))).await;
         assert_eq!(r.status, StatusCode::CREATED);
         let bot = r.body["id"].as_str().unwrap().to_string();
+        let one = srv.call(Method::GET, &format!("/admin/principals/{bot}"), Some(&alice_key), None).await;
+        assert_eq!((one.status, one.body["name"].as_str()), (StatusCode::OK, Some("bot")));
+        let tenant_keys = srv.call(Method::GET, "/admin/api-keys", Some(&alice_key), None).await;
+        assert_eq!(tenant_keys.body.as_array().unwrap().len(), 1, "{}", tenant_keys.body);
+        assert_eq!(tenant_keys.body[0]["id"], key_id.as_str());
         let mine = srv.call(Method::GET, "/admin/principals", Some(&alice_key), None).await;
         assert_eq!(mine.body.as_array().unwrap().len(), 2);
         srv.call(Method::GET, "/admin/principals?tenant=default", Some(&alice_key), None).await.assert_error(StatusCode::NOT_FOUND, "not_found");
