@@ -19,11 +19,7 @@ use crate::store::Database;
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "ctxguard",
-    version,
-    about = "Secure context server for AI agents"
-)]
+#[command(name = "ctxguard", version, about = "Secure context server for AI agents")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -161,15 +157,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("ctxguard: data dir {} is ready", s.data_dir.display());
             Ok(())
         }
-        Command::Config {
-            command: ConfigCommand::Check(common),
-        } => {
+        Command::Config { command: ConfigCommand::Check(common) } => {
             let s = settings(&common)?;
-            println!(
-                "configuration is valid: bind {}, data dir {}",
-                s.bind,
-                s.data_dir.display()
-            );
+            println!("configuration is valid: bind {}, data dir {}", s.bind, s.data_dir.display());
             Ok(())
         }
         Command::Tenant { command } => tenant(command).await,
@@ -189,10 +179,7 @@ impl Local {
     async fn open(common: &Common) -> anyhow::Result<Local> {
         let s = settings(common)?;
         let db = server::open_and_bootstrap(&s).await?;
-        let tenant = db
-            .tenant_by_name(DEFAULT_TENANT)
-            .await?
-            .context("the database has no default tenant")?;
+        let tenant = db.tenant_by_name(DEFAULT_TENANT).await?.context("the database has no default tenant")?;
         let operator = db
             .principal_by_name(tenant.id, OPERATOR_NAME)
             .await?
@@ -201,11 +188,7 @@ impl Local {
         Ok(Local {
             admin: AdminService::new(db.clone()),
             db,
-            caller: Caller {
-                principal: operator,
-                scopes: ScopeSet::all(),
-                credential: CredentialRef::LocalOperator,
-            },
+            caller: Caller { principal: operator, scopes: ScopeSet::all(), credential: CredentialRef::LocalOperator },
         })
     }
 
@@ -213,17 +196,12 @@ impl Local {
         if let Ok(id) = reference.parse::<PrincipalId>() {
             return Ok(id);
         }
-        let tenant = self
-            .admin
-            .resolve_tenant(&self.caller, Some(&TenantRef(tenant.into())))
-            .await?;
+        let tenant = self.admin.resolve_tenant(&self.caller, Some(&TenantRef(tenant.into()))).await?;
         let p = self
             .db
             .principal_by_name(tenant.id, reference)
             .await?
-            .with_context(|| {
-                format!("no principal named {reference:?} in tenant {}", tenant.name)
-            })?;
+            .with_context(|| format!("no principal named {reference:?} in tenant {}", tenant.name))?;
         Ok(p.id)
     }
 
@@ -256,19 +234,10 @@ async fn tenant(command: TenantCommand) -> anyhow::Result<()> {
 
 async fn principal(command: PrincipalCommand) -> anyhow::Result<()> {
     match command {
-        PrincipalCommand::Create {
-            name,
-            kind,
-            tenant,
-            roles,
-            common,
-        } => {
+        PrincipalCommand::Create { name, kind, tenant, roles, common } => {
             let kind = PrincipalKind::parse(&kind).map_err(anyhow::Error::msg)?;
-            let roles = roles
-                .iter()
-                .map(|r| Role::parse(r))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(anyhow::Error::msg)?;
+            let roles =
+                roles.iter().map(|r| Role::parse(r)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
             let l = Local::open(&common).await?;
             let p = l
                 .admin
@@ -288,11 +257,7 @@ async fn principal(command: PrincipalCommand) -> anyhow::Result<()> {
         }
         PrincipalCommand::List { tenant, common } => {
             let l = Local::open(&common).await?;
-            print_json(
-                &l.admin
-                    .list_principals(&l.caller, Some(&TenantRef(tenant)))
-                    .await?,
-            )?;
+            print_json(&l.admin.list_principals(&l.caller, Some(&TenantRef(tenant))).await?)?;
             l.close().await;
         }
     }
@@ -301,43 +266,23 @@ async fn principal(command: PrincipalCommand) -> anyhow::Result<()> {
 
 async fn apikey(command: ApiKeyCommand) -> anyhow::Result<()> {
     match command {
-        ApiKeyCommand::Create {
-            principal,
-            tenant,
-            scopes,
-            expires_in,
-            common,
-        } => {
+        ApiKeyCommand::Create { principal, tenant, scopes, expires_in, common } => {
             let scopes = if scopes.is_empty() {
                 None
             } else {
-                Some(
-                    ScopeSet::from_tokens(scopes.iter().map(String::as_str))
-                        .map_err(anyhow::Error::msg)?,
-                )
+                Some(ScopeSet::from_tokens(scopes.iter().map(String::as_str)).map_err(anyhow::Error::msg)?)
             };
             let l = Local::open(&common).await?;
             let id = l.principal_id(&principal, &tenant).await?;
             let issued = l
                 .admin
-                .create_api_key(
-                    &l.caller,
-                    crate::service::admin::NewApiKey {
-                        principal: id,
-                        scopes,
-                        expires_in,
-                    },
-                )
+                .create_api_key(&l.caller, crate::service::admin::NewApiKey { principal: id, scopes, expires_in })
                 .await?;
             print_json(&issued)?;
             eprintln!("ctxguard: store this key now; it cannot be shown again");
             l.close().await;
         }
-        ApiKeyCommand::List {
-            principal,
-            tenant,
-            common,
-        } => {
+        ApiKeyCommand::List { principal, tenant, common } => {
             let l = Local::open(&common).await?;
             let id = match principal {
                 Some(p) => Some(l.principal_id(&p, &tenant).await?),
@@ -347,9 +292,7 @@ async fn apikey(command: ApiKeyCommand) -> anyhow::Result<()> {
             l.close().await;
         }
         ApiKeyCommand::Revoke { id, common } => {
-            let Ok(id) = id.parse() else {
-                bail!("{id:?} is not an API key id (UUID)")
-            };
+            let Ok(id) = id.parse() else { bail!("{id:?} is not an API key id (UUID)") };
             let l = Local::open(&common).await?;
             l.admin.revoke_api_key(&l.caller, id).await?;
             eprintln!("ctxguard: API key {id} revoked");

@@ -12,7 +12,12 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::oauth::keys::KeyAlg;
 use crate::store::DatabaseLocation;
+
+/// The longest access token lifetime; superseded signing keys stay published this long
+/// (plus clock skew) so that every token they signed can still be verified.
+pub const MAX_ACCESS_TOKEN_TTL_SECS: u64 = 3600;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -66,6 +71,32 @@ pub struct ConfigOverrides {
     /// Log filter, e.g. "info" or "ctxguard=debug,sqlx=warn" (default info).
     #[arg(long, env = "CTXGUARD_LOG")]
     pub log: Option<String>,
+    /// Access token lifetime in seconds (default 300, at most 3600).
+    #[arg(long, env = "CTXGUARD_ACCESS_TOKEN_TTL_SECS")]
+    pub access_token_ttl_secs: Option<u64>,
+    /// Refresh token lifetime in seconds (default 2592000, 30 days).
+    #[arg(long, env = "CTXGUARD_REFRESH_TOKEN_TTL_SECS")]
+    pub refresh_token_ttl_secs: Option<u64>,
+    /// Algorithm of newly created signing keys: EdDSA (default) or ES256.
+    #[arg(long, env = "CTXGUARD_SIGNING_ALG")]
+    pub signing_alg: Option<KeyAlg>,
+    /// Dynamic client registration at /oauth/register: open (default), token, disabled.
+    #[arg(long, env = "CTXGUARD_REGISTRATION")]
+    pub registration: Option<RegistrationMode>,
+    /// The initial access token required when registration = "token" (RFC 7591 §3).
+    #[arg(long, env = "CTXGUARD_REGISTRATION_TOKEN", hide_env_values = true)]
+    pub registration_token: Option<String>,
+    /// Tenant that dynamically registered clients belong to (default "default").
+    #[arg(long, env = "CTXGUARD_REGISTRATION_TENANT")]
+    pub registration_tenant: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    Open,
+    Token,
+    Disabled,
 }
 
 /// Environment variables read outside [`ConfigOverrides`]; anything else starting with
@@ -88,6 +119,12 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub log_format: LogFormat,
     pub log: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub signing_alg: KeyAlg,
+    pub registration: RegistrationMode,
+    pub registration_token: Option<String>,
+    pub registration_tenant: String,
 }
 
 impl ConfigOverrides {
@@ -121,8 +158,7 @@ pub fn load_file(path: Option<&Path>) -> anyhow::Result<ConfigOverrides> {
             return Err(e).with_context(|| format!("cannot read config file {}", path.display()));
         }
     };
-    toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))
 }
 
 /// Refuses `CTXGUARD_*` variables that configure nothing (usually a typo).
@@ -135,14 +171,8 @@ pub fn check_env() -> anyhow::Result<()> {
         .collect();
     for (name, _) in std::env::vars_os() {
         let Some(name) = name.to_str() else { continue };
-        if name.starts_with("CTXGUARD_")
-            && !name.starts_with(TEST_ENV_PREFIX)
-            && !known.iter().any(|k| k == name)
-        {
-            bail!(
-                "unknown environment variable {name}; ctxguard reads {}",
-                known.join(", ")
-            );
+        if name.starts_with("CTXGUARD_") && !name.starts_with(TEST_ENV_PREFIX) && !known.iter().any(|k| k == name) {
+            bail!("unknown environment variable {name}; ctxguard reads {}", known.join(", "));
         }
     }
     Ok(())
@@ -151,16 +181,14 @@ pub fn check_env() -> anyhow::Result<()> {
 impl Settings {
     pub fn resolve(c: ConfigOverrides) -> anyhow::Result<Settings> {
         let bind_text = c.bind.unwrap_or_else(|| "127.0.0.1:8700".into());
-        let bind: SocketAddr = bind_text.parse().map_err(|_| {
-            anyhow::anyhow!("bind: {bind_text:?} is not an address like 127.0.0.1:8700")
-        })?;
+        let bind: SocketAddr = bind_text
+            .parse()
+            .map_err(|_| anyhow::anyhow!("bind: {bind_text:?} is not an address like 127.0.0.1:8700"))?;
         let public_url = c
             .public_url
             .map(|u| {
                 let u = u.trim_end_matches('/').to_string();
-                if !(u.starts_with("http://") || u.starts_with("https://"))
-                    || u.contains(['?', '#'])
-                {
+                if !(u.starts_with("http://") || u.starts_with("https://")) || u.contains(['?', '#']) {
                     bail!("public_url: {u:?} must be an http(s) URL without query or fragment");
                 }
                 Ok(u)
@@ -171,12 +199,7 @@ impl Settings {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 DatabaseLocation::Postgres {
                     url,
-                    max_connections: in_range(
-                        "db_max_connections",
-                        c.db_max_connections.unwrap_or(16),
-                        1,
-                        1000,
-                    )?,
+                    max_connections: in_range("db_max_connections", c.db_max_connections.unwrap_or(16), 1, 1000)?,
                 }
             }
             Some(_) => bail!("database_url: must start with postgres:// or postgresql://"),
@@ -187,12 +210,7 @@ impl Settings {
             public_url,
             data_dir,
             database,
-            max_body_bytes: in_range(
-                "max_body_bytes",
-                c.max_body_bytes.unwrap_or(1 << 20),
-                1024,
-                64 << 20,
-            )?,
+            max_body_bytes: in_range("max_body_bytes", c.max_body_bytes.unwrap_or(1 << 20), 1024, 64 << 20)?,
             max_json_depth: in_range("max_json_depth", c.max_json_depth.unwrap_or(64), 2, 512)?,
             max_history: in_range("max_history", c.max_history.unwrap_or(10_000), 1, 1_000_000)?,
             sweep_interval: Duration::from_secs(in_range(
@@ -215,16 +233,35 @@ impl Settings {
             )?),
             log_format: c.log_format.unwrap_or(LogFormat::Json),
             log: c.log.unwrap_or_else(|| "info".into()),
+            access_token_ttl: Duration::from_secs(in_range(
+                "access_token_ttl_secs",
+                c.access_token_ttl_secs.unwrap_or(300),
+                10,
+                MAX_ACCESS_TOKEN_TTL_SECS,
+            )?),
+            refresh_token_ttl: Duration::from_secs(in_range(
+                "refresh_token_ttl_secs",
+                c.refresh_token_ttl_secs.unwrap_or(30 * 86_400),
+                60,
+                365 * 86_400,
+            )?),
+            signing_alg: c.signing_alg.unwrap_or(KeyAlg::EdDsa),
+            registration: match (c.registration.unwrap_or(RegistrationMode::Open), &c.registration_token) {
+                (RegistrationMode::Token, None) => {
+                    bail!("registration: \"token\" needs registration_token (CTXGUARD_REGISTRATION_TOKEN)")
+                }
+                (RegistrationMode::Token, Some(t)) if t.len() < 32 => {
+                    bail!("registration_token: must be at least 32 characters")
+                }
+                (mode, _) => mode,
+            },
+            registration_token: c.registration_token,
+            registration_tenant: c.registration_tenant.unwrap_or_else(|| "default".into()),
         })
     }
 }
 
-fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
-    name: &str,
-    v: T,
-    min: T,
-    max: T,
-) -> anyhow::Result<T> {
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(name: &str, v: T, min: T, max: T) -> anyhow::Result<T> {
     if v < min || v > max {
         bail!("{name}: {v} is outside {min}..={max}");
     }
@@ -237,19 +274,14 @@ mod tests {
 
     #[test]
     fn unknown_file_key_is_named() {
-        let err =
-            toml::from_str::<ConfigOverrides>("bind = \"127.0.0.1:1\"\nbnid = 3\n").unwrap_err();
+        let err = toml::from_str::<ConfigOverrides>("bind = \"127.0.0.1:1\"\nbnid = 3\n").unwrap_err();
         assert!(err.to_string().contains("bnid"), "{err}");
     }
 
     #[test]
     fn flags_override_file_and_defaults_apply() {
-        let file: ConfigOverrides =
-            toml::from_str("bind = \"127.0.0.1:1\"\nmax_history = 5\n").unwrap();
-        let flags = ConfigOverrides {
-            bind: Some("127.0.0.1:2".into()),
-            ..Default::default()
-        };
+        let file: ConfigOverrides = toml::from_str("bind = \"127.0.0.1:1\"\nmax_history = 5\n").unwrap();
+        let flags = ConfigOverrides { bind: Some("127.0.0.1:2".into()), ..Default::default() };
         let s = Settings::resolve(flags.over(file).unwrap()).unwrap();
         assert_eq!(s.bind.port(), 2);
         assert_eq!(s.max_history, 5);
@@ -260,33 +292,14 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         let bad = |c: ConfigOverrides| Settings::resolve(c).unwrap_err().to_string();
+        assert!(bad(ConfigOverrides { bind: Some("nope".into()), ..Default::default() }).contains("bind"));
         assert!(
-            bad(ConfigOverrides {
-                bind: Some("nope".into()),
-                ..Default::default()
-            })
-            .contains("bind")
+            bad(ConfigOverrides { database_url: Some("mysql://x".into()), ..Default::default() })
+                .contains("database_url")
         );
+        assert!(bad(ConfigOverrides { max_json_depth: Some(0), ..Default::default() }).contains("max_json_depth"));
         assert!(
-            bad(ConfigOverrides {
-                database_url: Some("mysql://x".into()),
-                ..Default::default()
-            })
-            .contains("database_url")
-        );
-        assert!(
-            bad(ConfigOverrides {
-                max_json_depth: Some(0),
-                ..Default::default()
-            })
-            .contains("max_json_depth")
-        );
-        assert!(
-            bad(ConfigOverrides {
-                public_url: Some("ftp://x".into()),
-                ..Default::default()
-            })
-            .contains("public_url")
+            bad(ConfigOverrides { public_url: Some("ftp://x".into()), ..Default::default() }).contains("public_url")
         );
     }
 }

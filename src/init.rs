@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use crate::domain::{Error, PrincipalKind, Role, RoleSet};
 use crate::service::AdminService;
 use crate::service::admin::NewPrincipal;
-use crate::store::AuthStore;
+use crate::store::Database;
 use std::sync::Arc;
 
 pub const ADMIN_KEY_FILE: &str = "admin.key";
@@ -17,7 +17,7 @@ pub const DEFAULT_TENANT: &str = "default";
 pub const OPERATOR_NAME: &str = "admin";
 
 /// Files that hold secrets; every start refuses to run if any is readable by others.
-const SECRET_FILES: &[&str] = &[ADMIN_KEY_FILE];
+const SECRET_FILES: &[&str] = &[ADMIN_KEY_FILE, crate::crypto::kek::KEK_FILE];
 
 /// Creates the data dir (mode 0700) or checks an existing one and its secret files.
 pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
@@ -46,18 +46,14 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     }
     #[cfg(not(unix))]
     {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create data directory {}", dir.display()))
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))
     }
 }
 
 #[cfg(unix)]
 fn check_not_shared(path: &Path, is_dir: bool) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .permissions()
-        .mode()
+    let mode = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.permissions().mode()
         & 0o777;
     if mode & 0o077 != 0 {
         let fix = if is_dir { "chmod 700" } else { "chmod 600" };
@@ -88,9 +84,7 @@ pub fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut f = options.open(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
@@ -106,7 +100,7 @@ pub enum Bootstrap {
 }
 
 /// Creates tenant `default`, the platform operator `admin` and its API key, once.
-pub async fn bootstrap(store: Arc<dyn AuthStore>, data_dir: &Path) -> anyhow::Result<Bootstrap> {
+pub async fn bootstrap(store: Arc<dyn Database>, data_dir: &Path) -> anyhow::Result<Bootstrap> {
     if store.tenant_by_name(DEFAULT_TENANT).await?.is_some() {
         return Ok(Bootstrap::AlreadyInitialised);
     }

@@ -2,10 +2,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = ctxguard::cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ctxguard: cannot start the async runtime: {e}");

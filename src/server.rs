@@ -11,10 +11,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::authn::Authenticator;
+use crate::config::MAX_ACCESS_TOKEN_TTL_SECS;
 use crate::config::Settings;
+use crate::crypto::kek::Kek;
 use crate::domain::context::ContextLimits;
 use crate::http::{self, AppInner, AppState, BodyLimits};
 use crate::init::{self, Bootstrap};
+use crate::oauth::access_token::{AccessTokens, LEEWAY_SECS};
+use crate::oauth::keys::Keyring;
+use crate::oauth::server::AuthServer;
+use crate::service::clients::ClientService;
 use crate::service::{AdminService, ContextService};
 use crate::store::{self, Database, DatabaseLocation};
 use crate::{sweeper, telemetry};
@@ -29,8 +35,7 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Arc<dyn Databa
 /// key went (the path, never the key).
 pub async fn open_and_bootstrap(settings: &Settings) -> anyhow::Result<Arc<dyn Database>> {
     let db = open_database(settings).await?;
-    if let Bootstrap::Created { key_file } = init::bootstrap(db.clone(), &settings.data_dir).await?
-    {
+    if let Bootstrap::Created { key_file } = init::bootstrap(db.clone(), &settings.data_dir).await? {
         eprintln!(
             "ctxguard: initialised {}; the bootstrap admin API key is in {} (mode 0600)",
             describe(&settings.database),
@@ -45,6 +50,12 @@ fn describe(location: &DatabaseLocation) -> String {
         DatabaseLocation::Sqlite(p) => format!("SQLite database {}", p.display()),
         DatabaseLocation::Postgres { .. } => "the PostgreSQL database".into(),
     }
+}
+
+/// How long a superseded signing key stays published: the longest token lifetime
+/// plus clock skew, so every token it signed can still be verified.
+pub fn key_retention() -> std::time::Duration {
+    std::time::Duration::from_secs(MAX_ACCESS_TOKEN_TTL_SECS + LEEWAY_SECS)
 }
 
 /// A server running in the background (tests and embedding).
@@ -71,19 +82,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     })
     .await?;
     let task = tokio::spawn(fut);
-    Ok(RunningServer {
-        addr,
-        public_url,
-        shutdown: tx,
-        task,
-    })
+    Ok(RunningServer { addr, public_url, shutdown: tx, task })
 }
 
 /// Serves until `shutdown` completes.
-pub async fn serve(
-    settings: Settings,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let (addr, _, fut) = prepare(settings, shutdown).await?;
     println!("ctxguard listening on http://{addr}");
     fut.await
@@ -98,45 +101,41 @@ async fn prepare(
         .await
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
-    let public_url = settings
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let kek = Arc::new(Kek::load_or_create(&settings.data_dir)?);
+    let keyring = Arc::new(Keyring::load(db.clone(), kek, settings.signing_alg, key_retention()).await?);
+    let tokens = Arc::new(AccessTokens::new(keyring.clone(), public_url.clone(), settings.access_token_ttl));
+    let oauth = Arc::new(AuthServer {
+        db: db.clone(),
+        tokens: tokens.clone(),
+        issuer: public_url.clone(),
+        resources: vec![public_url.clone()],
+        refresh_ttl: settings.refresh_token_ttl,
+        registration: settings.registration,
+        registration_token: settings.registration_token.clone(),
+        registration_tenant: settings.registration_tenant.clone(),
+    });
     let state = AppState {
         inner: Arc::new(AppInner {
-            contexts: ContextService::new(
-                db.clone(),
-                ContextLimits {
-                    max_history: settings.max_history,
-                },
-            ),
+            contexts: ContextService::new(db.clone(), ContextLimits { max_history: settings.max_history }),
             admin: AdminService::new(db.clone()),
-            authn: Authenticator::new(db.clone()),
+            clients: ClientService::new(db.clone()),
+            oauth,
+            authn: Authenticator::new(db.clone(), tokens),
             db: db.clone(),
             public_url: public_url.clone(),
-            body_limits: BodyLimits {
-                max_bytes: settings.max_body_bytes,
-                max_depth: settings.max_json_depth,
-            },
+            body_limits: BodyLimits { max_bytes: settings.max_body_bytes, max_depth: settings.max_json_depth },
             metrics: telemetry::metrics_handle(),
             openapi_json: http::openapi_json(),
         }),
     };
     let app = http::router(state, settings.request_timeout);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sweeper = tokio::spawn(sweeper::run(
-        db.clone(),
-        settings.sweep_interval,
-        settings.expiry_grace,
-        stop_rx,
-    ));
+    let sweeper = tokio::spawn(sweeper::run(db.clone(), settings.sweep_interval, settings.expiry_grace, stop_rx));
     let fut = async move {
-        let result = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
         let _ = stop_tx.send(true);
         let _ = sweeper.await;
         db.close().await;

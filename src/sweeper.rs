@@ -1,7 +1,8 @@
 //! The expiry sweeper. Expired contexts are never served (every read checks
 //! `expires`); this task only reclaims their storage after a grace period, leaving a
 //! tombstone so the id is never reused. Each replica may sweep: the delete is
-//! idempotent.
+//! idempotent. The same task reloads the signing keys (another replica or the CLI may
+//! have rotated them) and drops expired OAuth grants.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +12,7 @@ use tokio::sync::watch;
 use crate::domain::Timestamp;
 use crate::store::Database;
 
-pub async fn run(
-    db: Arc<dyn Database>,
-    every: Duration,
-    grace: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run(db: Arc<dyn Database>, every: Duration, grace: Duration, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

@@ -44,9 +44,7 @@ pub fn hashes_equal(a: &str, b: &str) -> bool {
 pub fn well_formed(key: &str) -> bool {
     key.len() == KEY_LEN
         && key.starts_with(PREFIX)
-        && key[PREFIX.len()..]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && key[PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

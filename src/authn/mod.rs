@@ -10,8 +10,9 @@ pub mod secret;
 
 use std::sync::Arc;
 
-use crate::domain::{ApiKeyId, Principal, ScopeSet, StoreError, Timestamp};
-use crate::store::AuthStore;
+use crate::domain::{ApiKeyId, Principal, PrincipalId, ScopeSet, StoreError, Timestamp};
+use crate::oauth::access_token::AccessTokens;
+use crate::store::Database;
 
 pub use secret::Secret;
 
@@ -26,6 +27,8 @@ pub enum Credential {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CredentialRef {
     ApiKey(ApiKeyId),
+    /// An access token issued by this server (its `jti`).
+    AccessToken(uuid::Uuid),
     /// The local command line, acting as the platform operator: whoever can run it
     /// already holds the database.
     LocalOperator,
@@ -55,23 +58,47 @@ pub enum AuthError {
 
 #[derive(Clone)]
 pub struct Authenticator {
-    store: Arc<dyn AuthStore>,
+    store: Arc<dyn Database>,
+    tokens: Arc<AccessTokens>,
 }
 
 impl Authenticator {
-    pub fn new(store: Arc<dyn AuthStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Database>, tokens: Arc<AccessTokens>) -> Self {
+        Self { store, tokens }
     }
 
-    pub async fn authenticate(&self, credential: &Credential) -> Result<Caller, AuthError> {
+    /// Authenticates a request to `resource` (the resource indicator a token must name
+    /// as its audience; API keys are not audience-bound).
+    pub async fn authenticate(&self, credential: &Credential, resource: &str) -> Result<Caller, AuthError> {
         match credential {
-            Credential::Bearer(token) if api_key::looks_like_api_key(token.expose()) => {
-                self.api_key(token).await
-            }
-            Credential::Bearer(_) => Err(AuthError::InvalidToken(
-                "the bearer token is not a ctxguard API key",
-            )),
+            Credential::Bearer(token) if api_key::looks_like_api_key(token.expose()) => self.api_key(token).await,
+            Credential::Bearer(token) => self.access_token(token, resource).await,
         }
+    }
+
+    async fn access_token(&self, token: &Secret, resource: &str) -> Result<Caller, AuthError> {
+        let claims = self.tokens.verify(token.expose(), Some(resource)).map_err(AuthError::InvalidToken)?;
+        let jti: uuid::Uuid = claims.jti.parse().map_err(|_| AuthError::InvalidToken("the token is invalid"))?;
+        if self.store.is_jti_revoked(&claims.jti).await? {
+            return Err(AuthError::InvalidToken("the token has been revoked"));
+        }
+        let principal_id: PrincipalId =
+            claims.sub.parse().map_err(|_| AuthError::InvalidToken("the token is invalid"))?;
+        let principal = self
+            .store
+            .principal(principal_id)
+            .await?
+            .filter(|p| !p.disabled && p.tenant.to_string() == claims.tenant)
+            .ok_or(AuthError::InvalidToken("the token's principal is unknown or disabled"))?;
+        // "Revoke everything": tokens issued in or before the second of revocation.
+        if principal.tokens_revoked_at.is_some_and(|at| claims.iat * 1000 <= at.millis()) {
+            return Err(AuthError::InvalidToken("the token has been revoked"));
+        }
+        Ok(Caller {
+            principal,
+            scopes: ScopeSet::parse_known(&claims.scope),
+            credential: CredentialRef::AccessToken(jti),
+        })
     }
 
     async fn api_key(&self, token: &Secret) -> Result<Caller, AuthError> {

@@ -31,9 +31,7 @@ pub async fn hash(password: Secret) -> anyhow::Result<String> {
 
 pub async fn verify(password: Secret, phc: String) -> bool {
     tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .verify_password(password.expose().as_bytes(), phc.as_str())
-            .is_ok()
+        Argon2::default().verify_password(password.expose().as_bytes(), phc.as_str()).is_ok()
     })
     .await
     .unwrap_or(false)
@@ -45,9 +43,7 @@ mod tests {
 
     #[tokio::test]
     async fn hash_then_verify() {
-        let phc = hash(Secret::new("correct horse battery".into()))
-            .await
-            .unwrap();
+        let phc = hash(Secret::new("correct horse battery".into())).await.unwrap();
         assert!(phc.starts_with("$argon2id$"));
         assert!(verify(Secret::new("correct horse battery".into()), phc.clone()).await);
         assert!(!verify(Secret::new("wrong horse battery!".into()), phc).await);

@@ -57,10 +57,7 @@ impl Action {
 #[derive(Clone, Copy, Debug)]
 pub enum Resource {
     Tenant(TenantId),
-    Context {
-        tenant: TenantId,
-        owner: PrincipalId,
-    },
+    Context { tenant: TenantId, owner: PrincipalId },
 }
 
 impl Resource {
@@ -83,9 +80,7 @@ pub fn authorize(caller: &Caller, action: Action, resource: Resource) -> Result<
     let p = &caller.principal;
     let platform = p.platform_admin && matches!(action, Action::Admin | Action::ManageTenants);
     if action == Action::ManageTenants && !p.platform_admin {
-        return Err(Denial::Forbidden(
-            "only the platform administrator may manage tenants".into(),
-        ));
+        return Err(Denial::Forbidden("only the platform administrator may manage tenants".into()));
     }
     if resource.tenant() != p.tenant && !platform {
         return Err(Denial::NotVisible);
@@ -100,11 +95,7 @@ pub fn authorize(caller: &Caller, action: Action, resource: Resource) -> Result<
         return Err(Denial::Forbidden(format!(
             "this operation requires the {} role{}; the principal holds {held}",
             needed.as_str(),
-            if action == Action::Write {
-                " (writers may change only their own contexts)"
-            } else {
-                ""
-            },
+            if action == Action::Write { " (writers may change only their own contexts)" } else { "" },
         )));
     }
     let required = action.required_scopes();
@@ -131,6 +122,7 @@ mod tests {
                 disabled: false,
                 platform_admin: false,
                 created_at: Timestamp::now(),
+                tokens_revoked_at: None,
             },
             scopes,
             credential: CredentialRef::ApiKey(ApiKeyId::new_random()),
@@ -145,21 +137,12 @@ mod tests {
             (Role::Reader, &[Read, List]),
             (Role::Injector, &[Read, List, Inject]),
             (Role::Writer, &[Read, List, Inject, Create]),
-            (
-                Role::Maintainer,
-                &[Read, List, Inject, Create, Write, Delete, Share],
-            ),
-            (
-                Role::Admin,
-                &[Read, List, Inject, Create, Write, Delete, Share, Admin],
-            ),
+            (Role::Maintainer, &[Read, List, Inject, Create, Write, Delete, Share]),
+            (Role::Admin, &[Read, List, Inject, Create, Write, Delete, Share, Admin]),
         ];
         for (role, allowed) in expected {
             let c = caller(&[role], ScopeSet::all());
-            let res = Resource::Context {
-                tenant: c.principal.tenant,
-                owner: PrincipalId::new_random(),
-            };
+            let res = Resource::Context { tenant: c.principal.tenant, owner: PrincipalId::new_random() };
             for action in [Read, List, Inject, Create, Write, Delete, Share, Admin] {
                 let got = authorize(&c, action, res).is_ok();
                 assert_eq!(got, allowed.contains(&action), "{role:?} {action:?}");
@@ -170,54 +153,34 @@ mod tests {
     #[test]
     fn writer_may_write_own_context_only() {
         let c = caller(&[Role::Writer], ScopeSet::all());
-        let own = Resource::Context {
-            tenant: c.principal.tenant,
-            owner: c.principal.id,
-        };
+        let own = Resource::Context { tenant: c.principal.tenant, owner: c.principal.id };
         assert!(authorize(&c, Action::Write, own).is_ok());
-        assert!(matches!(
-            authorize(&c, Action::Delete, own),
-            Err(Denial::Forbidden(_))
-        ));
+        assert!(matches!(authorize(&c, Action::Delete, own), Err(Denial::Forbidden(_))));
     }
 
     #[test]
     fn other_tenant_is_not_visible_even_to_admins() {
         let c = caller(&[Role::Admin], ScopeSet::all());
-        let res = Resource::Context {
-            tenant: TenantId::new_random(),
-            owner: c.principal.id,
-        };
+        let res = Resource::Context { tenant: TenantId::new_random(), owner: c.principal.id };
         assert_eq!(authorize(&c, Action::Read, res), Err(Denial::NotVisible));
-        assert_eq!(
-            authorize(&c, Action::Admin, Resource::Tenant(TenantId::new_random())),
-            Err(Denial::NotVisible)
-        );
+        assert_eq!(authorize(&c, Action::Admin, Resource::Tenant(TenantId::new_random())), Err(Denial::NotVisible));
     }
 
     #[test]
     fn principal_without_roles_cannot_see_contexts() {
         let c = caller(&[], ScopeSet::all());
-        let res = Resource::Context {
-            tenant: c.principal.tenant,
-            owner: PrincipalId::new_random(),
-        };
+        let res = Resource::Context { tenant: c.principal.tenant, owner: PrincipalId::new_random() };
         assert_eq!(authorize(&c, Action::Read, res), Err(Denial::NotVisible));
     }
 
     #[test]
     fn scopes_narrow_roles() {
         let c = caller(&[Role::Admin], ScopeSet::parse("context:read").unwrap());
-        let res = Resource::Context {
-            tenant: c.principal.tenant,
-            owner: PrincipalId::new_random(),
-        };
+        let res = Resource::Context { tenant: c.principal.tenant, owner: PrincipalId::new_random() };
         assert!(authorize(&c, Action::Read, res).is_ok());
         assert_eq!(
             authorize(&c, Action::Inject, res),
-            Err(Denial::InsufficientScope(
-                ScopeSet::parse("context:inject").unwrap()
-            ))
+            Err(Denial::InsufficientScope(ScopeSet::parse("context:inject").unwrap()))
         );
     }
 
@@ -225,10 +188,7 @@ mod tests {
     fn only_platform_admin_manages_tenants() {
         let mut c = caller(&[Role::Admin], ScopeSet::all());
         let t = Resource::Tenant(c.principal.tenant);
-        assert!(matches!(
-            authorize(&c, Action::ManageTenants, t),
-            Err(Denial::Forbidden(_))
-        ));
+        assert!(matches!(authorize(&c, Action::ManageTenants, t), Err(Denial::Forbidden(_))));
         c.principal.platform_admin = true;
         assert!(authorize(&c, Action::ManageTenants, t).is_ok());
         assert!(authorize(&c, Action::Admin, Resource::Tenant(TenantId::new_random())).is_ok());

@@ -130,18 +130,11 @@ impl ContextInput {
     }
 
     /// Builds the version that fully replaces `current`.
-    pub fn into_replacement(
-        self,
-        current: &StoredContext,
-        now: Timestamp,
-    ) -> Result<StoredContext, Error> {
+    pub fn into_replacement(self, current: &StoredContext, now: Timestamp) -> Result<StoredContext, Error> {
         if let Some(id) = self.context_id
             && id != current.context_id
         {
-            return Err(Error::invalid(
-                "context_id",
-                "does not match the context id in the path",
-            ));
+            return Err(Error::invalid("context_id", "does not match the context id in the path"));
         }
         check_expires_in_future(self.expires, now)?;
         Ok(StoredContext {
@@ -157,16 +150,9 @@ impl ContextInput {
 }
 
 /// Applies a JSON Merge Patch (RFC 7396) restricted to `metadata` and `expires`.
-pub fn apply_patch(
-    current: &StoredContext,
-    patch: &Value,
-    now: Timestamp,
-) -> Result<StoredContext, Error> {
+pub fn apply_patch(current: &StoredContext, patch: &Value, now: Timestamp) -> Result<StoredContext, Error> {
     let Value::Object(fields) = patch else {
-        return Err(Error::invalid(
-            "body",
-            "a merge patch must be a JSON object",
-        ));
+        return Err(Error::invalid("body", "a merge patch must be a JSON object"));
     };
     let mut next = current.clone();
     for (key, value) in fields {
@@ -186,14 +172,9 @@ pub fn apply_patch(
             "expires" => {
                 next.expires = match value {
                     Value::Null => None,
-                    Value::String(s) => Some(
-                        Timestamp::parse_rfc3339(s).map_err(|m| Error::invalid("expires", m))?,
-                    ),
+                    Value::String(s) => Some(Timestamp::parse_rfc3339(s).map_err(|m| Error::invalid("expires", m))?),
                     _ => {
-                        return Err(Error::invalid(
-                            "expires",
-                            "must be an RFC 3339 string or null",
-                        ));
+                        return Err(Error::invalid("expires", "must be an RFC 3339 string or null"));
                     }
                 };
                 check_expires_in_future(next.expires, now)?;
@@ -218,10 +199,7 @@ pub fn append_messages(
     now: Timestamp,
 ) -> Result<StoredContext, Error> {
     if messages.is_empty() {
-        return Err(Error::invalid(
-            "messages",
-            "must contain at least one message",
-        ));
+        return Err(Error::invalid("messages", "must contain at least one message"));
     }
     let mut next = current.clone();
     next.session.history.extend(messages);
@@ -233,10 +211,7 @@ pub fn append_messages(
 impl ContextLimits {
     pub fn check(&self, ctx: &StoredContext) -> Result<(), Error> {
         if ctx.session.history.len() > self.max_history {
-            return Err(Error::HistoryTooLong {
-                context_id: ctx.context_id,
-                max: self.max_history,
-            });
+            return Err(Error::HistoryTooLong { context_id: ctx.context_id, max: self.max_history });
         }
         Ok(())
     }
@@ -260,16 +235,12 @@ mod tests {
             "session": {"history": [{"role": "user", "message": "hi"}]}
         }))
         .unwrap();
-        input
-            .into_new(ContextId::new_random(), Timestamp::from_millis(1_000))
-            .unwrap()
+        input.into_new(ContextId::new_random(), Timestamp::from_millis(1_000)).unwrap()
     }
 
     #[test]
     fn unknown_fields_and_roles_are_refused() {
-        let unknown = serde_json::from_value::<ContextInput>(
-            json!({"session": {"history": []}, "sesion": 1}),
-        );
+        let unknown = serde_json::from_value::<ContextInput>(json!({"session": {"history": []}, "sesion": 1}));
         assert!(unknown.unwrap_err().to_string().contains("sesion"));
         let role = serde_json::from_value::<ContextInput>(
             json!({"session": {"history": [{"role": "robot", "message": "x"}]}}),
@@ -280,16 +251,9 @@ mod tests {
     #[test]
     fn patch_merges_metadata_and_bumps_version() {
         let cur = sample();
-        let next = apply_patch(
-            &cur,
-            &json!({"metadata": {"a": null, "b": {"d": 3}}}),
-            Timestamp::from_millis(2_000),
-        )
-        .unwrap();
-        assert_eq!(
-            Value::Object(next.metadata.clone()),
-            json!({"b": {"c": 2, "d": 3}})
-        );
+        let next =
+            apply_patch(&cur, &json!({"metadata": {"a": null, "b": {"d": 3}}}), Timestamp::from_millis(2_000)).unwrap();
+        assert_eq!(Value::Object(next.metadata.clone()), json!({"b": {"c": 2, "d": 3}}));
         assert_eq!(next.version, Version(2));
         assert_eq!(next.session, cur.session);
     }
@@ -306,22 +270,15 @@ mod tests {
     #[test]
     fn replacement_keeps_id_and_creation_time() {
         let cur = sample();
-        let input: ContextInput =
-            serde_json::from_value(json!({"session": {"history": []}, "version": 99})).unwrap();
-        let next = input
-            .into_replacement(&cur, Timestamp::from_millis(3_000))
-            .unwrap();
+        let input: ContextInput = serde_json::from_value(json!({"session": {"history": []}, "version": 99})).unwrap();
+        let next = input.into_replacement(&cur, Timestamp::from_millis(3_000)).unwrap();
         assert_eq!(next.version, Version(2));
         assert_eq!(next.created_at, cur.created_at);
         let other: ContextInput = serde_json::from_value(json!({
             "context_id": ContextId::new_random(), "session": {"history": []}
         }))
         .unwrap();
-        assert!(
-            other
-                .into_replacement(&cur, Timestamp::from_millis(3_000))
-                .is_err()
-        );
+        assert!(other.into_replacement(&cur, Timestamp::from_millis(3_000)).is_err());
     }
 
     #[test]
@@ -331,16 +288,10 @@ mod tests {
         assert!(limits.check(&cur).is_ok());
         let next = append_messages(
             &cur,
-            vec![Message {
-                role: MessageRole::Assistant,
-                message: "x".into(),
-            }],
+            vec![Message { role: MessageRole::Assistant, message: "x".into() }],
             Timestamp::from_millis(2_000),
         )
         .unwrap();
-        assert!(matches!(
-            limits.check(&next),
-            Err(Error::HistoryTooLong { max: 1, .. })
-        ));
+        assert!(matches!(limits.check(&next), Err(Error::HistoryTooLong { max: 1, .. })));
     }
 }

@@ -17,10 +17,7 @@ pub enum Error {
     #[error("A context with this id exists or existed; ids are never reused")]
     ContextExists(ContextId),
     #[error("If-Match does not match the current version (ETag \"v{current}\")")]
-    PreconditionFailed {
-        context_id: ContextId,
-        current: Version,
-    },
+    PreconditionFailed { context_id: ContextId, current: Version },
     #[error("session.history would exceed {max} messages")]
     HistoryTooLong { context_id: ContextId, max: usize },
     /// The principal's roles do not allow the action.
@@ -42,10 +39,7 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::InvalidField {
-            field: field.into(),
-            message: message.into(),
-        }
+        Error::InvalidField { field: field.into(), message: message.into() }
     }
 }
 

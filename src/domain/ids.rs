@@ -91,11 +91,7 @@ mod tests {
     #[test]
     fn rejects_non_uuid_and_compact_forms() {
         assert!("not-a-uuid".parse::<ContextId>().is_err());
-        assert!(
-            "123e4567e89b42d3a456426614174000"
-                .parse::<ContextId>()
-                .is_err()
-        );
+        assert!("123e4567e89b42d3a456426614174000".parse::<ContextId>().is_err());
         assert!("".parse::<ContextId>().is_err());
     }
 }

@@ -5,6 +5,7 @@
 //! values that are already known to be valid.
 
 pub mod api_key;
+pub mod client;
 pub mod context;
 pub mod error;
 pub mod ids;
@@ -14,6 +15,7 @@ pub mod scope;
 pub mod time;
 
 pub use api_key::ApiKey;
+pub use client::{ApplicationType, GrantType, OAuthClient};
 pub use context::{ContextInput, Message, MessageRole, Session, StoredContext, Version};
 pub use error::{Error, StoreError};
 pub use ids::{ApiKeyId, ContextId, PrincipalId, TenantId};

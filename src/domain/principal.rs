@@ -17,9 +17,7 @@ impl Tenant {
     /// Tenant names are human handles (`default`, `acme`): short, printable, and never
     /// shaped like a UUID so that "tenant id or name" is never ambiguous.
     pub fn validate_name(name: &str) -> Result<(), String> {
-        let ok_chars = name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if name.is_empty() || name.len() > 64 || !ok_chars {
             return Err("name must be 1-64 characters of A-Z a-z 0-9 - _ .".into());
         }
@@ -52,9 +50,7 @@ impl PrincipalKind {
             "user" => Ok(Self::User),
             "agent" => Ok(Self::Agent),
             "service" => Ok(Self::Service),
-            other => Err(format!(
-                "unknown principal kind {other:?}; expected user, agent or service"
-            )),
+            other => Err(format!("unknown principal kind {other:?}; expected user, agent or service")),
         }
     }
 }
@@ -70,13 +66,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::Reader,
-        Role::Injector,
-        Role::Writer,
-        Role::Maintainer,
-        Role::Admin,
-    ];
+    pub const ALL: [Role; 5] = [Role::Reader, Role::Injector, Role::Writer, Role::Maintainer, Role::Admin];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -89,9 +79,10 @@ impl Role {
     }
 
     pub fn parse(s: &str) -> Result<Self, String> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
-            format!("unknown role {s:?}; expected one of reader, injector, writer, maintainer, admin")
-        })
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?}; expected one of reader, injector, writer, maintainer, admin"))
     }
 }
 
@@ -121,19 +112,11 @@ impl RoleSet {
 
     /// Space-separated form used in storage.
     pub fn to_storage(&self) -> String {
-        self.0
-            .iter()
-            .map(|r| r.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
+        self.0.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" ")
     }
 
     pub fn from_storage(s: &str) -> Result<Self, String> {
-        s.split(' ')
-            .filter(|t| !t.is_empty())
-            .map(Role::parse)
-            .collect::<Result<Vec<_>, _>>()
-            .map(Self::new)
+        s.split(' ').filter(|t| !t.is_empty()).map(Role::parse).collect::<Result<Vec<_>, _>>().map(Self::new)
     }
 }
 
@@ -173,6 +156,9 @@ pub struct Principal {
     /// The bootstrap operator: may create tenants and administer any tenant.
     pub platform_admin: bool,
     pub created_at: Timestamp,
+    /// Access tokens issued at or before this instant are refused ("revoke everything").
+    #[serde(skip)]
+    pub tokens_revoked_at: Option<Timestamp>,
 }
 
 impl Principal {

@@ -13,9 +13,12 @@ pub enum Scope {
     ContextDelete,
     ContextShare,
     Admin,
+    /// OAuth: ask for a refresh token (public clients must). Grants no access itself.
+    OfflineAccess,
 }
 
 impl Scope {
+    /// The scopes that grant access; `ScopeSet::all()` is these.
     pub const ALL: [Scope; 6] = [
         Scope::ContextRead,
         Scope::ContextInject,
@@ -23,6 +26,17 @@ impl Scope {
         Scope::ContextDelete,
         Scope::ContextShare,
         Scope::Admin,
+    ];
+
+    /// Every scope this server understands, in display order.
+    pub const EVERY: [Scope; 7] = [
+        Scope::ContextRead,
+        Scope::ContextInject,
+        Scope::ContextWrite,
+        Scope::ContextDelete,
+        Scope::ContextShare,
+        Scope::Admin,
+        Scope::OfflineAccess,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +47,7 @@ impl Scope {
             Scope::ContextDelete => "context:delete",
             Scope::ContextShare => "context:share",
             Scope::Admin => "admin",
+            Scope::OfflineAccess => "offline_access",
         }
     }
 
@@ -74,7 +89,19 @@ impl ScopeSet {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
-        Scope::ALL.into_iter().filter(|s| self.contains(*s))
+        Scope::EVERY.into_iter().filter(|s| self.contains(*s))
+    }
+
+    pub fn is_subset_of(&self, other: &ScopeSet) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    pub fn intersection(&self, other: &ScopeSet) -> ScopeSet {
+        ScopeSet(self.0 & other.0)
+    }
+
+    pub fn without(&self, s: Scope) -> ScopeSet {
+        ScopeSet(self.0 & !s.bit())
     }
 
     /// Parses a space-separated scope string (RFC 6749 section 3.3).
@@ -84,6 +111,16 @@ impl ScopeSet {
             set.add_token(token)?;
         }
         Ok(set)
+    }
+
+    /// Parses the scope of a token we issued, ignoring anything unknown (a newer
+    /// replica may know more scopes; unknown ones grant nothing here).
+    pub fn parse_known(s: &str) -> Self {
+        let mut set = Self::empty();
+        for token in s.split(' ').filter(|t| !t.is_empty()) {
+            let _ = set.add_token(token);
+        }
+        set
     }
 
     pub fn from_tokens<'a>(tokens: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
@@ -103,15 +140,12 @@ impl ScopeSet {
                 self.insert(Scope::ContextWrite);
             }
             other => {
-                let scope = Scope::ALL
-                    .into_iter()
-                    .find(|s| s.as_str() == other)
-                    .ok_or_else(|| {
-                        format!(
-                            "unknown scope {other:?}; known scopes: {}, mcp:read, mcp:write",
-                            ScopeSet::all()
-                        )
-                    })?;
+                let scope = Scope::EVERY.into_iter().find(|s| s.as_str() == other).ok_or_else(|| {
+                    format!(
+                        "unknown scope {other:?}; known scopes: {}, offline_access, mcp:read, mcp:write",
+                        ScopeSet::all()
+                    )
+                })?;
                 self.insert(scope);
             }
         }
@@ -165,10 +199,7 @@ mod tests {
     fn aliases_expand() {
         let s = ScopeSet::parse("mcp:write").unwrap();
         assert_eq!(s.to_string(), "context:read context:inject context:write");
-        assert_eq!(
-            ScopeSet::parse("mcp:read").unwrap().to_string(),
-            "context:read"
-        );
+        assert_eq!(ScopeSet::parse("mcp:read").unwrap().to_string(), "context:read");
     }
 
     #[test]

@@ -14,11 +14,7 @@ impl Timestamp {
     }
 
     pub fn from_millis(ms: i64) -> Self {
-        Self(
-            Utc.timestamp_millis_opt(ms)
-                .single()
-                .unwrap_or(DateTime::<Utc>::MIN_UTC),
-        )
+        Self(Utc.timestamp_millis_opt(ms).single().unwrap_or(DateTime::<Utc>::MIN_UTC))
     }
 
     pub fn millis(&self) -> i64 {
@@ -33,9 +29,7 @@ impl Timestamp {
     pub fn parse_rfc3339(s: &str) -> Result<Self, String> {
         DateTime::parse_from_rfc3339(s)
             .map(|t| Self::from_millis(t.with_timezone(&Utc).timestamp_millis()))
-            .map_err(|e| {
-                format!("must be an RFC 3339 date-time such as 2030-01-01T00:00:00Z ({e})")
-            })
+            .map_err(|e| format!("must be an RFC 3339 date-time such as 2030-01-01T00:00:00Z ({e})"))
     }
 
     pub fn to_rfc3339(&self) -> String {

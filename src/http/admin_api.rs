@@ -25,8 +25,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 fn id_param<T: std::str::FromStr<Err = String>>(raw: &str, field: &str) -> Result<T, HttpError> {
-    raw.parse()
-        .map_err(|m| HttpError::Domain(Error::invalid(field, m)))
+    raw.parse().map_err(|m| HttpError::Domain(Error::invalid(field, m)))
 }
 
 fn created<T: Serialize>(body: &T) -> Response {
@@ -91,13 +90,7 @@ async fn list_principals(
     QueryParams(q): QueryParams<TenantQuery>,
 ) -> HttpResult<Json<Vec<Principal>>> {
     let tenant = q.tenant.map(TenantRef);
-    Ok(Json(
-        state
-            .inner
-            .admin
-            .list_principals(&caller, tenant.as_ref())
-            .await?,
-    ))
+    Ok(Json(state.inner.admin.list_principals(&caller, tenant.as_ref()).await?))
 }
 
 /// One principal.
@@ -124,13 +117,7 @@ async fn update_principal(
     JsonBody(change): JsonBody<PrincipalChange>,
 ) -> HttpResult<Json<Principal>> {
     let id: PrincipalId = id_param(&id, "principal id")?;
-    Ok(Json(
-        state
-            .inner
-            .admin
-            .update_principal(&caller, id, change)
-            .await?,
-    ))
+    Ok(Json(state.inner.admin.update_principal(&caller, id, change).await?))
 }
 
 /// Revoke every credential of a principal.
@@ -158,8 +145,7 @@ async fn create_api_key(
 ) -> HttpResult<Response> {
     let issued = state.inner.admin.create_api_key(&caller, body).await?;
     let mut r = created(&issued);
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
 }
 
@@ -178,14 +164,8 @@ async fn list_api_keys(
     Authenticated(caller): Authenticated,
     QueryParams(q): QueryParams<KeyQuery>,
 ) -> HttpResult<Json<Vec<ApiKey>>> {
-    let principal = q
-        .principal
-        .as_deref()
-        .map(|p| id_param(p, "principal"))
-        .transpose()?;
-    Ok(Json(
-        state.inner.admin.list_api_keys(&caller, principal).await?,
-    ))
+    let principal = q.principal.as_deref().map(|p| id_param(p, "principal")).transpose()?;
+    Ok(Json(state.inner.admin.list_api_keys(&caller, principal).await?))
 }
 
 /// Revoke an API key.

@@ -11,9 +11,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ErrorBody, HttpResult};
-use super::extract::{
-    Authenticated, ContextIdPath, JsonBody, QueryParams, VersionPath, if_match, none_match,
-};
+use super::extract::{Authenticated, ContextIdPath, JsonBody, QueryParams, VersionPath, if_match, none_match};
 use crate::domain::context::AppendInput;
 use crate::domain::{ContextInput, StoredContext};
 use crate::service::contexts::{Cursor, Page};
@@ -22,12 +20,7 @@ use crate::store::VersionInfo;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_context, list_contexts))
-        .routes(routes!(
-            get_context,
-            replace_context,
-            patch_context,
-            delete_context
-        ))
+        .routes(routes!(get_context, replace_context, patch_context, delete_context))
         .routes(routes!(append_messages))
         .routes(routes!(list_versions))
         .routes(routes!(get_version))
@@ -35,20 +28,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// A context with its `ETag`. Contexts steer agents: caches may keep them only
 /// privately and must revalidate.
-fn context_response(
-    status: StatusCode,
-    ctx: &StoredContext,
-    extra: Option<(header::HeaderName, String)>,
-) -> Response {
+fn context_response(status: StatusCode, ctx: &StoredContext, extra: Option<(header::HeaderName, String)>) -> Response {
     let mut response = (status, Json(ctx)).into_response();
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&ctx.version.etag()) {
         headers.insert(header::ETAG, v);
     }
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache"),
-    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     if let Some((name, value)) = extra
         && let Ok(v) = HeaderValue::from_str(&value)
     {
@@ -76,11 +62,7 @@ async fn create_context(
 ) -> HttpResult<Response> {
     let ctx = state.inner.contexts.create(&caller, input).await?;
     let location = format!("{}/context/{}", state.inner.public_url, ctx.context_id);
-    Ok(context_response(
-        StatusCode::CREATED,
-        &ctx,
-        Some((header::LOCATION, location)),
-    ))
+    Ok(context_response(StatusCode::CREATED, &ctx, Some((header::LOCATION, location))))
 }
 
 /// Get the latest version of a context.
@@ -125,11 +107,7 @@ async fn replace_context(
     JsonBody(input): JsonBody<ContextInput>,
 ) -> HttpResult<Response> {
     let cond = if_match(&headers)?;
-    let ctx = state
-        .inner
-        .contexts
-        .replace(&caller, id, input, cond)
-        .await?;
+    let ctx = state.inner.contexts.replace(&caller, id, input, cond).await?;
     Ok(context_response(StatusCode::OK, &ctx, None))
 }
 
@@ -171,11 +149,7 @@ async fn append_messages(
     JsonBody(input): JsonBody<AppendInput>,
 ) -> HttpResult<Response> {
     let cond = if_match(&headers)?;
-    let ctx = state
-        .inner
-        .contexts
-        .append(&caller, id, input, cond)
-        .await?;
+    let ctx = state.inner.contexts.append(&caller, id, input, cond).await?;
     Ok(context_response(StatusCode::OK, &ctx, None))
 }
 
@@ -216,15 +190,8 @@ async fn list_contexts(
     Authenticated(caller): Authenticated,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> HttpResult<Json<Page>> {
-    let cursor = q
-        .cursor
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(Cursor::parse)
-        .transpose()?;
-    Ok(Json(
-        state.inner.contexts.list(&caller, cursor, q.limit).await?,
-    ))
+    let cursor = q.cursor.as_deref().filter(|c| !c.is_empty()).map(Cursor::parse).transpose()?;
+    Ok(Json(state.inner.contexts.list(&caller, cursor, q.limit).await?))
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -259,10 +226,6 @@ async fn get_version(
     Authenticated(caller): Authenticated,
     VersionPath(id, version): VersionPath,
 ) -> HttpResult<Response> {
-    let ctx = state
-        .inner
-        .contexts
-        .get_version(&caller, id, version)
-        .await?;
+    let ctx = state.inner.contexts.get_version(&caller, id, version).await?;
     Ok(context_response(StatusCode::OK, &ctx, None))
 }

@@ -70,44 +70,30 @@ impl HttpError {
                 Error::ContextExpired(id) => (S::NOT_FOUND, "context_expired", Some(*id)),
                 Error::ContextDeleted(id) => (S::NOT_FOUND, "context_deleted", Some(*id)),
                 Error::ContextExists(id) => (S::CONFLICT, "context_exists", Some(*id)),
-                Error::PreconditionFailed { context_id, .. } => (
-                    S::PRECONDITION_FAILED,
-                    "precondition_failed",
-                    Some(*context_id),
-                ),
-                Error::HistoryTooLong { context_id, .. } => {
-                    (S::BAD_REQUEST, "history_too_long", Some(*context_id))
+                Error::PreconditionFailed { context_id, .. } => {
+                    (S::PRECONDITION_FAILED, "precondition_failed", Some(*context_id))
                 }
+                Error::HistoryTooLong { context_id, .. } => (S::BAD_REQUEST, "history_too_long", Some(*context_id)),
                 Error::Forbidden { .. } => (S::FORBIDDEN, "forbidden", None),
                 Error::InsufficientScope { .. } => (S::FORBIDDEN, "insufficient_scope", None),
                 Error::NotFound { .. } => (S::NOT_FOUND, "not_found", None),
                 Error::Conflict(_) => (S::CONFLICT, "conflict", None),
                 Error::Store(StoreError::Duplicate) => (S::CONFLICT, "conflict", None),
-                Error::Store(StoreError::Backend(_)) => {
-                    (S::SERVICE_UNAVAILABLE, "store_unavailable", None)
-                }
-                Error::Store(StoreError::Corrupt(_)) => {
-                    (S::INTERNAL_SERVER_ERROR, "store_corrupt", None)
-                }
+                Error::Store(StoreError::Backend(_)) => (S::SERVICE_UNAVAILABLE, "store_unavailable", None),
+                Error::Store(StoreError::Corrupt(_)) => (S::INTERNAL_SERVER_ERROR, "store_corrupt", None),
             },
             HttpError::Unauthenticated(AuthError::Store(StoreError::Backend(_))) => {
                 (S::SERVICE_UNAVAILABLE, "store_unavailable", None)
             }
-            HttpError::Unauthenticated(AuthError::Store(_)) => {
-                (S::INTERNAL_SERVER_ERROR, "store_corrupt", None)
-            }
-            HttpError::Unauthenticated(AuthError::Missing) => {
-                (S::UNAUTHORIZED, "unauthorized", None)
-            }
+            HttpError::Unauthenticated(AuthError::Store(_)) => (S::INTERNAL_SERVER_ERROR, "store_corrupt", None),
+            HttpError::Unauthenticated(AuthError::Missing) => (S::UNAUTHORIZED, "unauthorized", None),
             HttpError::Unauthenticated(AuthError::Malformed(_) | AuthError::InvalidToken(_)) => {
                 (S::UNAUTHORIZED, "invalid_token", None)
             }
             HttpError::MalformedJson(_) => (S::BAD_REQUEST, "invalid_json", None),
             HttpError::TooDeep { .. } => (S::BAD_REQUEST, "json_too_deep", None),
             HttpError::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "payload_too_large", None),
-            HttpError::UnsupportedMediaType { .. } => {
-                (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", None)
-            }
+            HttpError::UnsupportedMediaType { .. } => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", None),
             HttpError::BadHeader(_) => (S::BAD_REQUEST, "invalid_request", None),
             HttpError::TokenInQuery => (S::BAD_REQUEST, "invalid_request", None),
             HttpError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed", None),
@@ -119,23 +105,15 @@ impl HttpError {
 
     fn challenge(&self) -> Option<Challenge> {
         match self {
-            HttpError::Unauthenticated(AuthError::Missing) => Some(Challenge {
-                error: None,
-                description: None,
-                scope: None,
-            }),
-            HttpError::Unauthenticated(
-                e @ (AuthError::Malformed(_) | AuthError::InvalidToken(_)),
-            ) => Some(Challenge {
-                error: Some("invalid_token"),
-                description: Some(e.to_string()),
-                scope: None,
-            }),
-            HttpError::Domain(Error::InsufficientScope { required }) => Some(Challenge {
-                error: Some("insufficient_scope"),
-                description: None,
-                scope: Some(*required),
-            }),
+            HttpError::Unauthenticated(AuthError::Missing) => {
+                Some(Challenge { error: None, description: None, scope: None })
+            }
+            HttpError::Unauthenticated(e @ (AuthError::Malformed(_) | AuthError::InvalidToken(_))) => {
+                Some(Challenge { error: Some("invalid_token"), description: Some(e.to_string()), scope: None })
+            }
+            HttpError::Domain(Error::InsufficientScope { required }) => {
+                Some(Challenge { error: Some("insufficient_scope"), description: None, scope: Some(*required) })
+            }
             _ => None,
         }
     }
@@ -148,8 +126,7 @@ impl HttpError {
             | HttpError::Unauthenticated(AuthError::Store(StoreError::Backend(_))) => {
                 "The database is unavailable; try again".into()
             }
-            HttpError::Domain(Error::Store(_))
-            | HttpError::Unauthenticated(AuthError::Store(_)) => {
+            HttpError::Domain(Error::Store(_)) | HttpError::Unauthenticated(AuthError::Store(_)) => {
                 "Stored data could not be read".into()
             }
             HttpError::Unauthenticated(AuthError::Missing) => "Authentication required".into(),
@@ -164,19 +141,11 @@ impl IntoResponse for HttpError {
         let (status, code, context_id) = self.parts();
         if status.is_server_error() || status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(error = %self, code, "request failed");
-            if matches!(
-                self,
-                HttpError::Domain(Error::Store(_))
-                    | HttpError::Unauthenticated(AuthError::Store(_))
-            ) {
+            if matches!(self, HttpError::Domain(Error::Store(_)) | HttpError::Unauthenticated(AuthError::Store(_))) {
                 metrics::counter!("ctxguard_store_errors_total", "code" => code).increment(1);
             }
         }
-        let body = ErrorBody {
-            error: self.public_message(),
-            code,
-            context_id,
-        };
+        let body = ErrorBody { error: self.public_message(), code, context_id };
         let mut response = (status, Json(body)).into_response();
         if let HttpError::Domain(Error::PreconditionFailed { current, .. }) = &self
             && let Ok(v) = HeaderValue::from_str(&current.etag())

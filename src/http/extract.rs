@@ -20,15 +20,11 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HttpError> {
-        if parts
-            .uri
-            .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("access_token=")))
-        {
+        if parts.uri.query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("access_token="))) {
             return Err(HttpError::TokenInQuery);
         }
         let credential = credential_from_headers(&parts.headers)?;
-        let caller = state.inner.authn.authenticate(&credential).await?;
+        let caller = state.inner.authn.authenticate(&credential, &state.inner.public_url).await?;
         Ok(Authenticated(caller))
     }
 }
@@ -42,23 +38,16 @@ fn credential_from_headers(headers: &HeaderMap) -> Result<Credential, AuthError>
     if values.next().is_some() {
         return Err(AuthError::Malformed("more than one Authorization header"));
     }
-    let value = value
-        .to_str()
-        .map_err(|_| AuthError::Malformed("the Authorization header is not ASCII"))?;
-    let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed(
-        "Authorization must be 'Bearer <token>'",
-    ))?;
+    let value = value.to_str().map_err(|_| AuthError::Malformed("the Authorization header is not ASCII"))?;
+    let (scheme, token) =
+        value.split_once(' ').ok_or(AuthError::Malformed("Authorization must be 'Bearer <token>'"))?;
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::Malformed(
-            "only the Bearer authorization scheme is supported",
-        ));
+        return Err(AuthError::Malformed("only the Bearer authorization scheme is supported"));
     }
     let token = token.trim();
     let token68 = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
     if token.is_empty() || !token.chars().all(token68) {
-        return Err(AuthError::Malformed(
-            "the bearer token is empty or has characters a token cannot have",
-        ));
+        return Err(AuthError::Malformed("the bearer token is empty or has characters a token cannot have"));
     }
     Ok(Credential::Bearer(Secret::new(token.to_string())))
 }
@@ -101,16 +90,17 @@ impl<S: Send + Sync> FromRequestParts<S> for VersionPath {
         let Path((id, n)) = Path::<(String, String)>::from_request_parts(parts, state)
             .await
             .map_err(|e| HttpError::Domain(Error::invalid("path", e.body_text())))?;
-        let version = n.parse::<i64>().ok().filter(|v| *v >= 1).ok_or_else(|| {
-            HttpError::Domain(Error::invalid("version", "must be a positive integer"))
-        })?;
+        let version = n
+            .parse::<i64>()
+            .ok()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| HttpError::Domain(Error::invalid("version", "must be a positive integer")))?;
         Ok(VersionPath(parse_context_id(&id)?, Version(version)))
     }
 }
 
 pub fn parse_context_id(raw: &str) -> Result<ContextId, HttpError> {
-    raw.parse()
-        .map_err(|m: String| HttpError::Domain(Error::invalid("context_id", m)))
+    raw.parse().map_err(|m: String| HttpError::Domain(Error::invalid("context_id", m)))
 }
 
 /// Query parameters, with unknown or mistyped ones refused by name.
@@ -141,11 +131,11 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, HttpError> {
         if tag.starts_with("W/") {
             continue;
         }
-        versions.push(parse_etag(tag).ok_or_else(|| {
-            HttpError::BadHeader(format!(
-                "If-Match: {tag:?} is not an entity tag such as \"v3\""
-            ))
-        })?);
+        versions.push(
+            parse_etag(tag).ok_or_else(|| {
+                HttpError::BadHeader(format!("If-Match: {tag:?} is not an entity tag such as \"v3\""))
+            })?,
+        );
     }
     Ok(Some(IfMatch::OneOf(versions)))
 }
@@ -158,34 +148,19 @@ pub fn none_match(headers: &HeaderMap, current: Version) -> Result<bool, HttpErr
     if value.trim() == "*" {
         return Ok(true);
     }
-    Ok(value
-        .split(',')
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| parse_etag(t) == Some(current)))
+    Ok(value.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| parse_etag(t) == Some(current)))
 }
 
 fn parse_etag(tag: &str) -> Option<Version> {
-    tag.strip_prefix("\"v")?
-        .strip_suffix('"')?
-        .parse()
-        .ok()
-        .map(Version)
+    tag.strip_prefix("\"v")?.strip_suffix('"')?.parse().ok().map(Version)
 }
 
 fn joined(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<String>, HttpError> {
     let mut parts = Vec::new();
     for v in headers.get_all(&name) {
-        parts.push(
-            v.to_str()
-                .map_err(|_| HttpError::BadHeader(format!("{name} is not ASCII")))?
-                .to_string(),
-        );
+        parts.push(v.to_str().map_err(|_| HttpError::BadHeader(format!("{name} is not ASCII")))?.to_string());
     }
-    Ok(if parts.is_empty() {
-        None
-    } else {
-        Some(parts.join(","))
-    })
+    Ok(if parts.is_empty() { None } else { Some(parts.join(",")) })
 }
 
 #[cfg(test)]
@@ -202,23 +177,12 @@ mod tests {
     #[test]
     fn bearer_parsing() {
         let h = headers(header::AUTHORIZATION, "Bearer ctxg_abc");
-        assert!(
-            matches!(credential_from_headers(&h), Ok(Credential::Bearer(s)) if s.expose() == "ctxg_abc")
-        );
+        assert!(matches!(credential_from_headers(&h), Ok(Credential::Bearer(s)) if s.expose() == "ctxg_abc"));
         let h = headers(header::AUTHORIZATION, "Basic dXNlcjpwYXNz");
-        assert!(matches!(
-            credential_from_headers(&h),
-            Err(AuthError::Malformed(_))
-        ));
+        assert!(matches!(credential_from_headers(&h), Err(AuthError::Malformed(_))));
         let h = headers(header::AUTHORIZATION, "Bearer a b");
-        assert!(matches!(
-            credential_from_headers(&h),
-            Err(AuthError::Malformed(_))
-        ));
-        assert!(matches!(
-            credential_from_headers(&HeaderMap::new()),
-            Err(AuthError::Missing)
-        ));
+        assert!(matches!(credential_from_headers(&h), Err(AuthError::Malformed(_))));
+        assert!(matches!(credential_from_headers(&HeaderMap::new()), Err(AuthError::Missing)));
     }
 
     #[test]
@@ -227,14 +191,8 @@ mod tests {
             if_match(&headers(header::IF_MATCH, "\"v2\", \"v3\"")).unwrap(),
             Some(IfMatch::OneOf(vec![Version(2), Version(3)]))
         );
-        assert_eq!(
-            if_match(&headers(header::IF_MATCH, "*")).unwrap(),
-            Some(IfMatch::Any)
-        );
-        assert_eq!(
-            if_match(&headers(header::IF_MATCH, "W/\"v2\"")).unwrap(),
-            Some(IfMatch::OneOf(vec![]))
-        );
+        assert_eq!(if_match(&headers(header::IF_MATCH, "*")).unwrap(), Some(IfMatch::Any));
+        assert_eq!(if_match(&headers(header::IF_MATCH, "W/\"v2\"")).unwrap(), Some(IfMatch::OneOf(vec![])));
         assert!(if_match(&headers(header::IF_MATCH, "v2")).is_err());
         assert!(none_match(&headers(header::IF_NONE_MATCH, "W/\"v2\""), Version(2)).unwrap());
         assert!(!none_match(&headers(header::IF_NONE_MATCH, "\"v1\""), Version(2)).unwrap());

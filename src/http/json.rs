@@ -22,19 +22,9 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), HttpError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .ok_or(HttpError::UnsupportedMediaType { expected })?;
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let ok = essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"));
-    if ok {
-        Ok(())
-    } else {
-        Err(HttpError::UnsupportedMediaType { expected })
-    }
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ok = essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if ok { Ok(()) } else { Err(HttpError::UnsupportedMediaType { expected }) }
 }
 
 /// How much of an oversized body is read and discarded before answering 413, as a
@@ -43,18 +33,12 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), HttpError> {
 /// anyone who wants to keep a worker busy.
 const DRAIN_FACTOR: usize = 8;
 
-pub async fn read_body(
-    headers: &HeaderMap,
-    mut body: Body,
-    limits: BodyLimits,
-) -> Result<bytes::Bytes, HttpError> {
+pub async fn read_body(headers: &HeaderMap, mut body: Body, limits: BodyLimits) -> Result<bytes::Bytes, HttpError> {
     let max = limits.max_bytes;
     let drain_cap = max.saturating_mul(DRAIN_FACTOR);
     let too_large = HttpError::PayloadTooLarge { max };
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let announced =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if let Some(len) = announced
         && len > max as u64
     {
@@ -65,9 +49,7 @@ pub async fn read_body(
     }
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            HttpError::MalformedJson(format!("the request body could not be read: {e}"))
-        })?;
+        let frame = frame.map_err(|e| HttpError::MalformedJson(format!("the request body could not be read: {e}")))?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > max {
                 drain(&mut body, drain_cap.saturating_sub(buf.len() + data.len())).await;
@@ -103,18 +85,13 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, H
         let inner = e.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let field = if path == "." {
-                    "body".to_string()
-                } else {
-                    path
-                };
+                let field = if path == "." { "body".to_string() } else { path };
                 HttpError::Domain(Error::invalid(field, inner.to_string()))
             }
             _ => HttpError::MalformedJson(inner.to_string()),
         }
     })?;
-    de.end()
-        .map_err(|e| HttpError::MalformedJson(e.to_string()))?;
+    de.end().map_err(|e| HttpError::MalformedJson(e.to_string()))?;
     Ok(value)
 }
 
@@ -157,10 +134,7 @@ mod tests {
     #[test]
     fn depth_counts_only_structure() {
         assert!(check_depth(br#"{"a":[[1]]}"#, 3).is_ok());
-        assert!(matches!(
-            check_depth(br#"{"a":[[[1]]]}"#, 3),
-            Err(HttpError::TooDeep { max: 3 })
-        ));
+        assert!(matches!(check_depth(br#"{"a":[[[1]]]}"#, 3), Err(HttpError::TooDeep { max: 3 })));
         assert!(check_depth(br#"{"a":"[[[[[[\"[[[["}"#, 1).is_ok());
     }
 
@@ -175,17 +149,8 @@ mod tests {
             Err(HttpError::Domain(Error::InvalidField { field, .. })) => assert_eq!(field, "a[1]"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            parse::<T>(b"{\"a\":", 64),
-            Err(HttpError::MalformedJson(_))
-        ));
-        assert!(matches!(
-            parse::<T>(b"{\"a\":[]} x", 64),
-            Err(HttpError::MalformedJson(_))
-        ));
-        assert!(matches!(
-            parse::<T>(b"  ", 64),
-            Err(HttpError::MalformedJson(_))
-        ));
+        assert!(matches!(parse::<T>(b"{\"a\":", 64), Err(HttpError::MalformedJson(_))));
+        assert!(matches!(parse::<T>(b"{\"a\":[]} x", 64), Err(HttpError::MalformedJson(_))));
+        assert!(matches!(parse::<T>(b"  ", 64), Err(HttpError::MalformedJson(_))));
     }
 }

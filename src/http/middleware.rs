@@ -14,10 +14,8 @@ use super::error::{Challenge, HttpError};
 /// Counts requests by route template (never the raw path: ids would explode the
 /// label set) and records latency.
 pub async fn track_metrics(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let route =
+        req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = req.method().as_str().to_string();
     let start = Instant::now();
     let response = next.run(req).await;
@@ -36,19 +34,14 @@ pub async fn add_challenge(State(state): State<AppState>, req: Request, next: Ne
     let Some(ch) = response.extensions_mut().remove::<Challenge>() else {
         return response;
     };
-    let mut value = format!(
-        "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource\"",
-        state.inner.public_url
-    );
+    let mut value =
+        format!("Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource\"", state.inner.public_url);
     if let Some(error) = ch.error {
         value.push_str(&format!(", error=\"{error}\""));
     }
     if let Some(desc) = ch.description {
         // Quoted-string content: drop the characters that would end or escape it.
-        let clean: String = desc
-            .chars()
-            .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
-            .collect();
+        let clean: String = desc.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect();
         value.push_str(&format!(", error_description=\"{clean}\""));
     }
     if let Some(scope) = ch.scope {

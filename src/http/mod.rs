@@ -18,9 +18,7 @@ use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -29,6 +27,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::authn::Authenticator;
+use crate::oauth::server::AuthServer;
+use crate::service::clients::ClientService;
 use crate::service::{AdminService, ContextService};
 use crate::store::Database;
 use error::HttpError;
@@ -43,6 +43,8 @@ pub struct AppState {
 pub struct AppInner {
     pub contexts: ContextService,
     pub admin: AdminService,
+    pub clients: ClientService,
+    pub oauth: Arc<AuthServer>,
     pub authn: Authenticator,
     pub db: Arc<dyn Database>,
     /// Base URL used in metadata, `Location` and challenges; no trailing slash.
@@ -71,6 +73,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let (routes, _) = api();
     let openapi = state.inner.openapi_json.clone();
     routes
+        .merge(crate::oauth::routes())
         .route(
             "/openapi.json",
             axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }),
@@ -84,25 +87,23 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             HeaderName::from_static("x-content-type-options"),
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .layer(
             // Spans carry method, path (without the query) and request id — never
             // headers, so credentials cannot reach the logs.
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request<_>| {
-                    let id = req
-                        .extensions()
-                        .get::<RequestId>()
-                        .and_then(|r| r.header_value().to_str().ok())
-                        .unwrap_or("-");
+                    let id =
+                        req.extensions().get::<RequestId>().and_then(|r| r.header_value().to_str().ok()).unwrap_or("-");
                     tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
                 })
                 .on_request(())
                 .on_response(|res: &Response, latency: Duration, _span: &tracing::Span| {
-                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1e3, "response");
+                    tracing::info!(
+                        status = res.status().as_u16(),
+                        latency_ms = latency.as_secs_f64() * 1e3,
+                        "response"
+                    );
                 }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))

@@ -7,9 +7,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{OpenApi, RefOr, Schema};
 use utoipa::{Modify, PartialSchema, ToSchema};
 
-use crate::domain::{
-    ApiKeyId, ContextId, PrincipalId, Role, RoleSet, Scope, ScopeSet, TenantId, Timestamp, Version,
-};
+use crate::domain::{ApiKeyId, ContextId, PrincipalId, Role, RoleSet, Scope, ScopeSet, TenantId, Timestamp, Version};
 
 fn string_with(format: KnownFormat, description: &str) -> RefOr<Schema> {
     ObjectBuilder::new()
@@ -57,11 +55,7 @@ impl ToSchema for Version {}
 
 fn string_array(values: Vec<&'static str>, description: &str) -> RefOr<Schema> {
     ArrayBuilder::new()
-        .items(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .enum_values(Some(values)),
-        )
+        .items(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values)))
         .description(Some(description))
         .into()
 }
@@ -70,20 +64,14 @@ impl PartialSchema for ScopeSet {
     fn schema() -> RefOr<Schema> {
         let mut names: Vec<&'static str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
         names.extend(["mcp:read", "mcp:write"]);
-        string_array(
-            names,
-            "Scopes (mcp:read and mcp:write are accepted as aliases)",
-        )
+        string_array(names, "Scopes (mcp:read and mcp:write are accepted as aliases)")
     }
 }
 impl ToSchema for ScopeSet {}
 
 impl PartialSchema for RoleSet {
     fn schema() -> RefOr<Schema> {
-        string_array(
-            Role::ALL.iter().map(|r| r.as_str()).collect(),
-            "Roles held in the tenant",
-        )
+        string_array(Role::ALL.iter().map(|r| r.as_str()).collect(), "Roles held in the tenant")
     }
 }
 impl ToSchema for RoleSet {}

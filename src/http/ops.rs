@@ -31,9 +31,7 @@ async fn healthz() -> Json<serde_json::Value> {
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200), (status = 503)))]
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.inner.db.ping().await {
-        Ok(()) => {
-            Json(json!({"status": "ready", "database": state.inner.db.backend()})).into_response()
-        }
+        Ok(()) => Json(json!({"status": "ready", "database": state.inner.db.backend()})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (
@@ -48,14 +46,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.inner.metrics.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.inner.metrics.render()).into_response()
 }
 
 /// RFC 9728 protected resource metadata for the context API.

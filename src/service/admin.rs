@@ -8,10 +8,10 @@ use super::denial_error;
 use crate::authn::{Caller, Secret, api_key, password};
 use crate::authz::{Action, Resource, authorize};
 use crate::domain::{
-    ApiKey, ApiKeyId, Error, Principal, PrincipalId, PrincipalKind, RoleSet, ScopeSet, StoreError,
-    Tenant, TenantId, Timestamp,
+    ApiKey, ApiKeyId, Error, Principal, PrincipalId, PrincipalKind, RoleSet, ScopeSet, StoreError, Tenant, TenantId,
+    Timestamp,
 };
-use crate::store::AuthStore;
+use crate::store::Database;
 
 /// A tenant named either by id or by name.
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
@@ -65,65 +65,45 @@ const MAX_KEY_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
 
 #[derive(Clone)]
 pub struct AdminService {
-    store: Arc<dyn AuthStore>,
+    store: Arc<dyn Database>,
 }
 
 impl AdminService {
-    pub fn new(store: Arc<dyn AuthStore>) -> Self {
+    pub fn new(store: Arc<dyn Database>) -> Self {
         Self { store }
     }
 
     pub async fn create_tenant(&self, caller: &Caller, name: &str) -> Result<Tenant, Error> {
-        authorize(
-            caller,
-            Action::ManageTenants,
-            Resource::Tenant(caller.principal.tenant),
-        )
-        .map_err(|d| denial_error(d, "tenant"))?;
+        authorize(caller, Action::ManageTenants, Resource::Tenant(caller.principal.tenant))
+            .map_err(|d| denial_error(d, "tenant"))?;
         self.create_tenant_unchecked(name).await
     }
 
     /// For start-up initialisation and the local CLI, which act as the operator.
     pub async fn create_tenant_unchecked(&self, name: &str) -> Result<Tenant, Error> {
         Tenant::validate_name(name).map_err(|m| Error::invalid("name", m))?;
-        let tenant = Tenant {
-            id: TenantId::new_random(),
-            name: name.to_string(),
-            created_at: Timestamp::now(),
-        };
+        let tenant = Tenant { id: TenantId::new_random(), name: name.to_string(), created_at: Timestamp::now() };
         match self.store.create_tenant(&tenant).await {
             Ok(()) => Ok(tenant),
-            Err(StoreError::Duplicate) => {
-                Err(Error::Conflict(format!("a tenant named {name:?} exists")))
-            }
+            Err(StoreError::Duplicate) => Err(Error::Conflict(format!("a tenant named {name:?} exists"))),
             Err(e) => Err(e.into()),
         }
     }
 
     pub async fn list_tenants(&self, caller: &Caller) -> Result<Vec<Tenant>, Error> {
-        authorize(
-            caller,
-            Action::Admin,
-            Resource::Tenant(caller.principal.tenant),
-        )
-        .map_err(|d| denial_error(d, "tenant"))?;
+        authorize(caller, Action::Admin, Resource::Tenant(caller.principal.tenant))
+            .map_err(|d| denial_error(d, "tenant"))?;
         let all = self.store.tenants().await?;
         Ok(if caller.principal.platform_admin {
             all
         } else {
-            all.into_iter()
-                .filter(|t| t.id == caller.principal.tenant)
-                .collect()
+            all.into_iter().filter(|t| t.id == caller.principal.tenant).collect()
         })
     }
 
     /// Resolves a tenant by id or name; tenants the caller may not administer are
     /// reported as missing.
-    pub async fn resolve_tenant(
-        &self,
-        caller: &Caller,
-        r: Option<&TenantRef>,
-    ) -> Result<Tenant, Error> {
+    pub async fn resolve_tenant(&self, caller: &Caller, r: Option<&TenantRef>) -> Result<Tenant, Error> {
         let found = match r {
             None => self.store.tenant(caller.principal.tenant).await?,
             Some(TenantRef(s)) => match s.parse::<TenantId>() {
@@ -132,16 +112,11 @@ impl AdminService {
             },
         };
         let tenant = found.ok_or(Error::NotFound { what: "tenant" })?;
-        authorize(caller, Action::Admin, Resource::Tenant(tenant.id))
-            .map_err(|d| denial_error(d, "tenant"))?;
+        authorize(caller, Action::Admin, Resource::Tenant(tenant.id)).map_err(|d| denial_error(d, "tenant"))?;
         Ok(tenant)
     }
 
-    pub async fn create_principal(
-        &self,
-        caller: &Caller,
-        new: NewPrincipal,
-    ) -> Result<Principal, Error> {
+    pub async fn create_principal(&self, caller: &Caller, new: NewPrincipal) -> Result<Principal, Error> {
         let tenant = self.resolve_tenant(caller, new.tenant.as_ref()).await?;
         self.create_principal_in(tenant.id, new, false).await
     }
@@ -156,18 +131,11 @@ impl AdminService {
         let password_hash = match new.password {
             None => None,
             Some(_) if new.kind != PrincipalKind::User => {
-                return Err(Error::invalid(
-                    "password",
-                    "only principals of kind user have passwords",
-                ));
+                return Err(Error::invalid("password", "only principals of kind user have passwords"));
             }
             Some(p) => {
                 password::validate(&p).map_err(|m| Error::invalid("password", m))?;
-                Some(
-                    password::hash(Secret::new(p))
-                        .await
-                        .map_err(|e| StoreError::Backend(e.to_string()))?,
-                )
+                Some(password::hash(Secret::new(p)).await.map_err(|e| StoreError::Backend(e.to_string()))?)
             }
         };
         let principal = Principal {
@@ -179,39 +147,26 @@ impl AdminService {
             disabled: false,
             platform_admin,
             created_at: Timestamp::now(),
+            tokens_revoked_at: None,
         };
-        match self
-            .store
-            .create_principal(&principal, password_hash.as_deref())
-            .await
-        {
+        match self.store.create_principal(&principal, password_hash.as_deref()).await {
             Ok(()) => Ok(principal),
-            Err(StoreError::Duplicate) => Err(Error::Conflict(format!(
-                "a principal named {:?} exists in this tenant",
-                principal.name
-            ))),
+            Err(StoreError::Duplicate) => {
+                Err(Error::Conflict(format!("a principal named {:?} exists in this tenant", principal.name)))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
-    pub async fn list_principals(
-        &self,
-        caller: &Caller,
-        tenant: Option<&TenantRef>,
-    ) -> Result<Vec<Principal>, Error> {
+    pub async fn list_principals(&self, caller: &Caller, tenant: Option<&TenantRef>) -> Result<Vec<Principal>, Error> {
         let tenant = self.resolve_tenant(caller, tenant).await?;
         Ok(self.store.principals(tenant.id).await?)
     }
 
     /// A principal the caller may administer, or "not found".
     pub async fn principal(&self, caller: &Caller, id: PrincipalId) -> Result<Principal, Error> {
-        let p = self
-            .store
-            .principal(id)
-            .await?
-            .ok_or(Error::NotFound { what: "principal" })?;
-        authorize(caller, Action::Admin, Resource::Tenant(p.tenant))
-            .map_err(|d| denial_error(d, "principal"))?;
+        let p = self.store.principal(id).await?.ok_or(Error::NotFound { what: "principal" })?;
+        authorize(caller, Action::Admin, Resource::Tenant(p.tenant)).map_err(|d| denial_error(d, "principal"))?;
         Ok(p)
     }
 
@@ -222,20 +177,13 @@ impl AdminService {
         change: PrincipalChange,
     ) -> Result<Principal, Error> {
         self.principal(caller, id).await?;
-        self.store
-            .update_principal(id, change.roles.as_ref(), change.disabled)
-            .await?;
+        self.store.update_principal(id, change.roles.as_ref(), change.disabled).await?;
         self.principal(caller, id).await
     }
 
-    pub async fn create_api_key(
-        &self,
-        caller: &Caller,
-        new: NewApiKey,
-    ) -> Result<IssuedApiKey, Error> {
+    pub async fn create_api_key(&self, caller: &Caller, new: NewApiKey) -> Result<IssuedApiKey, Error> {
         let principal = self.principal(caller, new.principal).await?;
-        self.issue_api_key(&principal, new.scopes, new.expires_in)
-            .await
+        self.issue_api_key(&principal, new.scopes, new.expires_in).await
     }
 
     /// Issues a key for `principal` without an authorization check (init and CLI).
@@ -249,16 +197,10 @@ impl AdminService {
         let expires_at = match expires_in {
             None => None,
             Some(0) => {
-                return Err(Error::invalid(
-                    "expires_in",
-                    "must be a positive number of seconds",
-                ));
+                return Err(Error::invalid("expires_in", "must be a positive number of seconds"));
             }
             Some(s) if s > MAX_KEY_LIFETIME_SECS => {
-                return Err(Error::invalid(
-                    "expires_in",
-                    format!("must be at most {MAX_KEY_LIFETIME_SECS} seconds"),
-                ));
+                return Err(Error::invalid("expires_in", format!("must be at most {MAX_KEY_LIFETIME_SECS} seconds")));
             }
             Some(s) => Some(now.plus_secs(s as i64)),
         };
@@ -273,17 +215,10 @@ impl AdminService {
             created_at: now,
         };
         self.store.create_api_key(&record, &hash).await?;
-        Ok(IssuedApiKey {
-            record,
-            key: key.expose().to_string(),
-        })
+        Ok(IssuedApiKey { record, key: key.expose().to_string() })
     }
 
-    pub async fn list_api_keys(
-        &self,
-        caller: &Caller,
-        principal: Option<PrincipalId>,
-    ) -> Result<Vec<ApiKey>, Error> {
+    pub async fn list_api_keys(&self, caller: &Caller, principal: Option<PrincipalId>) -> Result<Vec<ApiKey>, Error> {
         match principal {
             Some(id) => {
                 self.principal(caller, id).await?;
@@ -297,13 +232,8 @@ impl AdminService {
     }
 
     pub async fn revoke_api_key(&self, caller: &Caller, id: ApiKeyId) -> Result<(), Error> {
-        let key = self
-            .store
-            .api_key(id)
-            .await?
-            .ok_or(Error::NotFound { what: "api key" })?;
-        authorize(caller, Action::Admin, Resource::Tenant(key.tenant))
-            .map_err(|d| denial_error(d, "api key"))?;
+        let key = self.store.api_key(id).await?.ok_or(Error::NotFound { what: "api key" })?;
+        authorize(caller, Action::Admin, Resource::Tenant(key.tenant)).map_err(|d| denial_error(d, "api key"))?;
         // Revoking twice is not an error: the key is revoked either way.
         self.store.revoke_api_key(id, Timestamp::now()).await?;
         Ok(())
@@ -312,9 +242,6 @@ impl AdminService {
     /// Revokes every credential of a principal (today: its API keys).
     pub async fn revoke_all(&self, caller: &Caller, id: PrincipalId) -> Result<u64, Error> {
         self.principal(caller, id).await?;
-        Ok(self
-            .store
-            .revoke_principal_api_keys(id, Timestamp::now())
-            .await?)
+        Ok(self.store.revoke_principal_api_keys(id, Timestamp::now()).await?)
     }
 }

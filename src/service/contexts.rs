@@ -11,9 +11,7 @@ use super::context_denial;
 use crate::authn::Caller;
 use crate::authz::{Action, Resource, authorize};
 use crate::domain::context::{AppendInput, ContextLimits, append_messages, apply_patch};
-use crate::domain::{
-    ContextId, ContextInput, Error, PrincipalId, StoreError, StoredContext, Timestamp, Version,
-};
+use crate::domain::{ContextId, ContextInput, Error, PrincipalId, StoreError, StoredContext, Timestamp, Version};
 use crate::store::{ContextRecord, ContextStore, VersionInfo};
 
 /// An `If-Match` precondition (RFC 9110 section 13.1.1).
@@ -28,10 +26,7 @@ impl IfMatch {
         match self {
             IfMatch::Any => Ok(()),
             IfMatch::OneOf(v) if v.contains(&current) => Ok(()),
-            IfMatch::OneOf(_) => Err(Error::PreconditionFailed {
-                context_id: id,
-                current,
-            }),
+            IfMatch::OneOf(_) => Err(Error::PreconditionFailed { context_id: id, current }),
         }
     }
 }
@@ -64,10 +59,7 @@ impl Cursor {
         let bad = || Error::invalid("cursor", "is not a cursor returned by this server");
         let raw = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
         let text = std::str::from_utf8(&raw).map_err(|_| bad())?;
-        let seq = text
-            .strip_prefix("s:")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(bad)?;
+        let seq = text.strip_prefix("s:").and_then(|n| n.parse().ok()).ok_or_else(bad)?;
         Ok(Cursor(seq))
     }
 
@@ -77,8 +69,7 @@ impl Cursor {
 }
 
 /// Computes the next version from the current one and the time of the write.
-type NextVersion<'a> =
-    Box<dyn FnOnce(&StoredContext, Timestamp) -> Result<StoredContext, Error> + Send + 'a>;
+type NextVersion<'a> = Box<dyn FnOnce(&StoredContext, Timestamp) -> Result<StoredContext, Error> + Send + 'a>;
 
 pub const MAX_PAGE: u32 = 200;
 pub const DEFAULT_PAGE: u32 = 50;
@@ -94,14 +85,9 @@ impl ContextService {
         Self { store, limits }
     }
 
-    pub async fn create(
-        &self,
-        caller: &Caller,
-        input: ContextInput,
-    ) -> Result<StoredContext, Error> {
+    pub async fn create(&self, caller: &Caller, input: ContextInput) -> Result<StoredContext, Error> {
         let tenant = caller.principal.tenant;
-        authorize(caller, Action::Create, Resource::Tenant(tenant))
-            .map_err(|d| super::denial_error(d, "tenant"))?;
+        authorize(caller, Action::Create, Resource::Tenant(tenant)).map_err(|d| super::denial_error(d, "tenant"))?;
         let id = input.context_id.unwrap_or_else(ContextId::new_random);
         let ctx = input.into_new(id, Timestamp::now())?;
         self.limits.check(&ctx)?;
@@ -116,25 +102,13 @@ impl ContextService {
         self.readable(caller, id, Action::Read).await
     }
 
-    pub async fn get_version(
-        &self,
-        caller: &Caller,
-        id: ContextId,
-        version: Version,
-    ) -> Result<StoredContext, Error> {
+    pub async fn get_version(&self, caller: &Caller, id: ContextId, version: Version) -> Result<StoredContext, Error> {
         self.readable(caller, id, Action::Read).await?;
-        let found = self
-            .store
-            .get_version(caller.principal.tenant, id, version)
-            .await?;
+        let found = self.store.get_version(caller.principal.tenant, id, version).await?;
         found.ok_or(Error::NotFound { what: "version" })
     }
 
-    pub async fn versions(
-        &self,
-        caller: &Caller,
-        id: ContextId,
-    ) -> Result<Vec<VersionInfo>, Error> {
+    pub async fn versions(&self, caller: &Caller, id: ContextId) -> Result<Vec<VersionInfo>, Error> {
         self.readable(caller, id, Action::Read).await?;
         Ok(self.store.versions(caller.principal.tenant, id).await?)
     }
@@ -146,14 +120,8 @@ impl ContextService {
         input: ContextInput,
         if_match: Option<IfMatch>,
     ) -> Result<StoredContext, Error> {
-        self.update(
-            caller,
-            id,
-            Action::Write,
-            if_match,
-            Box::new(|current, now| input.into_replacement(current, now)),
-        )
-        .await
+        self.update(caller, id, Action::Write, if_match, Box::new(|current, now| input.into_replacement(current, now)))
+            .await
     }
 
     pub async fn patch(
@@ -190,12 +158,7 @@ impl ContextService {
         .await
     }
 
-    pub async fn delete(
-        &self,
-        caller: &Caller,
-        id: ContextId,
-        if_match: Option<IfMatch>,
-    ) -> Result<(), Error> {
+    pub async fn delete(&self, caller: &Caller, id: ContextId, if_match: Option<IfMatch>) -> Result<(), Error> {
         let tenant = caller.principal.tenant;
         let record = self.store.get(tenant, id).await?;
         let (owner, current) = match record {
@@ -203,59 +166,37 @@ impl ContextService {
             Some(ContextRecord::Tombstone { owner }) => return Err(deleted(caller, owner, id)),
             Some(ContextRecord::Live { owner, context }) => (owner, context),
         };
-        authorize(caller, Action::Delete, Resource::Context { tenant, owner })
-            .map_err(|d| context_denial(id, d))?;
+        authorize(caller, Action::Delete, Resource::Context { tenant, owner }).map_err(|d| context_denial(id, d))?;
         if let Some(cond) = &if_match {
             cond.check(id, current.version)?;
         }
         let expected = if_match.is_some().then_some(current.version);
-        if self
-            .store
-            .delete(tenant, id, expected, Timestamp::now())
-            .await?
-        {
+        if self.store.delete(tenant, id, expected, Timestamp::now()).await? {
             return Ok(());
         }
         // Lost a race: someone else deleted or changed it in between.
         match self.store.get(tenant, id).await? {
-            Some(ContextRecord::Live { context, .. }) => Err(Error::PreconditionFailed {
-                context_id: id,
-                current: context.version,
-            }),
+            Some(ContextRecord::Live { context, .. }) => {
+                Err(Error::PreconditionFailed { context_id: id, current: context.version })
+            }
             _ => Err(Error::ContextDeleted(id)),
         }
     }
 
-    pub async fn list(
-        &self,
-        caller: &Caller,
-        cursor: Option<Cursor>,
-        limit: Option<u32>,
-    ) -> Result<Page, Error> {
+    pub async fn list(&self, caller: &Caller, cursor: Option<Cursor>, limit: Option<u32>) -> Result<Page, Error> {
         let tenant = caller.principal.tenant;
-        authorize(caller, Action::List, Resource::Tenant(tenant))
-            .map_err(|d| super::denial_error(d, "tenant"))?;
+        authorize(caller, Action::List, Resource::Tenant(tenant)).map_err(|d| super::denial_error(d, "tenant"))?;
         let limit = match limit {
             None => DEFAULT_PAGE,
             Some(n @ 1..=MAX_PAGE) => n,
             Some(_) => {
-                return Err(Error::invalid(
-                    "limit",
-                    format!("must be between 1 and {MAX_PAGE}"),
-                ));
+                return Err(Error::invalid("limit", format!("must be between 1 and {MAX_PAGE}")));
             }
         };
-        let mut rows = self
-            .store
-            .list(tenant, Timestamp::now(), cursor.map(|c| c.0), limit + 1)
-            .await?;
+        let mut rows = self.store.list(tenant, Timestamp::now(), cursor.map(|c| c.0), limit + 1).await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let next_cursor = if more {
-            rows.last().map(|(seq, _)| Cursor(*seq).encode())
-        } else {
-            None
-        };
+        let next_cursor = if more { rows.last().map(|(seq, _)| Cursor(*seq).encode()) } else { None };
         let items = rows
             .into_iter()
             .map(|(_, c)| ContextSummary {
@@ -272,19 +213,13 @@ impl ContextService {
     }
 
     /// Finds a live, unexpired context the caller may perform `action` on.
-    async fn readable(
-        &self,
-        caller: &Caller,
-        id: ContextId,
-        action: Action,
-    ) -> Result<StoredContext, Error> {
+    async fn readable(&self, caller: &Caller, id: ContextId, action: Action) -> Result<StoredContext, Error> {
         let tenant = caller.principal.tenant;
         match self.store.get(tenant, id).await? {
             None => Err(Error::ContextNotFound(id)),
             Some(ContextRecord::Tombstone { owner }) => Err(deleted(caller, owner, id)),
             Some(ContextRecord::Live { owner, context }) => {
-                authorize(caller, action, Resource::Context { tenant, owner })
-                    .map_err(|d| context_denial(id, d))?;
+                authorize(caller, action, Resource::Context { tenant, owner }).map_err(|d| context_denial(id, d))?;
                 if context.is_expired_at(Timestamp::now()) {
                     return Err(Error::ContextExpired(id));
                 }
@@ -338,10 +273,7 @@ impl ContextService {
 
 /// A tombstone answers "deleted" only to those who could have read the context.
 fn deleted(caller: &Caller, owner: PrincipalId, id: ContextId) -> Error {
-    let resource = Resource::Context {
-        tenant: caller.principal.tenant,
-        owner,
-    };
+    let resource = Resource::Context { tenant: caller.principal.tenant, owner };
     match authorize(caller, Action::Read, resource) {
         Ok(()) => Error::ContextDeleted(id),
         Err(d) => context_denial(id, d),
@@ -364,17 +296,10 @@ mod tests {
     fn if_match() {
         let id = ContextId::new_random();
         assert!(IfMatch::Any.check(id, Version(3)).is_ok());
-        assert!(
-            IfMatch::OneOf(vec![Version(2), Version(3)])
-                .check(id, Version(3))
-                .is_ok()
-        );
+        assert!(IfMatch::OneOf(vec![Version(2), Version(3)]).check(id, Version(3)).is_ok());
         assert!(matches!(
             IfMatch::OneOf(vec![Version(2)]).check(id, Version(3)),
-            Err(Error::PreconditionFailed {
-                current: Version(3),
-                ..
-            })
+            Err(Error::PreconditionFailed { current: Version(3), .. })
         ));
     }
 }

@@ -8,6 +8,7 @@
 
 mod postgres;
 mod sql;
+mod sql_oauth;
 mod sqlite;
 
 use std::path::Path;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    ApiKey, ApiKeyId, ContextId, Error, Principal, PrincipalId, RoleSet, StoreError, StoredContext,
+    ApiKey, ApiKeyId, ContextId, Error, OAuthClient, Principal, PrincipalId, RoleSet, StoreError, StoredContext,
     Tenant, TenantId, Timestamp, Version,
 };
 
@@ -31,7 +32,9 @@ pub enum ContextRecord {
         context: StoredContext,
     },
     /// Deleted or swept after expiry: the id stays reserved.
-    Tombstone { owner: PrincipalId },
+    Tombstone {
+        owner: PrincipalId,
+    },
 }
 
 /// One entry of a version listing.
@@ -43,41 +46,22 @@ pub struct VersionInfo {
 
 /// Computes the next version from the current one inside the store's write transaction.
 /// It is called with the row locked, so read-modify-write cannot lose an update.
-pub type Mutation<'a> =
-    Box<dyn FnOnce(PrincipalId, &StoredContext) -> Result<StoredContext, Error> + Send + 'a>;
+pub type Mutation<'a> = Box<dyn FnOnce(PrincipalId, &StoredContext) -> Result<StoredContext, Error> + Send + 'a>;
 
 #[async_trait]
 pub trait ContextStore: Send + Sync {
-    async fn get(
-        &self,
-        tenant: TenantId,
-        id: ContextId,
-    ) -> Result<Option<ContextRecord>, StoreError>;
+    async fn get(&self, tenant: TenantId, id: ContextId) -> Result<Option<ContextRecord>, StoreError>;
     async fn get_version(
         &self,
         tenant: TenantId,
         id: ContextId,
         version: Version,
     ) -> Result<Option<StoredContext>, StoreError>;
-    async fn versions(
-        &self,
-        tenant: TenantId,
-        id: ContextId,
-    ) -> Result<Vec<VersionInfo>, StoreError>;
+    async fn versions(&self, tenant: TenantId, id: ContextId) -> Result<Vec<VersionInfo>, StoreError>;
     /// Inserts version 1. `StoreError::Duplicate` if the id exists or ever existed.
-    async fn create(
-        &self,
-        tenant: TenantId,
-        owner: PrincipalId,
-        context: &StoredContext,
-    ) -> Result<(), StoreError>;
+    async fn create(&self, tenant: TenantId, owner: PrincipalId, context: &StoredContext) -> Result<(), StoreError>;
     /// Atomically replaces the latest version with `mutate(owner, latest)`.
-    async fn update(
-        &self,
-        tenant: TenantId,
-        id: ContextId,
-        mutate: Mutation<'_>,
-    ) -> Result<StoredContext, Error>;
+    async fn update(&self, tenant: TenantId, id: ContextId, mutate: Mutation<'_>) -> Result<StoredContext, Error>;
     /// Live, unexpired contexts, newest first, strictly older than `before_seq`.
     async fn list(
         &self,
@@ -106,17 +90,9 @@ pub trait AuthStore: Send + Sync {
     async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError>;
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError>;
 
-    async fn create_principal(
-        &self,
-        principal: &Principal,
-        password_hash: Option<&str>,
-    ) -> Result<(), StoreError>;
+    async fn create_principal(&self, principal: &Principal, password_hash: Option<&str>) -> Result<(), StoreError>;
     async fn principal(&self, id: PrincipalId) -> Result<Option<Principal>, StoreError>;
-    async fn principal_by_name(
-        &self,
-        tenant: TenantId,
-        name: &str,
-    ) -> Result<Option<Principal>, StoreError>;
+    async fn principal_by_name(&self, tenant: TenantId, name: &str) -> Result<Option<Principal>, StoreError>;
     async fn principals(&self, tenant: TenantId) -> Result<Vec<Principal>, StoreError>;
     /// Changes roles and/or the disabled flag; false if there is no such principal.
     async fn update_principal(
@@ -127,8 +103,7 @@ pub trait AuthStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     async fn create_api_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), StoreError>;
-    async fn api_key_by_hash(&self, key_hash: &str)
-    -> Result<Option<(ApiKey, String)>, StoreError>;
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<(ApiKey, String)>, StoreError>;
     async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError>;
     async fn api_keys(
         &self,
@@ -137,16 +112,12 @@ pub trait AuthStore: Send + Sync {
     ) -> Result<Vec<ApiKey>, StoreError>;
     /// False if the key does not exist or was already revoked.
     async fn revoke_api_key(&self, id: ApiKeyId, at: Timestamp) -> Result<bool, StoreError>;
-    async fn revoke_principal_api_keys(
-        &self,
-        principal: PrincipalId,
-        at: Timestamp,
-    ) -> Result<u64, StoreError>;
+    async fn revoke_principal_api_keys(&self, principal: PrincipalId, at: Timestamp) -> Result<u64, StoreError>;
 }
 
 /// A whole database: both stores plus health and shutdown.
 #[async_trait]
-pub trait Database: ContextStore + AuthStore {
+pub trait Database: ContextStore + AuthStore + OAuthStore {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Waits for in-flight statements and closes every connection (SQLite checkpoints
     /// its WAL on the last close).
@@ -165,10 +136,9 @@ pub enum DatabaseLocation {
 pub async fn open(location: &DatabaseLocation) -> anyhow::Result<Arc<dyn Database>> {
     Ok(match location {
         DatabaseLocation::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
-        DatabaseLocation::Postgres {
-            url,
-            max_connections,
-        } => Arc::new(PostgresStore::open(url, *max_connections).await?),
+        DatabaseLocation::Postgres { url, max_connections } => {
+            Arc::new(PostgresStore::open(url, *max_connections).await?)
+        }
     })
 }
 
@@ -185,4 +155,120 @@ pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate,
         _ => StoreError::Backend(e.to_string()),
     }
+}
+
+/// A signing key as stored: the private half sealed under the KEK.
+#[derive(Clone, Debug)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub alg: String,
+    pub private_sealed: String,
+    pub public_key: String,
+    pub created_at: Timestamp,
+    pub superseded_at: Option<Timestamp>,
+    pub publish_until: Option<Timestamp>,
+}
+
+/// What a refresh token stands for.
+#[derive(Clone, Debug)]
+pub struct RefreshGrant {
+    pub family_id: String,
+    pub client_id: String,
+    pub principal: PrincipalId,
+    pub tenant: TenantId,
+    pub scope: String,
+    pub resource: String,
+    pub expires_at: Timestamp,
+}
+
+/// What an authorization code stands for.
+#[derive(Clone, Debug)]
+pub struct CodeGrant {
+    pub client_id: String,
+    pub principal: PrincipalId,
+    pub tenant: TenantId,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub scope: String,
+    pub resource: String,
+    pub expires_at: Timestamp,
+}
+
+/// The result of presenting a one-time credential (code or refresh token).
+#[derive(Clone, Debug)]
+pub enum OneTime<T> {
+    Unknown,
+    /// First use: it is now spent.
+    Fresh(T),
+    /// Already spent: a replay, with what it was issued for.
+    Replayed {
+        grant: T,
+        issued_jti: Option<String>,
+        issued_family: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct BrowserSession {
+    pub principal: PrincipalId,
+    pub csrf_token: String,
+    pub expires_at: Timestamp,
+}
+
+#[async_trait]
+pub trait OAuthStore: Send + Sync {
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError>;
+    /// Marks every current key superseded (published until `publish_until`) and inserts
+    /// `new` as the current key, in one transaction.
+    async fn rotate_signing_key(
+        &self,
+        new: &StoredSigningKey,
+        now: Timestamp,
+        publish_until: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    async fn create_client(&self, client: &OAuthClient, secret_hash: Option<&str>) -> Result<(), StoreError>;
+    /// The client and its secret hash (none for public clients).
+    async fn client(&self, client_id: &str) -> Result<Option<(OAuthClient, Option<String>)>, StoreError>;
+    async fn clients(&self, tenant: TenantId) -> Result<Vec<OAuthClient>, StoreError>;
+    async fn disable_client(&self, client_id: &str) -> Result<bool, StoreError>;
+
+    async fn revoke_jti(&self, jti: &str, expires_at: Timestamp) -> Result<(), StoreError>;
+    async fn is_jti_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+    async fn revoke_principal_tokens(&self, principal: PrincipalId, at: Timestamp) -> Result<(), StoreError>;
+    /// Drops deny-list entries and spent one-time records that can no longer matter.
+    async fn purge_expired_grants(&self, now: Timestamp) -> Result<u64, StoreError>;
+
+    async fn create_refresh_family(
+        &self,
+        family_id: &str,
+        client_id: &str,
+        principal: PrincipalId,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    async fn insert_refresh_token(
+        &self,
+        token_hash: &str,
+        grant: &RefreshGrant,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Atomically marks the token spent. A family that was revoked answers `Unknown`.
+    async fn use_refresh_token(&self, token_hash: &str, now: Timestamp) -> Result<OneTime<RefreshGrant>, StoreError>;
+    /// Looks a refresh token up without spending it: the grant, whether it is spent,
+    /// and whether its family is revoked.
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<(RefreshGrant, bool, bool)>, StoreError>;
+    async fn revoke_refresh_family(&self, family_id: &str, now: Timestamp) -> Result<(), StoreError>;
+    async fn revoke_client_families(&self, client_id: &str, now: Timestamp) -> Result<(), StoreError>;
+    async fn revoke_principal_families(&self, principal: PrincipalId, now: Timestamp) -> Result<(), StoreError>;
+
+    async fn insert_code(&self, code_hash: &str, grant: &CodeGrant, now: Timestamp) -> Result<(), StoreError>;
+    /// Atomically marks the code used.
+    async fn use_code(&self, code_hash: &str, now: Timestamp) -> Result<OneTime<CodeGrant>, StoreError>;
+    /// Records what a code was exchanged for, so a replay can revoke it.
+    async fn record_code_issue(&self, code_hash: &str, jti: &str, family: Option<&str>) -> Result<(), StoreError>;
+
+    async fn create_session(&self, session_hash: &str, s: &BrowserSession, now: Timestamp) -> Result<(), StoreError>;
+    async fn session(&self, session_hash: &str) -> Result<Option<BrowserSession>, StoreError>;
+    async fn delete_session(&self, session_hash: &str) -> Result<(), StoreError>;
+    async fn password_hash(&self, principal: PrincipalId) -> Result<Option<String>, StoreError>;
 }

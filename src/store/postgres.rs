@@ -31,9 +31,5 @@ async fn begin_write(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgre
     pool.begin().await
 }
 
-super::sql::impl_sql_stores!(
-    PostgresStore,
-    Postgres,
-    lock_suffix = "FOR UPDATE",
-    backend = "postgres"
-);
+super::sql::impl_sql_stores!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE", backend = "postgres");
+super::sql_oauth::impl_oauth_store!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE");

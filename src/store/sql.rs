@@ -11,10 +11,10 @@ macro_rules! impl_sql_stores {
         use sqlx::Row;
 
         use crate::domain::{
-            ApiKey, ApiKeyId, ContextId, Error, Principal, PrincipalId, PrincipalKind, RoleSet, ScopeSet,
-            StoreError, StoredContext, Tenant, TenantId, Timestamp, Version,
+            ApiKey, ApiKeyId, ContextId, Error, Principal, PrincipalId, PrincipalKind, RoleSet, ScopeSet, StoreError,
+            StoredContext, Tenant, TenantId, Timestamp, Version,
         };
-        use crate::store::{map_sqlx, AuthStore, ContextRecord, ContextStore, Database, Mutation, VersionInfo};
+        use crate::store::{AuthStore, ContextRecord, ContextStore, Database, Mutation, VersionInfo, map_sqlx};
 
         type DbRow = <$db as sqlx::Database>::Row;
 
@@ -58,6 +58,10 @@ macro_rules! impl_sql_stores {
                 disabled: row.try_get("disabled").map_err(map_sqlx)?,
                 platform_admin: row.try_get("platform_admin").map_err(map_sqlx)?,
                 created_at: Timestamp::from_millis(row.try_get("created_at_ms").map_err(map_sqlx)?),
+                tokens_revoked_at: row
+                    .try_get::<Option<i64>, _>("tokens_revoked_at_ms")
+                    .map_err(map_sqlx)?
+                    .map(Timestamp::from_millis),
             })
         }
 
@@ -69,10 +73,7 @@ macro_rules! impl_sql_stores {
                 id: parse_col(row, "id")?,
                 principal: parse_col(row, "principal_id")?,
                 tenant: parse_col(row, "tenant_id")?,
-                scopes: scopes
-                    .map(|s| ScopeSet::parse(&s))
-                    .transpose()
-                    .map_err(|e| corrupt("scopes", e))?,
+                scopes: scopes.map(|s| ScopeSet::parse(&s)).transpose().map_err(|e| corrupt("scopes", e))?,
                 expires_at: expires.map(Timestamp::from_millis),
                 revoked_at: revoked.map(Timestamp::from_millis),
                 created_at: Timestamp::from_millis(row.try_get("created_at_ms").map_err(map_sqlx)?),
@@ -80,9 +81,8 @@ macro_rules! impl_sql_stores {
         }
 
         const PRINCIPAL_COLS: &str =
-            "id, tenant_id, kind, name, roles, disabled, platform_admin, created_at_ms";
-        const API_KEY_COLS: &str =
-            "id, principal_id, tenant_id, scopes, expires_at_ms, revoked_at_ms, created_at_ms";
+            "id, tenant_id, kind, name, roles, disabled, platform_admin, created_at_ms, tokens_revoked_at_ms";
+        const API_KEY_COLS: &str = "id, principal_id, tenant_id, scopes, expires_at_ms, revoked_at_ms, created_at_ms";
 
         #[async_trait]
         impl ContextStore for $store {
@@ -398,11 +398,12 @@ macro_rules! impl_sql_stores {
             }
 
             async fn principal(&self, id: PrincipalId) -> Result<Option<Principal>, StoreError> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE id = $1")))
-                    .bind(id.to_string())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(map_sqlx)?;
+                let row =
+                    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE id = $1")))
+                        .bind(id.to_string())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(map_sqlx)?;
                 row.as_ref().map(principal_from_row).transpose()
             }
 
@@ -468,11 +469,13 @@ macro_rules! impl_sql_stores {
             }
 
             async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<(ApiKey, String)>, StoreError> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {API_KEY_COLS}, key_hash FROM api_keys WHERE key_hash = $1")))
-                    .bind(key_hash)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(map_sqlx)?;
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {API_KEY_COLS}, key_hash FROM api_keys WHERE key_hash = $1"
+                )))
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
                 match row {
                     Some(r) => Ok(Some((api_key_from_row(&r)?, r.try_get("key_hash").map_err(map_sqlx)?))),
                     None => Ok(None),
@@ -480,11 +483,12 @@ macro_rules! impl_sql_stores {
             }
 
             async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {API_KEY_COLS} FROM api_keys WHERE id = $1")))
-                    .bind(id.to_string())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(map_sqlx)?;
+                let row =
+                    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {API_KEY_COLS} FROM api_keys WHERE id = $1")))
+                        .bind(id.to_string())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(map_sqlx)?;
                 row.as_ref().map(api_key_from_row).transpose()
             }
 
@@ -507,17 +511,22 @@ macro_rules! impl_sql_stores {
             }
 
             async fn revoke_api_key(&self, id: ApiKeyId, at: Timestamp) -> Result<bool, StoreError> {
-                let done = sqlx::query("UPDATE api_keys SET revoked_at_ms = $2 WHERE id = $1 AND revoked_at_ms IS NULL")
-                    .bind(id.to_string())
-                    .bind(at.millis())
-                    .execute(&self.pool)
-                    .await
-                    .map_err(map_sqlx)?
-                    .rows_affected();
+                let done =
+                    sqlx::query("UPDATE api_keys SET revoked_at_ms = $2 WHERE id = $1 AND revoked_at_ms IS NULL")
+                        .bind(id.to_string())
+                        .bind(at.millis())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(map_sqlx)?
+                        .rows_affected();
                 Ok(done > 0)
             }
 
-            async fn revoke_principal_api_keys(&self, principal: PrincipalId, at: Timestamp) -> Result<u64, StoreError> {
+            async fn revoke_principal_api_keys(
+                &self,
+                principal: PrincipalId,
+                at: Timestamp,
+            ) -> Result<u64, StoreError> {
                 let done = sqlx::query(
                     "UPDATE api_keys SET revoked_at_ms = $2 WHERE principal_id = $1 AND revoked_at_ms IS NULL",
                 )

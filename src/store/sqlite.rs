@@ -4,9 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use sqlx::Sqlite;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -42,9 +40,8 @@ fn restrict_permissions(path: &Path) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
-            anyhow::anyhow!("cannot restrict permissions of {}: {e}", path.display())
-        })?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| anyhow::anyhow!("cannot restrict permissions of {}: {e}", path.display()))?;
     }
     Ok(())
 }
@@ -56,3 +53,4 @@ async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, Sql
 }
 
 super::sql::impl_sql_stores!(SqliteStore, Sqlite, lock_suffix = "", backend = "sqlite");
+super::sql_oauth::impl_oauth_store!(SqliteStore, Sqlite, lock_suffix = "");

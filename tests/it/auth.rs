@@ -9,13 +9,9 @@ use crate::support::{Reply, sample_context};
 
 #[track_caller]
 fn assert_challenge(r: &Reply, srv_url: &str, error: Option<&str>) {
-    let www = r
-        .header("www-authenticate")
-        .expect("WWW-Authenticate on 401");
+    let www = r.header("www-authenticate").expect("WWW-Authenticate on 401");
     assert!(
-        www.starts_with(&format!(
-            "Bearer resource_metadata=\"{srv_url}/.well-known/oauth-protected-resource\""
-        )),
+        www.starts_with(&format!("Bearer resource_metadata=\"{srv_url}/.well-known/oauth-protected-resource\"")),
         "{www}"
     );
     match error {

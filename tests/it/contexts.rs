@@ -9,8 +9,7 @@ use crate::support::sample_context;
 /// The stored object must be a valid OCP context (the draft's JSON Schema), plus
 /// our server fields.
 fn assert_ocp_valid(ctx: &Value) {
-    let schema: Value =
-        serde_json::from_str(include_str!("../../docs/ocp-context.schema.json")).unwrap();
+    let schema: Value = serde_json::from_str(include_str!("../../docs/ocp-context.schema.json")).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator.iter_errors(ctx).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:?} in {ctx}");

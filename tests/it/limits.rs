@@ -86,34 +86,20 @@ impl<I: Iterator<Item = bytes::Bytes> + Unpin> futures_core::Stream for IterStre
 
 #[tokio::test]
 async fn history_limit_refuses_growth() {
-    let srv = crate::support::TestServer::start_with(crate::support::Backend::Sqlite, |c| {
-        c.max_history = Some(3)
-    })
-    .await
-    .unwrap();
+    let srv = crate::support::TestServer::start_with(crate::support::Backend::Sqlite, |c| c.max_history = Some(3))
+        .await
+        .unwrap();
     let key = srv.agent("w", &["writer"]).await;
     let created = srv.create_context(&key, sample_context()).await;
     let id = created["context_id"].as_str().unwrap();
     let one = json!({"messages": [{"role": "user", "message": "3rd"}]});
     assert_eq!(
-        srv.call(
-            Method::POST,
-            &format!("/context/{id}/messages"),
-            Some(&key),
-            Some(one.clone())
-        )
-        .await
-        .status,
+        srv.call(Method::POST, &format!("/context/{id}/messages"), Some(&key), Some(one.clone())).await.status,
         StatusCode::OK
     );
-    srv.call(
-        Method::POST,
-        &format!("/context/{id}/messages"),
-        Some(&key),
-        Some(one),
-    )
-    .await
-    .assert_error(StatusCode::BAD_REQUEST, "history_too_long");
+    srv.call(Method::POST, &format!("/context/{id}/messages"), Some(&key), Some(one))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "history_too_long");
     assert_eq!(srv.stored(id).await.body["version"], 2);
     let mut too_long = sample_context();
     too_long["session"]["history"] = json!([{"role":"user","message":"1"},{"role":"user","message":"2"},{"role":"user","message":"3"},{"role":"user","message":"4"}]);

@@ -53,26 +53,16 @@ async fn sweeper_reclaims_expired_contexts() {
     .unwrap();
     let key = srv.agent("m", &["maintainer"]).await;
     let mut body = sample_context();
-    body["expires"] =
-        json!((chrono::Utc::now() + chrono::Duration::milliseconds(800)).to_rfc3339());
-    let id = srv.create_context(&key, body.clone()).await["context_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    body["expires"] = json!((chrono::Utc::now() + chrono::Duration::milliseconds(800)).to_rfc3339());
+    let id = srv.create_context(&key, body.clone()).await["context_id"].as_str().unwrap().to_string();
     let keep = srv.create_context(&key, sample_context()).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let r = srv
-            .call(Method::GET, &format!("/context/{id}"), Some(&key), None)
-            .await;
+        let r = srv.call(Method::GET, &format!("/context/{id}"), Some(&key), None).await;
         if r.body["code"] == "context_deleted" {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not swept: {}",
-            r.body
-        );
+        assert!(std::time::Instant::now() < deadline, "not swept: {}", r.body);
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     body["context_id"] = json!(id);
@@ -80,11 +70,6 @@ async fn sweeper_reclaims_expired_contexts() {
     srv.call(Method::POST, "/context", Some(&key), Some(body))
         .await
         .assert_error(StatusCode::CONFLICT, "context_exists");
-    assert_eq!(
-        srv.stored(keep["context_id"].as_str().unwrap())
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(srv.stored(keep["context_id"].as_str().unwrap()).await.status, StatusCode::OK);
     srv.stop().await;
 }

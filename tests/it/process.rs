@@ -24,11 +24,7 @@ struct Proc {
 /// `ctxguard <args…> --data-dir <data> [--database-url …]`.
 fn command(data: &Path, db_url: Option<&str>, args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .args(args)
-        .arg("--data-dir")
-        .arg(data);
+    cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).args(args).arg("--data-dir").arg(data);
     if let Some(url) = db_url {
         cmd.arg("--database-url").arg(url);
     }
@@ -44,53 +40,31 @@ fn serve(data: &Path, db_url: Option<&str>, log: &Path) -> Proc {
     if let Some(url) = db_url {
         cmd.arg("--database-url").arg(url);
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(log).unwrap()).spawn().unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line
         .trim()
         .strip_prefix("ctxguard listening on ")
         .unwrap_or_else(|| {
-            panic!(
-                "unexpected first line {line:?}; log: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            )
+            panic!("unexpected first line {line:?}; log: {}", std::fs::read_to_string(log).unwrap_or_default())
         })
         .to_string();
-    Proc {
-        child,
-        url,
-        log: log.to_path_buf(),
-    }
+    Proc { child, url, log: log.to_path_buf() }
 }
 
 impl Proc {
     /// SIGTERM, then the process must exit 0 on its own (graceful shutdown).
     fn terminate(mut self) -> String {
         let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(status.success(), "exit status {status}");
                 break;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "did not stop after SIGTERM"
-            );
+            assert!(std::time::Instant::now() < deadline, "did not stop after SIGTERM");
             std::thread::sleep(Duration::from_millis(50));
         }
         std::fs::read_to_string(&self.log).unwrap()
@@ -103,27 +77,11 @@ async fn restart_keeps_data_and_keys(db_url: Option<&str>) {
     let log = dir.path().join("serve.log");
     let p = serve(&data, db_url, &log);
     let startup = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        startup.contains("admin.key"),
-        "first start announces the key file: {startup}"
-    );
-    let admin_key = std::fs::read_to_string(data.join("admin.key"))
-        .unwrap()
-        .trim()
-        .to_string();
+    assert!(startup.contains("admin.key"), "first start announces the key file: {startup}");
+    let admin_key = std::fs::read_to_string(data.join("admin.key")).unwrap().trim().to_string();
     assert!(!startup.contains(&admin_key), "the key itself was printed");
-    assert_eq!(
-        std::fs::metadata(data.join("admin.key"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
-    );
-    assert_eq!(
-        std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
-        0o700
-    );
+    assert_eq!(std::fs::metadata(data.join("admin.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
 
     let http = reqwest::Client::new();
     let p_body: Value = http
@@ -147,70 +105,41 @@ async fn restart_keeps_data_and_keys(db_url: Option<&str>) {
         .await
         .unwrap();
     let key = k["key"].as_str().unwrap().to_string();
-    let created = http
-        .post(format!("{}/context", p.url))
-        .bearer_auth(&key)
-        .json(&sample_context())
-        .send()
-        .await
-        .unwrap();
-    let request_id = created.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let created =
+        http.post(format!("{}/context", p.url)).bearer_auth(&key).json(&sample_context()).send().await.unwrap();
+    let request_id = created.headers()["x-request-id"].to_str().unwrap().to_string();
     let created: Value = created.json().await.unwrap();
-    let _ = http
-        .get(format!("{}/context", p.url))
-        .header("authorization", format!("Bearer {key}x"))
-        .send()
-        .await
-        .unwrap();
+    let _ =
+        http.get(format!("{}/context", p.url)).header("authorization", format!("Bearer {key}x")).send().await.unwrap();
     let logs = p.terminate();
 
     assert!(logs.contains(&request_id), "logs carry request ids");
     assert!(logs.contains("shut down cleanly"), "{logs}");
     for secret in [&key, &admin_key] {
         assert!(!logs.contains(secret.as_str()), "a key reached the logs");
-        assert!(
-            !logs.contains(&secret[5..20]),
-            "part of a key reached the logs"
-        );
+        assert!(!logs.contains(&secret[5..20]), "part of a key reached the logs");
     }
     if db_url.is_none() {
         // A clean close checkpoints and removes the WAL.
         assert!(
             !data.join("ctxguard.db-wal").exists()
-                || std::fs::metadata(data.join("ctxguard.db-wal"))
-                    .unwrap()
-                    .len()
-                    == 0
+                || std::fs::metadata(data.join("ctxguard.db-wal")).unwrap().len() == 0
         );
     }
 
     let p = serve(&data, db_url, &dir.path().join("serve2.log"));
     let r = http
-        .get(format!(
-            "{}/context/{}",
-            p.url,
-            created["context_id"].as_str().unwrap()
-        ))
+        .get(format!("{}/context/{}", p.url, created["context_id"].as_str().unwrap()))
         .bearer_auth(&key)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Value>().await.unwrap(), created);
-    let r = http
-        .get(format!("{}/admin/tenants", p.url))
-        .bearer_auth(&admin_key)
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("{}/admin/tenants", p.url)).bearer_auth(&admin_key).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
-        std::fs::read_to_string(data.join("admin.key"))
-            .unwrap()
-            .trim(),
+        std::fs::read_to_string(data.join("admin.key")).unwrap().trim(),
         admin_key,
         "the admin key is created once"
     );
@@ -236,16 +165,8 @@ fn readable_secret_file_refuses_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = command(&data, None, &["init"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::set_permissions(
-        data.join("admin.key"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::set_permissions(data.join("admin.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = Command::new(BIN)
         .env_clear()
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
@@ -254,22 +175,12 @@ fn readable_secret_file_refuses_start() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("refusing to start") && err.contains("admin.key") && err.contains("chmod 600"),
-        "{err}"
-    );
+    assert!(err.contains("refusing to start") && err.contains("admin.key") && err.contains("chmod 600"), "{err}");
 
-    std::fs::set_permissions(
-        data.join("admin.key"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
+    std::fs::set_permissions(data.join("admin.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = command(&data, None, &["config", "check"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "config check does not open the data dir"
-    );
+    assert!(out.status.success(), "config check does not open the data dir");
     let out = command(&data, None, &["init"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 700"));
@@ -280,27 +191,11 @@ fn configuration_errors_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("ctxguard.toml");
     std::fs::write(&cfg, "bind = \"127.0.0.1:0\"\nmax_bodybytes = 5\n").unwrap();
-    let out = Command::new(BIN)
-        .env_clear()
-        .arg("config")
-        .arg("check")
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).env_clear().arg("config").arg("check").arg("--config").arg(&cfg).output().unwrap();
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("max_bodybytes"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_bodybytes"), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let out = Command::new(BIN)
-        .env_clear()
-        .env("CTXGUARD_BIDN", "x")
-        .args(["config", "check"])
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).env_clear().env("CTXGUARD_BIDN", "x").args(["config", "check"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CTXGUARD_BIDN"));
 
@@ -312,21 +207,9 @@ fn configuration_errors_are_named() {
         .arg(&cfg)
         .output()
         .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("max_json_depth"),
-        "env overrides the file and is validated"
-    );
-    let out = Command::new(BIN)
-        .env_clear()
-        .args(["config", "check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_json_depth"), "env overrides the file and is validated");
+    let out = Command::new(BIN).env_clear().args(["config", "check", "--config"]).arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test]
@@ -335,11 +218,7 @@ async fn cli_administers_the_local_database() {
     let data = dir.path().join("data");
     let run = |args: &[&str]| {
         let out = command(&data, None, args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
     };
     let _ = command(&data, None, &["init"]).output().unwrap();
@@ -347,16 +226,7 @@ async fn cli_administers_the_local_database() {
     assert_eq!(t["name"], "acme");
     let tenants = run(&["tenant", "list"]);
     assert_eq!(tenants.as_array().unwrap().len(), 2);
-    run(&[
-        "principal",
-        "create",
-        "--tenant",
-        "acme",
-        "--name",
-        "bot",
-        "--role",
-        "writer",
-    ]);
+    run(&["principal", "create", "--tenant", "acme", "--name", "bot", "--role", "writer"]);
     let issued = run(&[
         "apikey",
         "create",
@@ -376,26 +246,11 @@ async fn cli_administers_the_local_database() {
 
     let p = serve(&data, None, &dir.path().join("log"));
     let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{}/context", p.url))
-        .bearer_auth(&key)
-        .json(&sample_context())
-        .send()
-        .await
-        .unwrap();
+    let r = http.post(format!("{}/context", p.url)).bearer_auth(&key).json(&sample_context()).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let id = issued["id"].as_str().unwrap();
     run(&["apikey", "revoke", id]);
-    let r = http
-        .get(format!("{}/context", p.url))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        StatusCode::UNAUTHORIZED,
-        "revoked from the CLI while serving"
-    );
+    let r = http.get(format!("{}/context", p.url)).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "revoked from the CLI while serving");
     p.terminate();
 }

@@ -80,60 +80,37 @@ impl PgSchema {
             });
             return None;
         };
-        let pool = sqlx::PgPool::connect(&base_url)
-            .await
-            .expect("connect to the test PostgreSQL");
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let pool = sqlx::PgPool::connect(&base_url).await.expect("connect to the test PostgreSQL");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         // Schemas left by crashed runs more than an hour old are removed.
-        let stale: Vec<String> = sqlx::query_scalar(
-            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'ctxg_t_%'",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+        let stale: Vec<String> =
+            sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'ctxg_t_%'")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
         for s in stale {
-            let born: u64 = s
-                .split('_')
-                .nth(2)
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(0);
+            let born: u64 = s.split('_').nth(2).and_then(|t| t.parse().ok()).unwrap_or(0);
             if born + 3600 < now {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP SCHEMA IF EXISTS {s} CASCADE"
-                )))
-                .execute(&pool)
-                .await;
+                let _ =
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {s} CASCADE"))).execute(&pool).await;
             }
         }
         let name = format!("ctxg_t_{now}_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
-            .execute(&pool)
-            .await
-            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}"))).execute(&pool).await.unwrap();
         pool.close().await;
         Some(PgSchema { base_url, name })
     }
 
     pub fn url(&self) -> String {
-        let sep = if self.base_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
+        let sep = if self.base_url.contains('?') { '&' } else { '?' };
         format!("{}{sep}options[search_path]={}", self.base_url, self.name)
     }
 
     pub async fn drop_schema(&self) {
         if let Ok(pool) = sqlx::PgPool::connect(&self.base_url).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS {} CASCADE",
-                self.name
-            )))
-            .execute(&pool)
-            .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name)))
+                .execute(&pool)
+                .await;
             pool.close().await;
         }
     }
@@ -155,10 +132,7 @@ impl TestServer {
         Self::start_with(backend, |_| {}).await
     }
 
-    pub async fn start_with(
-        backend: Backend,
-        tweak: impl FnOnce(&mut ConfigOverrides),
-    ) -> Option<TestServer> {
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut ConfigOverrides)) -> Option<TestServer> {
         let pg = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(PgSchema::create().await?),
@@ -173,13 +147,8 @@ impl TestServer {
         };
         tweak(&mut c);
         let settings = Settings::resolve(c).expect("test settings");
-        let running = server::start(settings.clone())
-            .await
-            .expect("server starts");
-        let admin_key = std::fs::read_to_string(dir.path().join("data/admin.key"))
-            .unwrap()
-            .trim()
-            .to_string();
+        let running = server::start(settings.clone()).await.expect("server starts");
+        let admin_key = std::fs::read_to_string(dir.path().join("data/admin.key")).unwrap().trim().to_string();
         Some(TestServer {
             url: running.public_url.clone(),
             admin_key,
@@ -197,9 +166,7 @@ impl TestServer {
         if let Some(r) = self.running.take() {
             r.stop().await.unwrap();
         }
-        let running = server::start(self.settings.clone())
-            .await
-            .expect("server restarts");
+        let running = server::start(self.settings.clone()).await.expect("server restarts");
         self.url = running.public_url.clone();
         self.running = Some(running);
     }
@@ -227,25 +194,12 @@ impl TestServer {
         let status = res.status();
         let headers = res.headers().clone();
         let text = res.text().await.unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        Reply { status, headers, body }
     }
 
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        key: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
+    pub async fn call(&self, method: Method, path: &str, key: Option<&str>, body: Option<Value>) -> Reply {
         let mut rb = self.request(method, path, key);
         if let Some(b) = body {
             rb = rb.json(&b);
@@ -254,14 +208,11 @@ impl TestServer {
     }
 
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        self.call(method, path, Some(&self.admin_key.clone()), body)
-            .await
+        self.call(method, path, Some(&self.admin_key.clone()), body).await
     }
 
     pub async fn create_tenant(&self, name: &str) -> String {
-        let r = self
-            .admin(Method::POST, "/admin/tenants", Some(json!({"name": name})))
-            .await;
+        let r = self.admin(Method::POST, "/admin/tenants", Some(json!({"name": name}))).await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         r.body["id"].as_str().unwrap().to_string()
     }
@@ -279,12 +230,7 @@ impl TestServer {
         r.body["id"].as_str().unwrap().to_string()
     }
 
-    pub async fn api_key(
-        &self,
-        principal: &str,
-        scopes: Option<&[&str]>,
-        expires_in: Option<u64>,
-    ) -> (String, String) {
+    pub async fn api_key(&self, principal: &str, scopes: Option<&[&str]>, expires_in: Option<u64>) -> (String, String) {
         let mut body = json!({"principal": principal});
         if let Some(s) = scopes {
             body["scopes"] = json!(s);
@@ -292,14 +238,9 @@ impl TestServer {
         if let Some(e) = expires_in {
             body["expires_in"] = json!(e);
         }
-        let r = self
-            .admin(Method::POST, "/admin/api-keys", Some(body))
-            .await;
+        let r = self.admin(Method::POST, "/admin/api-keys", Some(body)).await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-        (
-            r.body["id"].as_str().unwrap().to_string(),
-            r.body["key"].as_str().unwrap().to_string(),
-        )
+        (r.body["id"].as_str().unwrap().to_string(), r.body["key"].as_str().unwrap().to_string())
     }
 
     /// A principal with `roles` in the default tenant and an unscoped key for it.
@@ -309,17 +250,14 @@ impl TestServer {
     }
 
     pub async fn create_context(&self, key: &str, body: Value) -> Value {
-        let r = self
-            .call(Method::POST, "/context", Some(key), Some(body))
-            .await;
+        let r = self.call(Method::POST, "/context", Some(key), Some(body)).await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         r.body
     }
 
     /// The stored context as the admin sees it (for "storage unchanged" checks).
     pub async fn stored(&self, id: &str) -> Reply {
-        self.admin(Method::GET, &format!("/context/{id}"), None)
-            .await
+        self.admin(Method::GET, &format!("/context/{id}"), None).await
     }
 }
 
@@ -340,11 +278,7 @@ impl Reply {
     pub fn assert_error(&self, status: StatusCode, code: &str) {
         assert_eq!(self.status, status, "body: {}", self.body);
         assert_eq!(self.body["code"], code, "body: {}", self.body);
-        assert!(
-            self.body["error"].as_str().is_some_and(|e| !e.is_empty()),
-            "body: {}",
-            self.body
-        );
+        assert!(self.body["error"].as_str().is_some_and(|e| !e.is_empty()), "body: {}", self.body);
     }
 }
 

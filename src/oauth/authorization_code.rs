@@ -1,0 +1,104 @@
+//! The authorization_code grant (OAuth 2.1 section 4.1.3) with PKCE S256 (RFC 7636).
+//! Codes are one-time: a replayed code is refused and everything it was exchanged for
+//! is revoked (RFC 6749 section 4.1.2).
+
+use subtle::ConstantTimeEq;
+
+use super::client_auth::AuthenticatedClient;
+use super::error::{OAuthError, OAuthErrorCode, OAuthResult};
+use super::form::Form;
+use super::server::AuthServer;
+use super::token::{TokenResponse, mint};
+use crate::config::MAX_ACCESS_TOKEN_TTL_SECS;
+use crate::crypto::token;
+use crate::domain::{GrantType, Scope, ScopeSet, Timestamp};
+use crate::store::OneTime;
+
+/// RFC 7636 section 4.1: 43–128 characters of [A-Z a-z 0-9 - . _ ~].
+pub fn valid_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+pub async fn exchange(server: &AuthServer, c: &AuthenticatedClient, form: &Form) -> OAuthResult<TokenResponse> {
+    let code = form.require("code")?;
+    let redirect_uri = form.require("redirect_uri")?;
+    let verifier = form.require("code_verifier")?;
+    let now = Timestamp::now();
+    let hash = token::hash(code);
+    let grant = match server.db.use_code(&hash, now).await? {
+        OneTime::Unknown => return Err(OAuthError::invalid_grant("unknown authorization code")),
+        OneTime::Replayed { issued_jti, issued_family, .. } => {
+            if let Some(jti) = issued_jti {
+                server.db.revoke_jti(&jti, now.plus_secs(MAX_ACCESS_TOKEN_TTL_SECS as i64 + 60)).await?;
+            }
+            if let Some(family) = issued_family {
+                server.db.revoke_refresh_family(&family, now).await?;
+            }
+            tracing::warn!(incident = "authorization_code_replay", client_id = %c.client.client_id, "a used authorization code was presented again; its tokens are revoked");
+            metrics::counter!("ctxguard_security_incidents_total", "kind" => "authorization_code_replay").increment(1);
+            return Err(OAuthError::invalid_grant(
+                "the authorization code was already used; the tokens issued for it are revoked",
+            ));
+        }
+        OneTime::Fresh(g) => g,
+    };
+    if grant.client_id != c.client.client_id {
+        return Err(OAuthError::invalid_grant("the authorization code was issued to another client"));
+    }
+    if grant.expires_at <= now {
+        return Err(OAuthError::invalid_grant("the authorization code has expired"));
+    }
+    if grant.redirect_uri != redirect_uri {
+        return Err(OAuthError::invalid_grant("redirect_uri differs from the authorization request"));
+    }
+    let pkce_ok =
+        valid_verifier(verifier) && bool::from(token::s256(verifier).as_bytes().ct_eq(grant.code_challenge.as_bytes()));
+    if !pkce_ok {
+        return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"));
+    }
+    let resources = form.all("resource");
+    if !(resources.is_empty() || resources == [grant.resource.as_str()]) {
+        return Err(OAuthError::new(OAuthErrorCode::InvalidTarget, "resource differs from the authorization request"));
+    }
+    let principal = server
+        .db
+        .principal(grant.principal)
+        .await?
+        .filter(|p| !p.disabled)
+        .ok_or_else(|| OAuthError::invalid_grant("the user is disabled"))?;
+    let scopes = ScopeSet::parse_known(&grant.scope);
+    // Public clients get a refresh token only when offline_access was consented;
+    // confidential clients of the code flow always (when registered for refresh).
+    let wants_refresh =
+        c.client.allows(GrantType::RefreshToken) && (c.client.confidential || scopes.contains(Scope::OfflineAccess));
+    let (refresh, family) = if wants_refresh {
+        let (t, f) = super::refresh::issue(
+            server,
+            None,
+            &c.client.client_id,
+            principal.id,
+            principal.tenant,
+            scopes,
+            &grant.resource,
+        )
+        .await?;
+        (Some(t), Some(f))
+    } else {
+        (None, None)
+    };
+    let (response, jti) =
+        mint(server, principal.id, principal.tenant, &c.client.client_id, scopes, &grant.resource, refresh)?;
+    server.db.record_code_issue(&hash, &jti, family.as_deref()).await?;
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn verifier_shape() {
+        assert!(super::valid_verifier("dBjftJeZ4CVP-mB92K1uhyHBMUoMG_ZiNvg2eRcMOMk"));
+        assert!(!super::valid_verifier("short"));
+        assert!(!super::valid_verifier(&"a".repeat(129)));
+        assert!(!super::valid_verifier(&format!("{}+", "a".repeat(43))));
+    }
+}

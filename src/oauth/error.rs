@@ -1,0 +1,146 @@
+//! OAuth errors (RFC 6749 section 5.2, RFC 7009, RFC 7591 section 3.2.2, RFC 8707):
+//! `{"error": "<code>", "error_description": "…"}` with `Cache-Control: no-store`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::domain::{Error, StoreError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OAuthErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    InvalidTarget,
+    AccessDenied,
+    UnsupportedResponseType,
+    InvalidRedirectUri,
+    InvalidClientMetadata,
+    ServerError,
+    TemporarilyUnavailable,
+}
+
+impl OAuthErrorCode {
+    pub fn as_str(self) -> &'static str {
+        use OAuthErrorCode::*;
+        match self {
+            InvalidRequest => "invalid_request",
+            InvalidClient => "invalid_client",
+            InvalidGrant => "invalid_grant",
+            UnauthorizedClient => "unauthorized_client",
+            UnsupportedGrantType => "unsupported_grant_type",
+            InvalidScope => "invalid_scope",
+            InvalidTarget => "invalid_target",
+            AccessDenied => "access_denied",
+            UnsupportedResponseType => "unsupported_response_type",
+            InvalidRedirectUri => "invalid_redirect_uri",
+            InvalidClientMetadata => "invalid_client_metadata",
+            ServerError => "server_error",
+            TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        use OAuthErrorCode::*;
+        match self {
+            InvalidClient => StatusCode::UNAUTHORIZED,
+            ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            InvalidRequest
+            | InvalidGrant
+            | UnauthorizedClient
+            | UnsupportedGrantType
+            | InvalidScope
+            | InvalidTarget
+            | AccessDenied
+            | UnsupportedResponseType
+            | InvalidRedirectUri
+            | InvalidClientMetadata => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OAuthError {
+    pub code: OAuthErrorCode,
+    pub description: String,
+    /// The client tried HTTP Basic: a 401 must then carry a Basic challenge.
+    pub basic_challenge: bool,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'static str,
+    error_description: &'a str,
+}
+
+impl OAuthError {
+    pub fn new(code: OAuthErrorCode, description: impl Into<String>) -> Self {
+        Self { code, description: description.into(), basic_challenge: false }
+    }
+
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidRequest, d)
+    }
+
+    pub fn invalid_grant(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidGrant, d)
+    }
+
+    pub fn invalid_client(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidClient, d)
+    }
+
+    pub fn invalid_scope(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidScope, d)
+    }
+
+    pub fn server(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "OAuth endpoint failed");
+        Self::new(OAuthErrorCode::ServerError, "internal error")
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Backend(_) => {
+                tracing::error!(error = %e, "database unavailable");
+                Self::new(OAuthErrorCode::TemporarilyUnavailable, "the database is unavailable; try again")
+            }
+            other => Self::server(other),
+        }
+    }
+}
+
+impl From<Error> for OAuthError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Store(s) => s.into(),
+            Error::InvalidField { .. } => Self::invalid_request(e.to_string()),
+            other => Self::server(other),
+        }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        let mut r =
+            (status, Json(Body { error: self.code.as_str(), error_description: &self.description })).into_response();
+        let h = r.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if status == StatusCode::UNAUTHORIZED && self.basic_challenge {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"ctxguard\""));
+        }
+        r
+    }
+}
+
+pub type OAuthResult<T> = Result<T, OAuthError>;

@@ -1,0 +1,77 @@
+//! `application/x-www-form-urlencoded` request bodies of the OAuth endpoints
+//! (RFC 6749 section 3.2): parameters without a value are treated as omitted, and a
+//! parameter sent more than once is an error (except where a spec allows repeats).
+
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+
+use super::error::{OAuthError, OAuthResult};
+use crate::http::AppState;
+
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+pub struct Form {
+    pairs: Vec<(String, String)>,
+}
+
+impl Form {
+    pub fn parse(bytes: &[u8]) -> Self {
+        Self {
+            pairs: form_urlencoded::parse(bytes)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .filter(|(_, v)| !v.is_empty())
+                .collect(),
+        }
+    }
+
+    /// The single value of `name`, if present.
+    pub fn get(&self, name: &str) -> OAuthResult<Option<&str>> {
+        let mut values = self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(OAuthError::invalid_request(format!("parameter {name} was given more than once")));
+        }
+        Ok(first)
+    }
+
+    pub fn require(&self, name: &str) -> OAuthResult<&str> {
+        self.get(name)?.ok_or_else(|| OAuthError::invalid_request(format!("missing parameter {name}")))
+    }
+
+    /// Every value of a parameter that may repeat (`resource`, RFC 8707).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+impl FromRequest<AppState> for Form {
+    type Rejection = OAuthError;
+
+    async fn from_request(req: Request, _state: &AppState) -> Result<Self, OAuthError> {
+        let is_form = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+            v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+        if !is_form {
+            return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_FORM_BYTES)
+            .await
+            .map_err(|_| OAuthError::invalid_request(format!("the body exceeds {MAX_FORM_BYTES} bytes")))?;
+        Ok(Form::parse(&bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_and_empty_values() {
+        let f = Form::parse(b"grant_type=client_credentials&scope=&resource=a&resource=b&x=1&x=2");
+        assert_eq!(f.get("grant_type").unwrap(), Some("client_credentials"));
+        assert_eq!(f.get("scope").unwrap(), None);
+        assert_eq!(f.all("resource"), vec!["a", "b"]);
+        assert!(f.get("x").is_err());
+        assert!(f.require("code").is_err());
+    }
+}

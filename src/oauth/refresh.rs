@@ -1,0 +1,103 @@
+//! The refresh_token grant (RFC 6749 section 6, OAuth 2.1 section 4.3): refresh tokens
+//! are opaque, stored as hashes, rotated on every use; presenting a spent one revokes
+//! its whole family (the legitimate holder and the thief both lose it).
+
+use super::client_auth::AuthenticatedClient;
+use super::error::{OAuthError, OAuthResult};
+use super::form::Form;
+use super::server::{AuthServer, granted_scopes};
+use super::token::{TokenResponse, mint};
+use crate::crypto::token;
+use crate::domain::{PrincipalId, ScopeSet, TenantId, Timestamp};
+use crate::store::{OneTime, RefreshGrant};
+
+pub const PREFIX: &str = "ctxr_";
+
+/// Creates a refresh token in `family` (a new family when `None`) and returns it.
+pub async fn issue(
+    server: &AuthServer,
+    family: Option<String>,
+    client_id: &str,
+    principal: PrincipalId,
+    tenant: TenantId,
+    scope: ScopeSet,
+    resource: &str,
+) -> OAuthResult<(String, String)> {
+    let now = Timestamp::now();
+    let family_id = match family {
+        Some(f) => f,
+        None => {
+            let f = uuid::Uuid::new_v4().to_string();
+            server.db.create_refresh_family(&f, client_id, principal, now).await?;
+            f
+        }
+    };
+    let secret = token::generate(PREFIX);
+    let grant = RefreshGrant {
+        family_id: family_id.clone(),
+        client_id: client_id.to_string(),
+        principal,
+        tenant,
+        scope: scope.to_string(),
+        resource: resource.to_string(),
+        expires_at: now.plus_secs(server.refresh_ttl.as_secs() as i64),
+    };
+    server.db.insert_refresh_token(&token::hash(secret.expose()), &grant, now).await?;
+    Ok((secret.expose().to_string(), family_id))
+}
+
+pub async fn exchange(server: &AuthServer, c: &AuthenticatedClient, form: &Form) -> OAuthResult<TokenResponse> {
+    let presented = form.require("refresh_token")?;
+    let now = Timestamp::now();
+    let grant = match server.db.use_refresh_token(&token::hash(presented), now).await? {
+        OneTime::Unknown => return Err(OAuthError::invalid_grant("unknown, expired or revoked refresh token")),
+        OneTime::Replayed { grant, .. } => {
+            server.db.revoke_refresh_family(&grant.family_id, now).await?;
+            tracing::warn!(
+                incident = "refresh_token_replay",
+                client_id = %grant.client_id,
+                principal = %grant.principal,
+                "a spent refresh token was presented; its family is revoked"
+            );
+            metrics::counter!("ctxguard_security_incidents_total", "kind" => "refresh_token_replay").increment(1);
+            return Err(OAuthError::invalid_grant("refresh token was already used; its family has been revoked"));
+        }
+        OneTime::Fresh(grant) => grant,
+    };
+    if grant.client_id != c.client.client_id {
+        // Someone else's token: treat it as compromised.
+        server.db.revoke_refresh_family(&grant.family_id, now).await?;
+        return Err(OAuthError::invalid_grant("the refresh token was not issued to this client"));
+    }
+    if grant.expires_at <= now {
+        return Err(OAuthError::invalid_grant("the refresh token has expired"));
+    }
+    let original = ScopeSet::parse_known(&grant.scope);
+    let scopes = granted_scopes(form.get("scope")?, original)?;
+    let resources = form.all("resource");
+    if !(resources.is_empty() || resources == [grant.resource.as_str()]) {
+        return Err(OAuthError::new(
+            super::error::OAuthErrorCode::InvalidTarget,
+            "a refresh token is good only for the resource it was issued for",
+        ));
+    }
+    let principal = server
+        .db
+        .principal(grant.principal)
+        .await?
+        .filter(|p| !p.disabled)
+        .ok_or_else(|| OAuthError::invalid_grant("the user is disabled"))?;
+    // Rotation keeps the original scope in the family, so a narrower request now does
+    // not shrink what later refreshes may ask for.
+    let (next, _) = issue(
+        server,
+        Some(grant.family_id.clone()),
+        &grant.client_id,
+        principal.id,
+        principal.tenant,
+        original,
+        &grant.resource,
+    )
+    .await?;
+    Ok(mint(server, principal.id, principal.tenant, &grant.client_id, scopes, &grant.resource, Some(next))?.0)
+}

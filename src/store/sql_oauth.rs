@@ -1,0 +1,471 @@
+//! The OAuth state SQL, shared by both backends like `sql.rs`.
+
+macro_rules! impl_oauth_store {
+    ($store:ident, $db:ty, lock_suffix = $lock:literal) => {
+        use crate::domain::{ApplicationType, GrantType, OAuthClient};
+        use crate::store::{BrowserSession, CodeGrant, OAuthStore, OneTime, RefreshGrant, StoredSigningKey};
+
+        const CLIENT_COLS: &str = "client_id, tenant_id, name, secret_hash, redirect_uris, grant_types, scopes, \
+                                   application_type, principal_id, registered_by, disabled, created_at_ms";
+
+        fn client_from_row(row: &DbRow) -> Result<(OAuthClient, Option<String>), StoreError> {
+            let secret_hash: Option<String> = row.try_get("secret_hash").map_err(map_sqlx)?;
+            let redirect_uris: String = row.try_get("redirect_uris").map_err(map_sqlx)?;
+            let grant_types: String = row.try_get("grant_types").map_err(map_sqlx)?;
+            let scopes: String = row.try_get("scopes").map_err(map_sqlx)?;
+            let app: String = row.try_get("application_type").map_err(map_sqlx)?;
+            let principal: Option<String> = row.try_get("principal_id").map_err(map_sqlx)?;
+            let client = OAuthClient {
+                client_id: row.try_get("client_id").map_err(map_sqlx)?,
+                tenant: parse_col(row, "tenant_id")?,
+                name: row.try_get("name").map_err(map_sqlx)?,
+                confidential: secret_hash.is_some(),
+                redirect_uris: serde_json::from_str(&redirect_uris).map_err(|e| corrupt("redirect_uris", e))?,
+                grant_types: grant_types
+                    .split(' ')
+                    .filter(|g| !g.is_empty())
+                    .map(GrantType::parse)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| corrupt("grant_types", e))?,
+                scopes: ScopeSet::parse(&scopes).map_err(|e| corrupt("scopes", e))?,
+                application_type: ApplicationType::parse(&app).map_err(|e| corrupt("application_type", e))?,
+                principal: principal.map(|p| p.parse()).transpose().map_err(|e: String| corrupt("principal_id", e))?,
+                registered_by: row.try_get("registered_by").map_err(map_sqlx)?,
+                disabled: row.try_get("disabled").map_err(map_sqlx)?,
+                created_at: Timestamp::from_millis(row.try_get("created_at_ms").map_err(map_sqlx)?),
+            };
+            Ok((client, secret_hash))
+        }
+
+        fn opt_ts(row: &DbRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
+            Ok(row.try_get::<Option<i64>, _>(col).map_err(map_sqlx)?.map(Timestamp::from_millis))
+        }
+
+        fn refresh_from_row(row: &DbRow) -> Result<RefreshGrant, StoreError> {
+            Ok(RefreshGrant {
+                family_id: row.try_get("family_id").map_err(map_sqlx)?,
+                client_id: row.try_get("client_id").map_err(map_sqlx)?,
+                principal: parse_col(row, "principal_id")?,
+                tenant: parse_col(row, "tenant_id")?,
+                scope: row.try_get("scope").map_err(map_sqlx)?,
+                resource: row.try_get("resource").map_err(map_sqlx)?,
+                expires_at: Timestamp::from_millis(row.try_get("expires_ms").map_err(map_sqlx)?),
+            })
+        }
+
+        fn code_from_row(row: &DbRow) -> Result<CodeGrant, StoreError> {
+            Ok(CodeGrant {
+                client_id: row.try_get("client_id").map_err(map_sqlx)?,
+                principal: parse_col(row, "principal_id")?,
+                tenant: parse_col(row, "tenant_id")?,
+                redirect_uri: row.try_get("redirect_uri").map_err(map_sqlx)?,
+                code_challenge: row.try_get("code_challenge").map_err(map_sqlx)?,
+                scope: row.try_get("scope").map_err(map_sqlx)?,
+                resource: row.try_get("resource").map_err(map_sqlx)?,
+                expires_at: Timestamp::from_millis(row.try_get("expires_ms").map_err(map_sqlx)?),
+            })
+        }
+
+        #[async_trait]
+        impl OAuthStore for $store {
+            async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT kid, alg, private_sealed, public_key, created_at_ms, superseded_at_ms, publish_until_ms \
+                     FROM signing_keys ORDER BY created_at_ms, kid",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(StoredSigningKey {
+                            kid: r.try_get("kid").map_err(map_sqlx)?,
+                            alg: r.try_get("alg").map_err(map_sqlx)?,
+                            private_sealed: r.try_get("private_sealed").map_err(map_sqlx)?,
+                            public_key: r.try_get("public_key").map_err(map_sqlx)?,
+                            created_at: Timestamp::from_millis(r.try_get("created_at_ms").map_err(map_sqlx)?),
+                            superseded_at: opt_ts(r, "superseded_at_ms")?,
+                            publish_until: opt_ts(r, "publish_until_ms")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn rotate_signing_key(
+                &self,
+                new: &StoredSigningKey,
+                now: Timestamp,
+                publish_until: Timestamp,
+            ) -> Result<(), StoreError> {
+                let mut tx = begin_write(&self.pool).await.map_err(map_sqlx)?;
+                sqlx::query(
+                    "UPDATE signing_keys SET superseded_at_ms = $1, publish_until_ms = $2 WHERE superseded_at_ms IS NULL",
+                )
+                .bind(now.millis())
+                .bind(publish_until.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
+                sqlx::query(
+                    "INSERT INTO signing_keys (kid, alg, private_sealed, public_key, created_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&new.kid)
+                .bind(&new.alg)
+                .bind(&new.private_sealed)
+                .bind(&new.public_key)
+                .bind(new.created_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
+                tx.commit().await.map_err(map_sqlx)
+            }
+
+            async fn create_client(&self, c: &OAuthClient, secret_hash: Option<&str>) -> Result<(), StoreError> {
+                let uris = serde_json::to_string(&c.redirect_uris).map_err(|e| corrupt("redirect_uris", e))?;
+                let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
+                sqlx::query(
+                    "INSERT INTO oauth_clients (client_id, tenant_id, name, secret_hash, redirect_uris, grant_types, \
+                     scopes, application_type, principal_id, registered_by, disabled, created_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(&c.client_id)
+                .bind(c.tenant.to_string())
+                .bind(&c.name)
+                .bind(secret_hash)
+                .bind(uris)
+                .bind(grants.join(" "))
+                .bind(c.scopes.to_string())
+                .bind(c.application_type.as_str())
+                .bind(c.principal.map(|p| p.to_string()))
+                .bind(&c.registered_by)
+                .bind(c.disabled)
+                .bind(c.created_at.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn client(&self, client_id: &str) -> Result<Option<(OAuthClient, Option<String>)>, StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {CLIENT_COLS} FROM oauth_clients WHERE client_id = $1"
+                )))
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                row.as_ref().map(client_from_row).transpose()
+            }
+
+            async fn clients(&self, tenant: TenantId) -> Result<Vec<OAuthClient>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {CLIENT_COLS} FROM oauth_clients WHERE tenant_id = $1 ORDER BY created_at_ms, client_id"
+                )))
+                .bind(tenant.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                rows.iter().map(|r| client_from_row(r).map(|(c, _)| c)).collect()
+            }
+
+            async fn disable_client(&self, client_id: &str) -> Result<bool, StoreError> {
+                let n = sqlx::query("UPDATE oauth_clients SET disabled = TRUE WHERE client_id = $1 AND NOT disabled")
+                    .bind(client_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?
+                    .rows_affected();
+                Ok(n > 0)
+            }
+
+            async fn revoke_jti(&self, jti: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO revoked_tokens (jti, expires_ms) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
+                    .bind(jti)
+                    .bind(expires_at.millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn is_jti_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+                let found: Option<i64> = sqlx::query_scalar("SELECT expires_ms FROM revoked_tokens WHERE jti = $1")
+                    .bind(jti)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(found.is_some())
+            }
+
+            async fn revoke_principal_tokens(&self, principal: PrincipalId, at: Timestamp) -> Result<(), StoreError> {
+                sqlx::query("UPDATE principals SET tokens_revoked_at_ms = $2 WHERE id = $1")
+                    .bind(principal.to_string())
+                    .bind(at.millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn purge_expired_grants(&self, now: Timestamp) -> Result<u64, StoreError> {
+                let mut tx = begin_write(&self.pool).await.map_err(map_sqlx)?;
+                let mut n = 0;
+                for stmt in [
+                    "DELETE FROM revoked_tokens WHERE expires_ms < $1",
+                    "DELETE FROM authorization_codes WHERE expires_ms < $1",
+                    "DELETE FROM browser_sessions WHERE expires_ms < $1",
+                    "DELETE FROM refresh_tokens WHERE expires_ms < $1",
+                ] {
+                    n += sqlx::query(stmt)
+                        .bind(now.millis())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_sqlx)?
+                        .rows_affected();
+                }
+                tx.commit().await.map_err(map_sqlx)?;
+                Ok(n)
+            }
+
+            async fn create_refresh_family(
+                &self,
+                family_id: &str,
+                client_id: &str,
+                principal: PrincipalId,
+                now: Timestamp,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO refresh_families (family_id, client_id, principal_id, created_at_ms) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(family_id)
+                .bind(client_id)
+                .bind(principal.to_string())
+                .bind(now.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn insert_refresh_token(&self, hash: &str, g: &RefreshGrant, now: Timestamp) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (token_hash, family_id, client_id, principal_id, tenant_id, scope, \
+                     resource, expires_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(hash)
+                .bind(&g.family_id)
+                .bind(&g.client_id)
+                .bind(g.principal.to_string())
+                .bind(g.tenant.to_string())
+                .bind(&g.scope)
+                .bind(&g.resource)
+                .bind(g.expires_at.millis())
+                .bind(now.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn use_refresh_token(&self, hash: &str, now: Timestamp) -> Result<OneTime<RefreshGrant>, StoreError> {
+                let mut tx = begin_write(&self.pool).await.map_err(map_sqlx)?;
+                let row = sqlx::query(concat!(
+                    "SELECT t.family_id, t.client_id, t.principal_id, t.tenant_id, t.scope, t.resource, t.expires_ms, \
+                            t.used_at_ms, f.revoked_at_ms \
+                     FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id \
+                     WHERE t.token_hash = $1 ",
+                    $lock
+                ))
+                .bind(hash)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
+                let Some(row) = row else { return Ok(OneTime::Unknown) };
+                if opt_ts(&row, "revoked_at_ms")?.is_some() {
+                    return Ok(OneTime::Unknown);
+                }
+                let grant = refresh_from_row(&row)?;
+                if opt_ts(&row, "used_at_ms")?.is_some() {
+                    let family = Some(grant.family_id.clone());
+                    return Ok(OneTime::Replayed { grant, issued_jti: None, issued_family: family });
+                }
+                sqlx::query("UPDATE refresh_tokens SET used_at_ms = $2 WHERE token_hash = $1")
+                    .bind(hash)
+                    .bind(now.millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                tx.commit().await.map_err(map_sqlx)?;
+                Ok(OneTime::Fresh(grant))
+            }
+
+            async fn refresh_token(&self, hash: &str) -> Result<Option<(RefreshGrant, bool, bool)>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT t.family_id, t.client_id, t.principal_id, t.tenant_id, t.scope, t.resource, t.expires_ms, \
+                            t.used_at_ms, f.revoked_at_ms \
+                     FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id \
+                     WHERE t.token_hash = $1",
+                )
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some((
+                    refresh_from_row(&row)?,
+                    opt_ts(&row, "used_at_ms")?.is_some(),
+                    opt_ts(&row, "revoked_at_ms")?.is_some(),
+                )))
+            }
+
+            async fn revoke_refresh_family(&self, family_id: &str, now: Timestamp) -> Result<(), StoreError> {
+                sqlx::query("UPDATE refresh_families SET revoked_at_ms = $2 WHERE family_id = $1 AND revoked_at_ms IS NULL")
+                    .bind(family_id)
+                    .bind(now.millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn revoke_client_families(&self, client_id: &str, now: Timestamp) -> Result<(), StoreError> {
+                sqlx::query("UPDATE refresh_families SET revoked_at_ms = $2 WHERE client_id = $1 AND revoked_at_ms IS NULL")
+                    .bind(client_id)
+                    .bind(now.millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn revoke_principal_families(&self, principal: PrincipalId, now: Timestamp) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE refresh_families SET revoked_at_ms = $2 WHERE principal_id = $1 AND revoked_at_ms IS NULL",
+                )
+                .bind(principal.to_string())
+                .bind(now.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn insert_code(&self, hash: &str, g: &CodeGrant, now: Timestamp) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO authorization_codes (code_hash, client_id, principal_id, tenant_id, redirect_uri, \
+                     code_challenge, scope, resource, expires_ms, created_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(hash)
+                .bind(&g.client_id)
+                .bind(g.principal.to_string())
+                .bind(g.tenant.to_string())
+                .bind(&g.redirect_uri)
+                .bind(&g.code_challenge)
+                .bind(&g.scope)
+                .bind(&g.resource)
+                .bind(g.expires_at.millis())
+                .bind(now.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn use_code(&self, hash: &str, now: Timestamp) -> Result<OneTime<CodeGrant>, StoreError> {
+                let mut tx = begin_write(&self.pool).await.map_err(map_sqlx)?;
+                let row = sqlx::query(concat!(
+                    "SELECT client_id, principal_id, tenant_id, redirect_uri, code_challenge, scope, resource, \
+                            expires_ms, used_at_ms, issued_jti, issued_family \
+                     FROM authorization_codes WHERE code_hash = $1 ",
+                    $lock
+                ))
+                .bind(hash)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
+                let Some(row) = row else { return Ok(OneTime::Unknown) };
+                let grant = code_from_row(&row)?;
+                if opt_ts(&row, "used_at_ms")?.is_some() {
+                    return Ok(OneTime::Replayed {
+                        grant,
+                        issued_jti: row.try_get("issued_jti").map_err(map_sqlx)?,
+                        issued_family: row.try_get("issued_family").map_err(map_sqlx)?,
+                    });
+                }
+                sqlx::query("UPDATE authorization_codes SET used_at_ms = $2 WHERE code_hash = $1")
+                    .bind(hash)
+                    .bind(now.millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                tx.commit().await.map_err(map_sqlx)?;
+                Ok(OneTime::Fresh(grant))
+            }
+
+            async fn record_code_issue(&self, hash: &str, jti: &str, family: Option<&str>) -> Result<(), StoreError> {
+                sqlx::query("UPDATE authorization_codes SET issued_jti = $2, issued_family = $3 WHERE code_hash = $1")
+                    .bind(hash)
+                    .bind(jti)
+                    .bind(family)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn create_session(&self, hash: &str, s: &BrowserSession, now: Timestamp) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO browser_sessions (session_hash, principal_id, csrf_token, expires_ms, created_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(hash)
+                .bind(s.principal.to_string())
+                .bind(&s.csrf_token)
+                .bind(s.expires_at.millis())
+                .bind(now.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn session(&self, hash: &str) -> Result<Option<BrowserSession>, StoreError> {
+                let row = sqlx::query("SELECT principal_id, csrf_token, expires_ms FROM browser_sessions WHERE session_hash = $1")
+                    .bind(hash)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                row.map(|r| {
+                    Ok(BrowserSession {
+                        principal: parse_col(&r, "principal_id")?,
+                        csrf_token: r.try_get("csrf_token").map_err(map_sqlx)?,
+                        expires_at: Timestamp::from_millis(r.try_get("expires_ms").map_err(map_sqlx)?),
+                    })
+                })
+                .transpose()
+            }
+
+            async fn delete_session(&self, hash: &str) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM browser_sessions WHERE session_hash = $1")
+                    .bind(hash)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn password_hash(&self, principal: PrincipalId) -> Result<Option<String>, StoreError> {
+                let h: Option<Option<String>> = sqlx::query_scalar("SELECT password_hash FROM principals WHERE id = $1")
+                    .bind(principal.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(h.flatten())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_oauth_store;
