@@ -35,6 +35,9 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Arc<dyn Databa
 /// key went (the path, never the key).
 pub async fn open_and_bootstrap(settings: &Settings) -> anyhow::Result<Arc<dyn Database>> {
     let db = open_database(settings).await?;
+    // The key-encryption key and the first signing key are part of initialisation.
+    let kek = Arc::new(Kek::load_or_create(&settings.data_dir)?);
+    Keyring::load(db.clone(), kek, settings.signing_alg, key_retention()).await?;
     if let Bootstrap::Created { key_file } = init::bootstrap(db.clone(), &settings.data_dir).await? {
         eprintln!(
             "ctxguard: initialised {}; the bootstrap admin API key is in {} (mode 0600)",

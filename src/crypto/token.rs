@@ -32,7 +32,7 @@ mod tests {
     /// RFC 7636 appendix B.
     #[test]
     fn pkce_s256_vector() {
-        assert_eq!(s256("dBjftJeZ4CVP-mB92K1uhyHBMUoMG_ZiNvg2eRcMOMk"), "E9Melhoe2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert_eq!(s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! method and map the result; `error.rs` is the only place statuses are chosen.
 
 pub mod admin_api;
+pub mod admin_oauth_api;
 pub mod context_api;
 pub mod error;
 pub mod extract;
@@ -59,6 +60,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(context_api::routes())
         .merge(admin_api::routes())
+        .merge(admin_oauth_api::routes())
         .merge(ops::routes())
         .split_for_parts()
 }

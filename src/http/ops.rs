@@ -66,9 +66,7 @@ async fn protected_resource_metadata(State(state): State<AppState>) -> Json<Reso
     let base = &state.inner.public_url;
     Json(ResourceMetadata {
         resource: base.clone(),
-        // The authorization server arrives with the OAuth issue; until then API keys
-        // are the only credential and no AS is advertised.
-        authorization_servers: vec![],
+        authorization_servers: vec![state.inner.oauth.issuer.clone()],
         scopes_supported: ScopeSet::all().iter().map(|s| s.as_str()).collect(),
         bearer_methods_supported: vec!["header"],
         resource_name: "ctxguard context API",

@@ -181,6 +181,18 @@ impl AdminService {
         self.principal(caller, id).await
     }
 
+    /// Sets a user's password (argon2id).
+    pub async fn set_password(&self, caller: &Caller, id: PrincipalId, new_password: String) -> Result<(), Error> {
+        let p = self.principal(caller, id).await?;
+        if p.kind != PrincipalKind::User {
+            return Err(Error::invalid("password", "only principals of kind user have passwords"));
+        }
+        password::validate(&new_password).map_err(|m| Error::invalid("password", m))?;
+        let hash = password::hash(Secret::new(new_password)).await.map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.store.set_password_hash(id, &hash).await?;
+        Ok(())
+    }
+
     pub async fn create_api_key(&self, caller: &Caller, new: NewApiKey) -> Result<IssuedApiKey, Error> {
         let principal = self.principal(caller, new.principal).await?;
         self.issue_api_key(&principal, new.scopes, new.expires_in).await

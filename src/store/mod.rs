@@ -102,6 +102,9 @@ pub trait AuthStore: Send + Sync {
         disabled: Option<bool>,
     ) -> Result<bool, StoreError>;
 
+    /// False if there is no such principal.
+    async fn set_password_hash(&self, id: PrincipalId, hash: &str) -> Result<bool, StoreError>;
+
     async fn create_api_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), StoreError>;
     async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<(ApiKey, String)>, StoreError>;
     async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError>;

@@ -450,6 +450,17 @@ macro_rules! impl_sql_stores {
                 Ok(done > 0)
             }
 
+            async fn set_password_hash(&self, id: PrincipalId, hash: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE principals SET password_hash = $2 WHERE id = $1")
+                    .bind(id.to_string())
+                    .bind(hash)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?
+                    .rows_affected();
+                Ok(done > 0)
+            }
+
             async fn create_api_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO api_keys (id, key_hash, principal_id, tenant_id, scopes, expires_at_ms, \

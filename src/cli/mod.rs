@@ -18,6 +18,8 @@ use crate::service::admin::{NewPrincipal, TenantRef};
 use crate::store::Database;
 use std::sync::Arc;
 
+mod oauth;
+
 #[derive(Parser, Debug)]
 #[command(name = "ctxguard", version, about = "Secure context server for AI agents")]
 pub struct Cli {
@@ -59,6 +61,21 @@ pub enum Command {
     Apikey {
         #[command(subcommand)]
         command: ApiKeyCommand,
+    },
+    /// Users (people who sign in to the OAuth login page).
+    User {
+        #[command(subcommand)]
+        command: oauth::UserCommand,
+    },
+    /// OAuth clients.
+    Client {
+        #[command(subcommand)]
+        command: oauth::ClientCommand,
+    },
+    /// Token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: oauth::KeysCommand,
     },
 }
 
@@ -165,18 +182,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant { command } => tenant(command).await,
         Command::Principal { command } => principal(command).await,
         Command::Apikey { command } => apikey(command).await,
+        Command::User { command } => oauth::user(command).await,
+        Command::Client { command } => oauth::client(command).await,
+        Command::Keys { command } => oauth::keys(command).await,
     }
 }
 
 /// The local operator: the bootstrap platform administrator.
-struct Local {
-    db: Arc<dyn Database>,
-    admin: AdminService,
-    caller: Caller,
+pub(crate) struct Local {
+    pub(crate) db: Arc<dyn Database>,
+    pub(crate) admin: AdminService,
+    pub(crate) caller: Caller,
+    pub(crate) settings: Settings,
 }
 
 impl Local {
-    async fn open(common: &Common) -> anyhow::Result<Local> {
+    pub(crate) async fn open(common: &Common) -> anyhow::Result<Local> {
         let s = settings(common)?;
         let db = server::open_and_bootstrap(&s).await?;
         let tenant = db.tenant_by_name(DEFAULT_TENANT).await?.context("the database has no default tenant")?;
@@ -189,10 +210,11 @@ impl Local {
             admin: AdminService::new(db.clone()),
             db,
             caller: Caller { principal: operator, scopes: ScopeSet::all(), credential: CredentialRef::LocalOperator },
+            settings: s,
         })
     }
 
-    async fn principal_id(&self, reference: &str, tenant: &str) -> anyhow::Result<PrincipalId> {
+    pub(crate) async fn principal_id(&self, reference: &str, tenant: &str) -> anyhow::Result<PrincipalId> {
         if let Ok(id) = reference.parse::<PrincipalId>() {
             return Ok(id);
         }
@@ -205,12 +227,12 @@ impl Local {
         Ok(p.id)
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         self.db.close().await;
     }
 }
 
-fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

@@ -1,0 +1,213 @@
+//! CLI for the authorization server: users, OAuth clients and signing keys.
+
+use std::io::BufRead;
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+
+use super::{Common, Local, print_json};
+use crate::crypto::kek::Kek;
+use crate::domain::{ApplicationType, GrantType, PrincipalKind, Role, RoleSet, ScopeSet};
+use crate::init::DEFAULT_TENANT;
+use crate::oauth::keys::{KeyAlg, Keyring};
+use crate::service::admin::{NewPrincipal, PrincipalChange, TenantRef};
+use crate::service::clients::{ClientService, NewClient};
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a user; the password is read from standard input (one line).
+    Add {
+        name: String,
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
+        /// Role (repeatable): reader, injector, writer, maintainer, admin.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Set a user's password, read from standard input (one line).
+    Passwd {
+        name: String,
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Disable a user (sign-in and every token stop working).
+    Disable {
+        name: String,
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Register a client; a confidential client's secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
+        /// Grant type (repeatable): authorization_code, refresh_token, client_credentials.
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Scope the client may request (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Role of the client's service principal (client_credentials; repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// A public client (no secret).
+        #[arg(long)]
+        public: bool,
+        /// A native application (loopback or private-use redirect URIs).
+        #[arg(long)]
+        native: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    List {
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Disable a client and revoke its tokens.
+    Delete {
+        client_id: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    List(Common),
+    /// Make a new current signing key (running servers pick it up within seconds).
+    Rotate {
+        #[arg(long, value_enum)]
+        alg: Option<KeyAlg>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    if pw.is_empty() {
+        bail!("no password on standard input");
+    }
+    Ok(pw)
+}
+
+fn roles(names: &[String]) -> anyhow::Result<RoleSet> {
+    Ok(RoleSet::new(names.iter().map(|r| Role::parse(r)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?))
+}
+
+pub async fn user(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add { name, tenant, roles: r, common } => {
+            let password = read_password()?;
+            let l = Local::open(&common).await?;
+            let new = NewPrincipal {
+                tenant: Some(TenantRef(tenant)),
+                kind: PrincipalKind::User,
+                name,
+                roles: roles(&r)?,
+                password: Some(password),
+            };
+            print_json(&l.admin.create_principal(&l.caller, new).await?)?;
+            l.close().await;
+        }
+        UserCommand::Passwd { name, tenant, common } => {
+            let password = read_password()?;
+            let l = Local::open(&common).await?;
+            let id = l.principal_id(&name, &tenant).await?;
+            l.admin.set_password(&l.caller, id, password).await?;
+            eprintln!("ctxguard: password of {name} changed");
+            l.close().await;
+        }
+        UserCommand::Disable { name, tenant, common } => {
+            let l = Local::open(&common).await?;
+            let id = l.principal_id(&name, &tenant).await?;
+            l.admin.update_principal(&l.caller, id, PrincipalChange { roles: None, disabled: Some(true) }).await?;
+            l.admin.revoke_all(&l.caller, id).await?;
+            eprintln!("ctxguard: {name} disabled and every credential revoked");
+            l.close().await;
+        }
+    }
+    Ok(())
+}
+
+pub async fn client(command: ClientCommand) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Create { name, tenant, grants, redirect_uris, scopes, roles: r, public, native, common } => {
+            let grant_types = if grants.is_empty() {
+                None
+            } else {
+                Some(grants.iter().map(|g| GrantType::parse(g)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?)
+            };
+            let scopes = if scopes.is_empty() {
+                None
+            } else {
+                Some(ScopeSet::from_tokens(scopes.iter().map(String::as_str)).map_err(anyhow::Error::msg)?)
+            };
+            let l = Local::open(&common).await?;
+            let new = NewClient {
+                tenant: Some(TenantRef(tenant)),
+                name,
+                grant_types,
+                redirect_uris,
+                scopes,
+                roles: roles(&r)?,
+                application_type: if native { ApplicationType::Native } else { ApplicationType::Web },
+                public,
+            };
+            let registered = ClientService::new(l.db.clone()).create(&l.caller, new).await?;
+            print_json(&registered)?;
+            if registered.client_secret.is_some() {
+                eprintln!("ctxguard: store the client secret now; it cannot be shown again");
+            }
+            l.close().await;
+        }
+        ClientCommand::List { tenant, common } => {
+            let l = Local::open(&common).await?;
+            print_json(&ClientService::new(l.db.clone()).list(&l.caller, Some(&TenantRef(tenant))).await?)?;
+            l.close().await;
+        }
+        ClientCommand::Delete { client_id, common } => {
+            let l = Local::open(&common).await?;
+            ClientService::new(l.db.clone()).delete(&l.caller, &client_id).await?;
+            eprintln!("ctxguard: client {client_id} disabled and its tokens revoked");
+            l.close().await;
+        }
+    }
+    Ok(())
+}
+
+pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::List(common) => {
+            let l = Local::open(&common).await?;
+            print_json(&Keyring::list(&*l.db).await?)?;
+            l.close().await;
+        }
+        KeysCommand::Rotate { alg, common } => {
+            let l = Local::open(&common).await?;
+            let kek = Kek::load_or_create(&l.settings.data_dir)?;
+            let alg = alg.unwrap_or(l.settings.signing_alg);
+            let kid = Keyring::rotate_offline(&*l.db, &kek, alg, crate::server::key_retention()).await?;
+            eprintln!("ctxguard: new signing key {kid} ({}); previous keys stay published for an hour", alg.as_str());
+            l.close().await;
+        }
+    }
+    Ok(())
+}
