@@ -153,7 +153,13 @@ pub async fn client(command: ClientCommand) -> anyhow::Result<()> {
             let grant_types = if grants.is_empty() {
                 None
             } else {
-                Some(grants.iter().map(|g| GrantType::parse(g)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?)
+                Some(
+                    grants
+                        .iter()
+                        .map(|g| GrantType::parse(g))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(anyhow::Error::msg)?,
+                )
             };
             let scopes = if scopes.is_empty() {
                 None

@@ -251,9 +251,13 @@ impl AdminService {
         Ok(())
     }
 
-    /// Revokes every credential of a principal (today: its API keys).
+    /// Revokes every credential of a principal: API keys, access tokens issued so far
+    /// and refresh token families.
     pub async fn revoke_all(&self, caller: &Caller, id: PrincipalId) -> Result<u64, Error> {
         self.principal(caller, id).await?;
-        Ok(self.store.revoke_principal_api_keys(id, Timestamp::now()).await?)
+        let now = Timestamp::now();
+        self.store.revoke_principal_tokens(id, now).await?;
+        self.store.revoke_principal_families(id, now).await?;
+        Ok(self.store.revoke_principal_api_keys(id, now).await?)
     }
 }

@@ -8,5 +8,6 @@ mod auth;
 mod concurrency;
 mod contexts;
 mod limits;
+mod oauth;
 mod ops;
 mod process;

@@ -291,3 +291,63 @@ pub fn sample_context() -> Value {
         ]}
     })
 }
+
+/// OAuth helpers.
+impl TestServer {
+    /// Posts an `application/x-www-form-urlencoded` body, optionally with HTTP Basic
+    /// client authentication.
+    pub async fn form(&self, path: &str, params: &[(&str, &str)], basic: Option<(&str, &str)>) -> Reply {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        let mut rb = self
+            .http
+            .post(format!("{}{}", self.url, path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some((id, secret)) = basic {
+            rb = rb.basic_auth(id, Some(secret));
+        }
+        self.send(rb).await
+    }
+
+    /// Registers a client through the admin API and returns (client_id, secret?).
+    pub async fn oauth_client(&self, body: Value) -> (String, Option<String>) {
+        let r = self.admin(Method::POST, "/admin/clients", Some(body)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        (r.body["client_id"].as_str().unwrap().to_string(), r.body["client_secret"].as_str().map(str::to_string))
+    }
+
+    /// A client_credentials client whose service principal holds `roles`.
+    pub async fn machine_client(&self, name: &str, roles: &[&str], scopes: Option<&[&str]>) -> (String, String) {
+        let mut body = json!({"name": name, "grant_types": ["client_credentials"], "roles": roles});
+        if let Some(s) = scopes {
+            body["scopes"] = json!(s);
+        }
+        let (id, secret) = self.oauth_client(body).await;
+        (id, secret.expect("confidential"))
+    }
+
+    /// A client_credentials access token.
+    pub async fn cc_token(&self, id: &str, secret: &str, extra: &[(&str, &str)]) -> Reply {
+        let mut params = vec![("grant_type", "client_credentials")];
+        params.extend_from_slice(extra);
+        self.form("/oauth/token", &params, Some((id, secret))).await
+    }
+
+    /// The server's current signing key, read the way the server reads it (database +
+    /// KEK), so tests can sign tokens whose claims are wrong but whose signature is real.
+    pub async fn signing_key(&self) -> std::sync::Arc<ctxguard::oauth::keys::SigningKey> {
+        let db = ctxguard::store::open(&self.settings.database).await.unwrap();
+        let kek = std::sync::Arc::new(ctxguard::crypto::kek::Kek::load_or_create(&self.settings.data_dir).unwrap());
+        let ring = ctxguard::oauth::keys::Keyring::load(
+            db.clone(),
+            kek,
+            self.settings.signing_alg,
+            ctxguard::server::key_retention(),
+        )
+        .await
+        .unwrap();
+        let key = ring.keys().current.clone();
+        db.close().await;
+        key
+    }
+}
