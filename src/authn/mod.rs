@@ -90,8 +90,7 @@ impl Authenticator {
             .await?
             .filter(|p| !p.disabled && p.tenant.to_string() == claims.tenant)
             .ok_or(AuthError::InvalidToken("the token's principal is unknown or disabled"))?;
-        // "Revoke everything": tokens issued in or before the second of revocation.
-        if principal.tokens_revoked_at.is_some_and(|at| claims.iat * 1000 <= at.millis()) {
+        if principal.revoked_token_issued_at(claims.iat) {
             return Err(AuthError::InvalidToken("the token has been revoked"));
         }
         Ok(Caller {

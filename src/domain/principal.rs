@@ -162,6 +162,13 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether a token issued at `iat` (seconds) falls under a "revoke everything".
+    /// Tokens issued in the same second as the revocation are refused too: `iat` has
+    /// only second precision.
+    pub fn revoked_token_issued_at(&self, iat: i64) -> bool {
+        self.tokens_revoked_at.is_some_and(|at| iat.saturating_mul(1000) <= at.millis())
+    }
+
     pub fn validate_name(name: &str) -> Result<(), String> {
         if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
             return Err("name must be 1-128 printable characters".into());

@@ -57,7 +57,7 @@ async fn validate(server: &AuthServer, raw: &str) -> Result<AuthzRequest, Refusa
     let state = q.get("state").ok().flatten().map(str::to_string);
     let back =
         |error: OAuthError| Refusal::Redirect { redirect_uri: redirect.to_string(), state: state.clone(), error };
-    let get = |name: &str| q.get(name).map_err(|e| back(e));
+    let get = |name: &str| q.get(name).map_err(&back);
     match get("response_type")? {
         Some("code") => {}
         _ => return Err(back(OAuthError::new(OAuthErrorCode::UnsupportedResponseType, "response_type must be code"))),

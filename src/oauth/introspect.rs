@@ -81,8 +81,7 @@ pub async fn introspect(
         Ok(id) => server.db.principal(id).await?,
         Err(_) => None,
     };
-    let live = principal
-        .is_some_and(|p| !p.disabled && !p.tokens_revoked_at.is_some_and(|at| claims.iat * 1000 <= at.millis()));
+    let live = principal.is_some_and(|p| !p.disabled && !p.revoked_token_issued_at(claims.iat));
     if !live {
         return Ok(inactive);
     }

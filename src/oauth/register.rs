@@ -103,7 +103,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: axum::body::Body) -
         ApplicationType::parse(meta.application_type.as_deref().unwrap_or("web")).map_err(metadata_error)?;
     let scopes = match &meta.scope {
         Some(s) => {
-            let wanted = ScopeSet::parse(s).map_err(|m| OAuthError::invalid_scope(m))?;
+            let wanted = ScopeSet::parse(s).map_err(OAuthError::invalid_scope)?;
             if !wanted.is_subset_of(&default_scopes()) {
                 return Err(OAuthError::invalid_scope("dynamically registered clients may not request admin"));
             }

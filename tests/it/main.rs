@@ -9,5 +9,6 @@ mod concurrency;
 mod contexts;
 mod limits;
 mod oauth;
+mod oauth_flow;
 mod ops;
 mod process;
