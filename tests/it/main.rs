@@ -12,3 +12,4 @@ mod oauth;
 mod oauth_flow;
 mod ops;
 mod process;
+mod third_party;
