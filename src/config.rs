@@ -89,6 +89,10 @@ pub struct ConfigOverrides {
     /// Tenant that dynamically registered clients belong to (default "default").
     #[arg(long, env = "CTXGUARD_REGISTRATION_TENANT")]
     pub registration_tenant: Option<String>,
+    /// Accept client ID metadata documents over http on loopback addresses. For tests
+    /// only: in production client_id URLs must be https and public.
+    #[arg(long, env = "CTXGUARD_CLIENT_METADATA_ALLOW_LOOPBACK")]
+    pub client_metadata_allow_loopback: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -125,6 +129,7 @@ pub struct Settings {
     pub registration: RegistrationMode,
     pub registration_token: Option<String>,
     pub registration_tenant: String,
+    pub client_metadata_allow_loopback: bool,
 }
 
 impl ConfigOverrides {
@@ -257,6 +262,7 @@ impl Settings {
             },
             registration_token: c.registration_token,
             registration_tenant: c.registration_tenant.unwrap_or_else(|| "default".into()),
+            client_metadata_allow_loopback: c.client_metadata_allow_loopback.unwrap_or(false),
         })
     }
 }

@@ -17,7 +17,9 @@ use crate::crypto::kek::Kek;
 use crate::domain::context::ContextLimits;
 use crate::http::{self, AppInner, AppState, BodyLimits};
 use crate::init::{self, Bootstrap};
+use crate::net::fetch::Fetcher;
 use crate::oauth::access_token::{AccessTokens, LEEWAY_SECS};
+use crate::oauth::client_metadata::ClientMetadata;
 use crate::oauth::keys::Keyring;
 use crate::oauth::server::AuthServer;
 use crate::service::clients::ClientService;
@@ -99,6 +101,8 @@ async fn prepare(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(SocketAddr, String, impl Future<Output = anyhow::Result<()>>)> {
+    // reqwest (outbound fetches) runs on rustls with the ring provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let db = open_and_bootstrap(&settings).await?;
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await
@@ -117,6 +121,7 @@ async fn prepare(
         registration: settings.registration,
         registration_token: settings.registration_token.clone(),
         registration_tenant: settings.registration_tenant.clone(),
+        client_metadata: ClientMetadata::new(Fetcher::new(settings.client_metadata_allow_loopback)),
     });
     let state = AppState {
         inner: Arc::new(AppInner {

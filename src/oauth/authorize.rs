@@ -44,9 +44,9 @@ async fn validate(server: &AuthServer, raw: &str) -> Result<AuthzRequest, Refusa
     let page = |m: &str| Refusal::Page(m.to_string());
     let client_id =
         q.get("client_id").map_err(|e| page(&e.description))?.ok_or_else(|| page("client_id is missing"))?;
-    let client = match server.db.client(client_id).await {
-        Ok(Some((c, _))) if !c.disabled => c,
-        Ok(_) => return Err(page("unknown or disabled client")),
+    let client = match server.find_client(client_id).await {
+        Ok(Ok((c, _))) => c,
+        Ok(Err(why)) => return Err(page(&why)),
         Err(_) => return Err(page("the server is unavailable; try again")),
     };
     let redirect =

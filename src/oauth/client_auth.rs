@@ -9,9 +9,9 @@ use subtle::ConstantTimeEq;
 
 use super::error::{OAuthError, OAuthResult};
 use super::form::Form;
+use super::server::AuthServer;
 use crate::crypto::token;
 use crate::domain::OAuthClient;
-use crate::store::OAuthStore;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthMethod {
@@ -47,11 +47,7 @@ fn basic_credentials(headers: &HeaderMap) -> OAuthResult<Option<(String, String)
     Ok(Some((decode(id).ok_or_else(|| failed(true))?, decode(secret).ok_or_else(|| failed(true))?)))
 }
 
-pub async fn authenticate(
-    store: &dyn OAuthStore,
-    headers: &HeaderMap,
-    form: &Form,
-) -> OAuthResult<AuthenticatedClient> {
+pub async fn authenticate(server: &AuthServer, headers: &HeaderMap, form: &Form) -> OAuthResult<AuthenticatedClient> {
     let basic = basic_credentials(headers)?;
     let post_id = form.get("client_id")?;
     let post_secret = form.get("client_secret")?;
@@ -75,12 +71,9 @@ pub async fn authenticate(
         }
     };
     let is_basic = method == AuthMethod::Basic;
-    let Some((client, stored_hash)) = store.client(&client_id).await? else {
+    let Ok((client, stored_hash)) = server.find_client(&client_id).await? else {
         return Err(failed(is_basic));
     };
-    if client.disabled {
-        return Err(failed(is_basic));
-    }
     match (stored_hash, secret) {
         (Some(hash), Some(secret)) => {
             let ok: bool = token::hash(&secret).as_bytes().ct_eq(hash.as_bytes()).into();

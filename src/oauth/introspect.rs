@@ -46,7 +46,7 @@ pub async fn introspect(
     form: Form,
 ) -> OAuthResult<Json<Introspection>> {
     let server = &state.inner.oauth;
-    let client = client_auth::authenticate(&*server.db, &headers, &form).await?;
+    let client = client_auth::authenticate(server, &headers, &form).await?;
     if !client.client.confidential {
         return Err(OAuthError::new(OAuthErrorCode::InvalidClient, "introspection requires a confidential client"));
     }

@@ -30,6 +30,7 @@ pub async fn authorization_server(State(state): State<AppState>) -> Json<Value> 
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
+        "client_id_metadata_document_supported": true,
         "service_documentation": s.endpoint("/openapi.json"),
     });
     if s.registration != RegistrationMode::Disabled {

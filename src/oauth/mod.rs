@@ -5,6 +5,7 @@ pub mod access_token;
 pub mod authorization_code;
 pub mod authorize;
 pub mod client_auth;
+pub mod client_metadata;
 pub mod error;
 pub mod form;
 pub mod introspect;

@@ -14,7 +14,7 @@ use crate::http::AppState;
 
 pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, form: Form) -> OAuthResult<StatusCode> {
     let server = &state.inner.oauth;
-    let client = client_auth::authenticate(&*server.db, &headers, &form).await?;
+    let client = client_auth::authenticate(server, &headers, &form).await?;
     let presented = form.require("token")?;
     let now = Timestamp::now();
     if presented.starts_with(super::refresh::PREFIX) {

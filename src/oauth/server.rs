@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::RegistrationMode;
-use crate::domain::{Scope, ScopeSet};
+use crate::domain::{OAuthClient, Scope, ScopeSet};
 use crate::store::Database;
 
 use super::access_token::AccessTokens;
+use super::client_metadata::{ClientMetadata, is_document_url};
 use super::error::{OAuthError, OAuthErrorCode, OAuthResult};
 
 pub struct AuthServer {
@@ -23,9 +24,26 @@ pub struct AuthServer {
     pub registration: RegistrationMode,
     pub registration_token: Option<String>,
     pub registration_tenant: String,
+    pub client_metadata: ClientMetadata,
 }
 
 impl AuthServer {
+    /// A client by id: a registered one, or one described by a client ID metadata
+    /// document. The inner `Err` says why there is no usable client (safe to show).
+    pub async fn find_client(&self, client_id: &str) -> OAuthResult<Result<(OAuthClient, Option<String>), String>> {
+        if is_document_url(client_id) {
+            let Some(tenant) = self.db.tenant_by_name(&self.registration_tenant).await? else {
+                return Ok(Err("client metadata documents are not enabled".into()));
+            };
+            return Ok(self.client_metadata.resolve(client_id, tenant.id).await.map(|c| (c, None)));
+        }
+        Ok(match self.db.client(client_id).await? {
+            Some((c, _)) if c.disabled => Err("the client is disabled".into()),
+            Some(found) => Ok(found),
+            None => Err("unknown client".into()),
+        })
+    }
+
     /// The audience for a token request: at most one `resource`, and one we serve.
     pub fn audience(&self, requested: &[&str]) -> OAuthResult<String> {
         match requested {

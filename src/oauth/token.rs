@@ -40,7 +40,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, form: Form
     let grant = GrantType::parse(grant_type).map_err(|_| {
         OAuthError::new(OAuthErrorCode::UnsupportedGrantType, format!("unsupported grant_type {grant_type:?}"))
     })?;
-    let client = client_auth::authenticate(&*server.db, &headers, &form).await?;
+    let client = client_auth::authenticate(server, &headers, &form).await?;
     if !client.client.allows(grant) {
         return Err(OAuthError::new(
             OAuthErrorCode::UnauthorizedClient,

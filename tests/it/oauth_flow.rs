@@ -357,3 +357,92 @@ async fn registration_can_require_an_initial_access_token() {
     assert!(m.body.get("registration_endpoint").is_none());
     srv.stop().await;
 }
+
+/// Serves `doc` at `/client.json` on an ephemeral loopback port; returns its URL.
+async fn serve_client_document(doc: impl Fn(&str) -> Value + Send + Sync + 'static) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/client.json", listener.local_addr().unwrap());
+    let body = doc(&url);
+    let app = axum::Router::new().route(
+        "/client.json",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { ([("cache-control", "max-age=600")], axum::Json(body)) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn client_id_metadata_document_flow() {
+    let srv = TestServer::start_with(Backend::Sqlite, |c| c.client_metadata_allow_loopback = Some(true)).await.unwrap();
+    user(&srv, "erin", &["reader"]).await;
+    let client_id = serve_client_document(|url| {
+        json!({"client_id": url, "client_name": "Doc Client", "redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"})
+    })
+    .await;
+    let (verifier, challenge) = pkce();
+    let query = authorize_query(&client_id, "http://127.0.0.1:5555/cb", &challenge, "context:read", "s1");
+    let mut b = Browser::new();
+    let login = b.get(&format!("{}/oauth/authorize?{query}", srv.url)).await;
+    assert!(login.body.contains("Doc Client"), "{}", login.body);
+    let location = sign_in_and_allow(&srv, &mut b, &query, "erin", "correct horse battery").await;
+    let code = query_of(&location)["code"].clone();
+    let t = exchange(
+        &srv,
+        &[
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:5555/cb"),
+            ("code_verifier", &verifier),
+            ("client_id", &client_id),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.body);
+    let token = t.body["access_token"].as_str().unwrap();
+    assert_eq!(srv.call(Method::GET, "/context", Some(token), None).await.status, StatusCode::OK);
+
+    // A document whose client_id is not its own URL is refused.
+    let liar = serve_client_document(
+        |_| json!({"client_id": "https://app.example.com/client.json", "redirect_uris": ["http://127.0.0.1/cb"]}),
+    )
+    .await;
+    let p = b
+        .get(&format!(
+            "{}/oauth/authorize?{}",
+            srv.url,
+            authorize_query(&liar, "http://127.0.0.1/cb", &challenge, "context:read", "s")
+        ))
+        .await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains("does not equal its URL"), "{}", p.body);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn client_metadata_fetches_refuse_private_targets() {
+    let srv = TestServer::start(Backend::Sqlite).await.unwrap();
+    let doc = serve_client_document(|url| json!({"client_id": url, "redirect_uris": ["http://127.0.0.1/cb"]})).await;
+    let (_, challenge) = pkce();
+    let mut b = Browser::new();
+    let https_local = doc.replace("http://", "https://");
+    for (client_id, why) in [
+        (doc.as_str(), "must use https"),
+        (https_local.as_str(), "non-public address"),
+        ("https://169.254.169.254/latest/meta-data", "non-public address"),
+    ] {
+        let p = b
+            .get(&format!(
+                "{}/oauth/authorize?{}",
+                srv.url,
+                authorize_query(client_id, "http://127.0.0.1/cb", &challenge, "context:read", "s")
+            ))
+            .await;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{client_id}");
+        assert!(p.location.is_none());
+        assert!(p.body.contains(why), "{client_id}: {}", p.body);
+    }
+    srv.stop().await;
+}
