@@ -94,10 +94,11 @@ impl Fetcher {
             ("http", Trust::Untrusted) if self.allow_loopback_http && all_loopback => {}
             _ => return Err(FetchError::Refused(format!("{url} must use https"))),
         }
-        if trust == Trust::Untrusted && !(self.allow_loopback_http && all_loopback) {
-            if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
-                return Err(FetchError::Refused(format!("{host} resolves to a non-public address ({})", bad.ip())));
-            }
+        if trust == Trust::Untrusted
+            && !(self.allow_loopback_http && all_loopback)
+            && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip()))
+        {
+            return Err(FetchError::Refused(format!("{host} resolves to a non-public address ({})", bad.ip())));
         }
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
