@@ -12,6 +12,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::authn::external::ExternalIssuerConfig;
 use crate::oauth::keys::KeyAlg;
 use crate::store::DatabaseLocation;
 
@@ -93,6 +94,10 @@ pub struct ConfigOverrides {
     /// only: in production client_id URLs must be https and public.
     #[arg(long, env = "CTXGUARD_CLIENT_METADATA_ALLOW_LOOPBACK")]
     pub client_metadata_allow_loopback: Option<bool>,
+    /// Trusted external token issuers (config file only: `[[external_issuers]]`).
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_issuers: Option<Vec<ExternalIssuerConfig>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -130,6 +135,7 @@ pub struct Settings {
     pub registration_token: Option<String>,
     pub registration_tenant: String,
     pub client_metadata_allow_loopback: bool,
+    pub external_issuers: Vec<ExternalIssuerConfig>,
 }
 
 impl ConfigOverrides {
@@ -263,6 +269,7 @@ impl Settings {
             registration_token: c.registration_token,
             registration_tenant: c.registration_tenant.unwrap_or_else(|| "default".into()),
             client_metadata_allow_loopback: c.client_metadata_allow_loopback.unwrap_or(false),
+            external_issuers: c.external_issuers.unwrap_or_default(),
         })
     }
 }

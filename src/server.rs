@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::authn::Authenticator;
+use crate::authn::external::ExternalIssuer;
 use crate::config::MAX_ACCESS_TOKEN_TTL_SECS;
 use crate::config::Settings;
 use crate::crypto::kek::Kek;
@@ -129,7 +130,7 @@ async fn prepare(
             admin: AdminService::new(db.clone()),
             clients: ClientService::new(db.clone()),
             oauth,
-            authn: Authenticator::new(db.clone(), tokens),
+            authn: Authenticator::new(db.clone(), tokens, external_issuers(&settings, &*db, &public_url).await?),
             db: db.clone(),
             public_url: public_url.clone(),
             body_limits: BodyLimits { max_bytes: settings.max_body_bytes, max_depth: settings.max_json_depth },
@@ -151,6 +152,23 @@ async fn prepare(
         result.context("server error")
     };
     Ok((addr, public_url, fut))
+}
+
+/// Builds the configured external issuers; a tenant that does not exist stops start-up.
+async fn external_issuers(
+    settings: &Settings,
+    db: &dyn Database,
+    public_url: &str,
+) -> anyhow::Result<Vec<ExternalIssuer>> {
+    let mut out = Vec::new();
+    for c in &settings.external_issuers {
+        let tenant = db
+            .tenant_by_name(&c.tenant)
+            .await?
+            .with_context(|| format!("external issuer {}: tenant {:?} does not exist", c.issuer, c.tenant))?;
+        out.push(ExternalIssuer::new(c, tenant.id, public_url)?);
+    }
+    Ok(out)
 }
 
 /// Resolves on SIGINT or SIGTERM.

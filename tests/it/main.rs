@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod concurrency;
 mod contexts;
+mod external;
 mod limits;
 mod oauth;
 mod oauth_flow;
