@@ -32,6 +32,7 @@ fn command(data: &Path, db_url: Option<&str>, args: &[&str]) -> Command {
 }
 
 fn serve(data: &Path, db_url: Option<&str>, log: &Path) -> Proc {
+    crate::support::tls_init();
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -252,5 +253,80 @@ async fn cli_administers_the_local_database() {
     run(&["apikey", "revoke", id]);
     let r = http.get(format!("{}/context", p.url)).bearer_auth(&key).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "revoked from the CLI while serving");
+    p.terminate();
+}
+
+#[tokio::test]
+async fn cli_users_clients_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run_with_stdin = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = command(&data, None, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+    };
+    let run = |args: &[&str]| run_with_stdin(args, "");
+    run(&["init"]);
+    assert!(data.join("kek.key").exists(), "init creates the key-encryption key");
+    assert_eq!(std::fs::metadata(data.join("kek.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    let keys = run(&["keys", "list"]);
+    assert_eq!(keys.as_array().unwrap().len(), 1, "init creates the first signing key: {keys}");
+    let user = run_with_stdin(&["user", "add", "frank", "--role", "reader"], "first password 123\n");
+    assert_eq!(user["kind"], "user");
+    run_with_stdin(&["user", "passwd", "frank"], "second password 456\n");
+    let client = run(&[
+        "client",
+        "create",
+        "--name",
+        "batch",
+        "--grant",
+        "client_credentials",
+        "--role",
+        "writer",
+        "--scope",
+        "context:write",
+    ]);
+    let (id, secret) =
+        (client["client_id"].as_str().unwrap().to_string(), client["client_secret"].as_str().unwrap().to_string());
+    assert_eq!(run(&["client", "list"]).as_array().unwrap().len(), 1);
+    run(&["keys", "rotate", "--alg", "ES256"]);
+    let keys = run(&["keys", "list"]);
+    let statuses: Vec<&str> = keys.as_array().unwrap().iter().map(|k| k["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, vec!["previous", "current"]);
+
+    let p = serve(&data, None, &dir.path().join("log"));
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{}/oauth/token", p.url))
+        .basic_auth(&id, Some(&secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let at = token["access_token"].as_str().expect("token");
+    let header: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, at.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "ES256", "the rotated key signs");
+    let r = http.post(format!("{}/context", p.url)).bearer_auth(at).json(&sample_context()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    run(&["user", "disable", "frank"]);
+    run(&["client", "delete", &id]);
+    let r = http.get(format!("{}/context", p.url)).bearer_auth(at).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "deleting the client revoked its tokens");
     p.terminate();
 }

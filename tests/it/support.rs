@@ -55,6 +55,12 @@ macro_rules! backend_tests {
     };
 }
 
+/// reqwest runs on rustls without a built-in crypto provider (as in the server):
+/// install ring once per process before any client is built.
+pub fn tls_init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A PostgreSQL schema private to one test, dropped at the end.
 pub struct PgSchema {
     pub base_url: String,
@@ -133,6 +139,7 @@ impl TestServer {
     }
 
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut ConfigOverrides)) -> Option<TestServer> {
+        tls_init();
         let pg = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(PgSchema::create().await?),
