@@ -142,12 +142,25 @@ pub async fn authorize(State(state): State<AppState>, headers: HeaderMap, RawQue
     }
 }
 
+/// The authorization request a login or consent form carries, validated again: the
+/// form is client-side state and proves nothing by itself.
+async fn posted_request(server: &AuthServer, form: &Form) -> Result<(String, AuthzRequest), Response> {
+    let raw = form.get("request").ok().flatten().unwrap_or("").to_string();
+    match validate(server, &raw).await {
+        Ok(req) => Ok((raw, req)),
+        Err(r) => Err(refuse(server, r)),
+    }
+}
+
+fn unavailable() -> Response {
+    pages::error_page(StatusCode::SERVICE_UNAVAILABLE, "the server is unavailable; try again")
+}
+
 pub async fn login(State(state): State<AppState>, headers: HeaderMap, form: Form) -> Response {
     let server = &state.inner.oauth;
-    let raw = form.get("request").ok().flatten().unwrap_or("").to_string();
-    let req = match validate(server, &raw).await {
-        Ok(r) => r,
-        Err(r) => return refuse(server, r),
+    let (raw, req) = match posted_request(server, &form).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
     let cookies = Cookies::parse(&headers);
     let csrf_ok = match (cookies.get(session::LOGIN_CSRF_COOKIE), form.get("csrf").ok().flatten()) {
@@ -174,7 +187,7 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, form: Form
                 }
                 r
             }
-            Err(_) => pages::error_page(StatusCode::SERVICE_UNAVAILABLE, "the server is unavailable; try again"),
+            Err(_) => unavailable(),
         },
         Ok(None) => session::login_form(
             server,
@@ -183,16 +196,15 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, form: Form
             &raw,
             Some("Wrong user name or password."),
         ),
-        Err(_) => pages::error_page(StatusCode::SERVICE_UNAVAILABLE, "the server is unavailable; try again"),
+        Err(_) => unavailable(),
     }
 }
 
 pub async fn consent(State(state): State<AppState>, headers: HeaderMap, form: Form) -> Response {
     let server = &state.inner.oauth;
-    let raw = form.get("request").ok().flatten().unwrap_or("").to_string();
-    let req = match validate(server, &raw).await {
-        Ok(r) => r,
-        Err(r) => return refuse(server, r),
+    let (raw, req) = match posted_request(server, &form).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
     let cookies = Cookies::parse(&headers);
     let Some((principal, s)) = session::current(server, &cookies, &req.client).await else {
@@ -230,7 +242,7 @@ pub async fn consent(State(state): State<AppState>, headers: HeaderMap, form: Fo
         expires_at: now.plus_secs(CODE_TTL_SECS),
     };
     if server.db.insert_code(&token::hash(code.expose()), &grant, now).await.is_err() {
-        return pages::error_page(StatusCode::SERVICE_UNAVAILABLE, "the server is unavailable; try again");
+        return unavailable();
     }
     back_to_client(server, &req.redirect_uri, req.state.as_deref(), &[("code", code.expose())])
 }

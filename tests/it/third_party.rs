@@ -15,8 +15,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::backend_tests;
-use crate::oauth_flow::{Browser, hidden, query_of};
-use crate::support::{TestServer, sample_context};
+use crate::oauth_flow::{Browser, query_of, sign_in_and_allow};
+use crate::support::sample_context;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -45,35 +45,6 @@ fn http_client(client: reqwest::Client) -> impl Fn(oauth2::HttpRequest) -> Fut {
     }
 }
 
-async fn sign_in(srv: &TestServer, authorize_url: &str) -> String {
-    let mut b = Browser::new();
-    let login = b.get(authorize_url).await;
-    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
-    let after = b
-        .post(
-            &format!("{}/oauth/login", srv.url),
-            &[
-                ("csrf", &hidden(&login.body, "csrf")),
-                ("request", &hidden(&login.body, "request")),
-                ("username", "dana"),
-                ("password", "correct horse battery"),
-            ],
-        )
-        .await;
-    let consent = b.get(&format!("{}/oauth/{}", srv.url, after.location.unwrap())).await;
-    let done = b
-        .post(
-            &format!("{}/oauth/consent", srv.url),
-            &[
-                ("csrf", &hidden(&consent.body, "csrf")),
-                ("request", &hidden(&consent.body, "request")),
-                ("decision", "allow"),
-            ],
-        )
-        .await;
-    done.location.expect("redirect back to the client")
-}
-
 backend_tests! {
     async fn oauth2_crate_full_code_flow(srv) {
         let r = srv.admin(Method::POST, "/admin/principals", Some(json!({"kind": "user", "name": "dana", "roles": ["writer"], "password": "correct horse battery"}))).await;
@@ -100,7 +71,7 @@ backend_tests! {
             .add_extra_param("resource", srv.url.clone())
             .set_pkce_challenge(challenge)
             .url();
-        let back = query_of(&sign_in(&srv, url.as_str()).await);
+        let back = query_of(&sign_in_and_allow(&srv, &mut Browser::new(), url.query().unwrap(), "dana", "correct horse battery").await);
         assert_eq!(&back["state"], csrf.secret());
         assert_eq!(back["iss"], srv.url);
 
