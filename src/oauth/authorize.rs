@@ -145,7 +145,8 @@ pub async fn authorize(State(state): State<AppState>, headers: HeaderMap, RawQue
 /// The authorization request a login or consent form carries, validated again: the
 /// form is client-side state and proves nothing by itself.
 async fn posted_request(server: &AuthServer, form: &Form) -> Result<(String, AuthzRequest), Response> {
-    let raw = form.get("request").ok().flatten().unwrap_or("").to_string();
+    // Re-encoded: the field is attacker-controlled text that ends up in a Location header.
+    let raw = Form::parse(form.get("request").ok().flatten().unwrap_or("").as_bytes()).canonical();
     match validate(server, &raw).await {
         Ok(req) => Ok((raw, req)),
         Err(r) => Err(refuse(server, r)),

@@ -38,6 +38,12 @@ impl Form {
         self.get(name)?.ok_or_else(|| OAuthError::invalid_request(format!("missing parameter {name}")))
     }
 
+    /// The parameters re-encoded in canonical `application/x-www-form-urlencoded` form:
+    /// plain ASCII, safe in a URL, a header and an HTML attribute.
+    pub fn canonical(&self) -> String {
+        form_urlencoded::Serializer::new(String::new()).extend_pairs(self.pairs.iter()).finish()
+    }
+
     /// Every value of a parameter that may repeat (`resource`, RFC 8707).
     pub fn all(&self, name: &str) -> Vec<&str> {
         self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()

@@ -446,3 +446,32 @@ async fn client_metadata_fetches_refuse_private_targets() {
     }
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn hostile_form_fields_are_neutralised() {
+    let srv = TestServer::start(Backend::Sqlite).await.unwrap();
+    user(&srv, "gus", &["reader"]).await;
+    let client = register_public_native(&srv).await;
+    let (_, challenge) = pkce();
+    let query = authorize_query(&client, "http://127.0.0.1/callback", &challenge, "context:read", "s");
+    let mut b = Browser::new();
+    let login = b.get(&format!("{}/oauth/authorize?{query}", srv.url)).await;
+    // A request field smuggling a line break (header injection) and markup.
+    let hostile = format!("{query}&x=\r\nSet-Cookie: evil=1&y=\"><script>");
+    let r = b
+        .post(
+            &format!("{}/oauth/login", srv.url),
+            &[
+                ("csrf", &hidden(&login.body, "csrf")),
+                ("request", &hostile),
+                ("username", "gus"),
+                ("password", "correct horse battery"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let location = r.location.unwrap();
+    assert!(!location.contains('\n') && !location.contains('\r') && !location.contains('<'), "{location}");
+    assert!(!b.last_set_cookies.iter().any(|c| c.starts_with("evil")));
+    srv.stop().await;
+}
