@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod domain;
 pub mod http;
 pub mod init;
+pub mod mcp;
 pub mod net;
 pub mod oauth;
 pub mod server;

@@ -117,7 +117,7 @@ async fn prepare(
         db: db.clone(),
         tokens: tokens.clone(),
         issuer: public_url.clone(),
-        resources: vec![public_url.clone()],
+        resources: vec![public_url.clone(), crate::mcp::http::resource(&public_url)],
         refresh_ttl: settings.refresh_token_ttl,
         registration: settings.registration,
         registration_token: settings.registration_token.clone(),

@@ -125,26 +125,30 @@ impl Authenticator {
     }
 
     async fn api_key(&self, token: &Secret) -> Result<Caller, AuthError> {
-        const REFUSED: &str = "unknown, revoked or expired API key";
-        let hash = api_key::hash(token.expose());
-        let Some((key, stored_hash)) = self.store.api_key_by_hash(&hash).await? else {
-            return Err(AuthError::InvalidToken(REFUSED));
-        };
-        // The database found the row by hash; compare again in constant time so the
-        // decision itself never depends on a variable-time comparison.
-        if !api_key::hashes_equal(&hash, &stored_hash) || !key.is_usable_at(Timestamp::now()) {
-            return Err(AuthError::InvalidToken(REFUSED));
-        }
-        let principal = self
-            .store
-            .principal(key.principal)
-            .await?
-            .filter(|p| !p.disabled && p.tenant == key.tenant)
-            .ok_or(AuthError::InvalidToken(REFUSED))?;
-        Ok(Caller {
-            principal,
-            scopes: key.scopes.unwrap_or_else(ScopeSet::all),
-            credential: CredentialRef::ApiKey(key.id),
-        })
+        authenticate_api_key(&*self.store, token).await
     }
+}
+
+/// Checks an API key (also used by `mcp-stdio`, which has no HTTP request).
+pub async fn authenticate_api_key(store: &dyn crate::store::AuthStore, token: &Secret) -> Result<Caller, AuthError> {
+    const REFUSED: &str = "unknown, revoked or expired API key";
+    let hash = api_key::hash(token.expose());
+    let Some((key, stored_hash)) = store.api_key_by_hash(&hash).await? else {
+        return Err(AuthError::InvalidToken(REFUSED));
+    };
+    // The database found the row by hash; compare again in constant time so the
+    // decision itself never depends on a variable-time comparison.
+    if !api_key::hashes_equal(&hash, &stored_hash) || !key.is_usable_at(Timestamp::now()) {
+        return Err(AuthError::InvalidToken(REFUSED));
+    }
+    let principal = store
+        .principal(key.principal)
+        .await?
+        .filter(|p| !p.disabled && p.tenant == key.tenant)
+        .ok_or(AuthError::InvalidToken(REFUSED))?;
+    Ok(Caller {
+        principal,
+        scopes: key.scopes.unwrap_or_else(ScopeSet::all),
+        credential: CredentialRef::ApiKey(key.id),
+    })
 }

@@ -40,6 +40,8 @@ pub struct Common {
 pub enum Command {
     /// Run the server (initialises the data dir on first start).
     Serve(Common),
+    /// Serve the MCP tools over stdio, as the principal of CTXGUARD_API_KEY.
+    McpStdio(Common),
     /// Initialise the data dir and database without serving.
     Init(Common),
     /// Configuration commands.
@@ -166,6 +168,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let s = settings(&common)?;
             crate::telemetry::init_logging(s.log_format, &s.log)?;
             server::serve(s, server::shutdown_signal()).await
+        }
+        Command::McpStdio(common) => {
+            let s = settings(&common)?;
+            crate::telemetry::init_logging(s.log_format, &s.log)?;
+            crate::mcp::stdio::run(s).await
         }
         Command::Init(common) => {
             let s = settings(&common)?;

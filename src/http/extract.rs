@@ -30,7 +30,7 @@ impl FromRequestParts<AppState> for Authenticated {
 }
 
 /// RFC 6750 section 2.1: exactly one `Authorization: Bearer <token68>` header.
-fn credential_from_headers(headers: &HeaderMap) -> Result<Credential, AuthError> {
+pub fn credential_from_headers(headers: &HeaderMap) -> Result<Credential, AuthError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(AuthError::Missing);

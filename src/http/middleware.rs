@@ -30,12 +30,14 @@ pub async fn track_metrics(req: Request, next: Next) -> Response {
 /// Turns a [`Challenge`] left by an error into the RFC 6750 / RFC 9728
 /// `WWW-Authenticate` header.
 pub async fn add_challenge(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // Each protected resource has its own metadata document (RFC 9728 section 3.1).
+    let suffix = if req.uri().path().starts_with(crate::mcp::http::PATH) { crate::mcp::http::PATH } else { "" };
     let mut response = next.run(req).await;
     let Some(ch) = response.extensions_mut().remove::<Challenge>() else {
         return response;
     };
     let mut value =
-        format!("Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource\"", state.inner.public_url);
+        format!("Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource{suffix}\"", state.inner.public_url);
     if let Some(error) = ch.error {
         value.push_str(&format!(", error=\"{error}\""));
     }

@@ -74,17 +74,24 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let (routes, _) = api();
     let openapi = state.inner.openapi_json.clone();
-    routes
+    let mcp = Router::new()
+        .route_service(crate::mcp::http::PATH, crate::mcp::http::service(&state))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::mcp::http::guard));
+    // Request/response endpoints get a deadline; MCP's SSE streams are long-lived by
+    // design and are bounded by rmcp's keep-alive and session handling instead.
+    let timed = routes
         .merge(crate::oauth::routes())
         .route(
             "/openapi.json",
             axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }),
         )
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout));
+    timed
+        .merge(mcp)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .fallback(middleware::route_not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::add_challenge))
         .layer(axum::middleware::from_fn(middleware::track_metrics))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         .layer(SetResponseHeaderLayer::if_not_present(
             HeaderName::from_static("x-content-type-options"),
             HeaderValue::from_static("nosniff"),

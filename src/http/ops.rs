@@ -19,6 +19,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(readyz))
         .routes(routes!(metrics))
         .routes(routes!(protected_resource_metadata))
+        .routes(routes!(mcp_resource_metadata))
 }
 
 /// The process is alive.
@@ -64,12 +65,26 @@ pub struct ResourceMetadata {
     responses((status = 200, body = ResourceMetadata)))]
 async fn protected_resource_metadata(State(state): State<AppState>) -> Json<ResourceMetadata> {
     let base = &state.inner.public_url;
-    Json(ResourceMetadata {
-        resource: base.clone(),
+    Json(resource_metadata(&state, base.clone(), "ctxguard context API"))
+}
+
+/// RFC 9728 protected resource metadata for the MCP endpoint (resource `<base>/mcp`).
+#[utoipa::path(get, path = "/.well-known/oauth-protected-resource/mcp", tag = "operations",
+    responses((status = 200, body = ResourceMetadata)))]
+async fn mcp_resource_metadata(State(state): State<AppState>) -> Json<ResourceMetadata> {
+    let resource = crate::mcp::http::resource(&state.inner.public_url);
+    Json(resource_metadata(&state, resource, "ctxguard MCP server"))
+}
+
+fn resource_metadata(state: &AppState, resource: String, name: &'static str) -> ResourceMetadata {
+    let mut scopes: Vec<&'static str> = ScopeSet::all().iter().map(|s| s.as_str()).collect();
+    scopes.extend(["mcp:read", "mcp:write"]);
+    ResourceMetadata {
+        resource,
         authorization_servers: vec![state.inner.oauth.issuer.clone()],
-        scopes_supported: ScopeSet::all().iter().map(|s| s.as_str()).collect(),
+        scopes_supported: scopes,
         bearer_methods_supported: vec!["header"],
-        resource_name: "ctxguard context API",
-        resource_documentation: format!("{base}/openapi.json"),
-    })
+        resource_name: name,
+        resource_documentation: format!("{}/openapi.json", state.inner.public_url),
+    }
 }

@@ -118,9 +118,18 @@ pub trait AuthStore: Send + Sync {
     async fn revoke_principal_api_keys(&self, principal: PrincipalId, at: Timestamp) -> Result<u64, StoreError>;
 }
 
+/// MCP session state (the `initialize` parameters of 2025-era clients), so a session
+/// survives a request landing on another replica.
+#[async_trait]
+pub trait McpStore: Send + Sync {
+    async fn mcp_session(&self, session_id: &str) -> Result<Option<String>, StoreError>;
+    async fn put_mcp_session(&self, session_id: &str, state: &str, now: Timestamp) -> Result<(), StoreError>;
+    async fn delete_mcp_session(&self, session_id: &str) -> Result<(), StoreError>;
+}
+
 /// A whole database: both stores plus health and shutdown.
 #[async_trait]
-pub trait Database: ContextStore + AuthStore + OAuthStore {
+pub trait Database: ContextStore + AuthStore + OAuthStore + McpStore {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Waits for in-flight statements and closes every connection (SQLite checkpoints
     /// its WAL on the last close).

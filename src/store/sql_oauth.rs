@@ -67,6 +67,40 @@ macro_rules! impl_oauth_store {
         }
 
         #[async_trait]
+        impl crate::store::McpStore for $store {
+            async fn mcp_session(&self, session_id: &str) -> Result<Option<String>, StoreError> {
+                sqlx::query_scalar("SELECT state FROM mcp_sessions WHERE session_id = $1")
+                    .bind(session_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)
+            }
+
+            async fn put_mcp_session(&self, session_id: &str, state: &str, now: Timestamp) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO mcp_sessions (session_id, state, created_at_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT (session_id) DO UPDATE SET state = EXCLUDED.state",
+                )
+                .bind(session_id)
+                .bind(state)
+                .bind(now.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn delete_mcp_session(&self, session_id: &str) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM mcp_sessions WHERE session_id = $1")
+                    .bind(session_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
         impl OAuthStore for $store {
             async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
                 let rows = sqlx::query(

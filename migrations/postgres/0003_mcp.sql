@@ -1,0 +1,6 @@
+-- MCP sessions of 2025-era clients, shared by every replica (PostgreSQL).
+CREATE TABLE mcp_sessions (
+    session_id    TEXT PRIMARY KEY,
+    state         TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);

@@ -1,0 +1,149 @@
+//! `/mcp`: the rmcp Streamable HTTP service behind our authentication.
+//!
+//! rmcp has no server-side auth, so this module is the resource server for MCP: it
+//! authenticates every request for the MCP resource (`<base>/mcp` — a token for the
+//! context API alone is refused here, RFC 8707), answers 401 with the RFC 9728 challenge
+//! for `/.well-known/oauth-protected-resource/mcp`, checks the scope a `tools/call` or
+//! resource request needs before dispatch (403 `insufficient_scope` naming it, so
+//! clients can step up), and hands the caller to the tools through request extensions.
+//! The client's token is never passed on to anything.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::{SessionState, SessionStore, SessionStoreError};
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::Value;
+
+use super::tools::ContextTools;
+use crate::authn::{Caller, Credential};
+use crate::domain::{Error, Scope, ScopeSet, Timestamp};
+use crate::http::AppState;
+use crate::http::error::HttpError;
+use crate::http::json;
+use crate::store::Database;
+
+pub const PATH: &str = "/mcp";
+
+/// The MCP resource indicator for a public base URL.
+pub fn resource(public_url: &str) -> String {
+    format!("{public_url}{PATH}")
+}
+
+/// Keeps 2025-era MCP sessions in the database so any replica can continue them.
+struct DbSessionStore(Arc<dyn Database>);
+
+#[async_trait::async_trait]
+impl SessionStore for DbSessionStore {
+    async fn load(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {
+        match self.0.mcp_session(session_id).await? {
+            Some(text) => Ok(Some(serde_json::from_str(&text)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn store(&self, session_id: &str, state: &SessionState) -> Result<(), SessionStoreError> {
+        let text = serde_json::to_string(state)?;
+        Ok(self.0.put_mcp_session(session_id, &text, Timestamp::now()).await?)
+    }
+
+    async fn delete(&self, session_id: &str) -> Result<(), SessionStoreError> {
+        Ok(self.0.delete_mcp_session(session_id).await?)
+    }
+}
+
+/// The rmcp service for this server's state.
+pub fn service(state: &AppState) -> StreamableHttpService<ContextTools, LocalSessionManager> {
+    let public = url::Url::parse(&state.inner.public_url).ok();
+    let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut origins = Vec::new();
+    if let Some(u) = &public {
+        if let Some(h) = u.host_str() {
+            hosts.push(h.trim_matches(['[', ']']).to_string());
+            if let Some(port) = u.port() {
+                hosts.push(format!("{h}:{port}"));
+            }
+        }
+        origins.push(format!(
+            "{}://{}:{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(443)
+        ));
+    }
+    let mut config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(hosts)
+        .with_allowed_origins(origins)
+        .enforce_origin_validation()
+        .with_max_request_body_bytes(state.inner.body_limits.max_bytes);
+    config.session_store = Some(Arc::new(DbSessionStore(state.inner.db.clone())));
+    let contexts = state.inner.contexts.clone();
+    StreamableHttpService::new(
+        move || Ok(ContextTools::new(contexts.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    )
+}
+
+/// The scope a JSON-RPC request needs, if any.
+fn required_scope(message: &Value) -> Option<Scope> {
+    match message["method"].as_str()? {
+        "tools/call" => match message["params"]["name"].as_str()? {
+            "context_get" | "context_list" => Some(Scope::ContextRead),
+            "context_create" => Some(Scope::ContextWrite),
+            "context_append" => Some(Scope::ContextInject),
+            "context_delete" => Some(Scope::ContextDelete),
+            _ => None,
+        },
+        "resources/list" | "resources/read" | "resources/templates/list" => Some(Scope::ContextRead),
+        _ => None,
+    }
+}
+
+/// Authenticates, checks scopes, and passes the caller to the MCP service.
+pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match authorize(&state, req).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn authorize(state: &AppState, req: Request) -> Result<Request, HttpError> {
+    let (mut parts, body) = req.into_parts();
+    if parts.uri.query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("access_token="))) {
+        return Err(HttpError::TokenInQuery);
+    }
+    let credential = credential(&parts.headers)?;
+    let caller: Caller = state.inner.authn.authenticate(&credential, &resource(&state.inner.public_url)).await?;
+    let body = if parts.method == axum::http::Method::POST {
+        let bytes = json::read_body(&parts.headers, body, state.inner.body_limits).await?;
+        if let Ok(message) = serde_json::from_slice::<Value>(&bytes) {
+            let messages = match &message {
+                Value::Array(items) => items.iter().collect(),
+                single => vec![single],
+            };
+            let mut needed = ScopeSet::empty();
+            for m in messages {
+                if let Some(s) = required_scope(m) {
+                    needed.insert(s);
+                }
+            }
+            if !needed.is_subset_of(&caller.scopes) {
+                return Err(HttpError::Domain(Error::InsufficientScope { required: needed }));
+            }
+        }
+        Body::from(bytes)
+    } else {
+        body
+    };
+    parts.extensions.insert(caller);
+    Ok(Request::from_parts(parts, body))
+}
+
+fn credential(headers: &axum::http::HeaderMap) -> Result<Credential, HttpError> {
+    crate::http::extract::credential_from_headers(headers).map_err(HttpError::from)
+}

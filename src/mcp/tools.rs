@@ -1,0 +1,307 @@
+//! The MCP tools and resources: thin adapters from MCP calls to [`ContextService`], so
+//! every call passes through the same authorization, limits and errors as HTTP.
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::model::{
+    Implementation, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Resource, ResourceContents, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::authn::Caller;
+use crate::domain::context::AppendInput;
+use crate::domain::{ContextId, ContextInput, Error, Message, Session, StoredContext};
+use crate::service::ContextService;
+use crate::service::contexts::Cursor;
+
+/// One MCP server instance per session (or per stateless request); cheap to build.
+#[derive(Clone)]
+pub struct ContextTools {
+    contexts: ContextService,
+    /// Over stdio the caller is fixed at start; over HTTP it comes with each request.
+    fixed_caller: Option<Caller>,
+    tool_router: ToolRouter<Self>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetArgs {
+    /// The context id (UUID).
+    pub context_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageArg {
+    /// user, assistant or system.
+    pub role: String,
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateArgs {
+    /// Optional id (UUID); one is made if absent.
+    #[serde(default)]
+    pub context_id: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub history: Vec<MessageArg>,
+    /// RFC 3339 expiry.
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppendArgs {
+    pub context_id: String,
+    pub messages: Vec<MessageArg>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListArgs {
+    /// From a previous call's next_cursor.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// 1–200, default 50.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// A context as tools return it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ContextOut {
+    pub context_id: String,
+    pub metadata: Map<String, Value>,
+    pub history: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    pub version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Deleted {
+    pub context_id: String,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ContextPage {
+    pub items: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+impl From<StoredContext> for ContextOut {
+    fn from(c: StoredContext) -> Self {
+        ContextOut {
+            context_id: c.context_id.to_string(),
+            metadata: c.metadata,
+            history: c.session.history.iter().filter_map(|m| serde_json::to_value(m).ok()).collect(),
+            expires: c.expires.map(|e| e.to_rfc3339()),
+            version: c.version.0,
+            created_at: c.created_at.to_rfc3339(),
+            updated_at: c.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+/// What a tool reports for a refused or failed call (an `isError` result).
+fn tool_error(e: Error) -> String {
+    match &e {
+        Error::Store(_) => {
+            tracing::error!(error = %e, "MCP tool failed");
+            "the database is unavailable; try again".into()
+        }
+        Error::InvalidField { .. } | Error::HistoryTooLong { .. } => format!("invalid arguments: {e}"),
+        _ => e.to_string(),
+    }
+}
+
+fn id(raw: &str) -> Result<ContextId, String> {
+    raw.parse::<ContextId>().map_err(|m| format!("invalid arguments: context_id {m}"))
+}
+
+fn messages(args: Vec<MessageArg>) -> Result<Vec<Message>, String> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            serde_json::from_value(serde_json::json!({"role": m.role, "message": m.message}))
+                .map_err(|e| format!("invalid arguments: messages[{i}]: {e}"))
+        })
+        .collect()
+}
+
+#[tool_router(router = tool_router)]
+impl ContextTools {
+    /// For HTTP: the caller of each request is attached by the `/mcp` guard.
+    pub fn new(contexts: ContextService) -> Self {
+        Self { contexts, fixed_caller: None, tool_router: Self::tool_router() }
+    }
+
+    /// For stdio: one caller, authenticated at start.
+    pub fn for_caller(contexts: ContextService, caller: Caller) -> Self {
+        Self { contexts, fixed_caller: Some(caller), tool_router: Self::tool_router() }
+    }
+
+    fn caller(&self, ctx: &RequestContext<RoleServer>) -> Result<Caller, ErrorData> {
+        if let Some(c) = &self.fixed_caller {
+            return Ok(c.clone());
+        }
+        ctx.extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<Caller>().cloned())
+            .ok_or_else(|| ErrorData::invalid_request("not authenticated", None))
+    }
+
+    #[tool(name = "context_get", description = "Read the latest version of a context (metadata, history, expiry).")]
+    async fn context_get(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(args): Parameters<GetArgs>,
+    ) -> Result<Json<ContextOut>, String> {
+        let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
+        let ctx = self.contexts.get(&caller, id(&args.context_id)?).await.map_err(tool_error)?;
+        Ok(Json(ctx.into()))
+    }
+
+    #[tool(name = "context_create", description = "Create a context. Returns the stored context.")]
+    async fn context_create(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(args): Parameters<CreateArgs>,
+    ) -> Result<Json<ContextOut>, String> {
+        let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
+        let mut input = serde_json::json!({
+            "session": {"history": []},
+        });
+        if let Some(cid) = &args.context_id {
+            input["context_id"] = Value::String(id(cid)?.to_string());
+        }
+        if let Some(m) = args.metadata {
+            input["metadata"] = Value::Object(m);
+        }
+        if let Some(e) = args.expires {
+            input["expires"] = Value::String(e);
+        }
+        let mut input: ContextInput = serde_json::from_value(input).map_err(|e| format!("invalid arguments: {e}"))?;
+        input.session = Session { history: messages(args.history)? };
+        let ctx = self.contexts.create(&caller, input).await.map_err(tool_error)?;
+        Ok(Json(ctx.into()))
+    }
+
+    #[tool(name = "context_append", description = "Append messages to a context's history (inject).")]
+    async fn context_append(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(args): Parameters<AppendArgs>,
+    ) -> Result<Json<ContextOut>, String> {
+        let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
+        let input = AppendInput { messages: messages(args.messages)? };
+        let ctx = self.contexts.append(&caller, id(&args.context_id)?, input, None).await.map_err(tool_error)?;
+        Ok(Json(ctx.into()))
+    }
+
+    #[tool(name = "context_delete", description = "Delete (revoke) a context. Its id is never reused.")]
+    async fn context_delete(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(args): Parameters<GetArgs>,
+    ) -> Result<Json<Deleted>, String> {
+        let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
+        let cid = id(&args.context_id)?;
+        self.contexts.delete(&caller, cid, None).await.map_err(tool_error)?;
+        Ok(Json(Deleted { context_id: cid.to_string(), deleted: true }))
+    }
+
+    #[tool(name = "context_list", description = "List the contexts visible to the caller, newest first.")]
+    async fn context_list(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(args): Parameters<ListArgs>,
+    ) -> Result<Json<ContextPage>, String> {
+        let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
+        let cursor = args.cursor.as_deref().map(Cursor::parse).transpose().map_err(tool_error)?;
+        let page = self.contexts.list(&caller, cursor, args.limit).await.map_err(tool_error)?;
+        Ok(Json(ContextPage {
+            items: page.items.iter().filter_map(|i| serde_json::to_value(i).ok()).collect(),
+            next_cursor: page.next_cursor,
+        }))
+    }
+}
+
+fn resource_error(e: Error) -> ErrorData {
+    match e {
+        Error::ContextNotFound(_) | Error::ContextDeleted(_) | Error::ContextExpired(_) | Error::NotFound { .. } => {
+            ErrorData::resource_not_found(e.to_string(), None)
+        }
+        Error::InvalidField { .. } => ErrorData::invalid_params(e.to_string(), None),
+        other => ErrorData::invalid_request(tool_error(other), None),
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for ContextTools {
+    fn get_info(&self) -> ServerConfig {
+        let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().build());
+        info.server_info = Implementation::new("ctxguard", env!("CARGO_PKG_VERSION"));
+        info.instructions = Some(
+            "Contexts hold an agent's memory and instructions. Tools read, create, append to, list and delete \
+             them; each readable context is also a resource context://<id>."
+                .into(),
+        );
+        info
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let caller = self.caller(&context)?;
+        let cursor = request.and_then(|r| r.cursor).map(|c| Cursor::parse(&c)).transpose().map_err(resource_error)?;
+        let page = self.contexts.list(&caller, cursor, None).await.map_err(resource_error)?;
+        let resources = page
+            .items
+            .iter()
+            .map(|i| {
+                Resource::new(format!("context://{}", i.context_id), i.context_id.to_string())
+                    .with_mime_type("application/json")
+                    .with_description(format!("{} messages, version {}", i.message_count, i.version))
+            })
+            .collect();
+        let mut result = ListResourcesResult::with_all_items(resources);
+        result.next_cursor = page.next_cursor;
+        Ok(result)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let caller = self.caller(&context)?;
+        let raw = request
+            .uri
+            .strip_prefix("context://")
+            .ok_or_else(|| ErrorData::invalid_params("resource URIs look like context://<id>", None))?;
+        let cid: ContextId = raw.parse().map_err(|m: String| ErrorData::invalid_params(m, None))?;
+        let ctx = self.contexts.get(&caller, cid).await.map_err(resource_error)?;
+        let text = serde_json::to_string(&ctx).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let mut contents = ResourceContents::text(text, request.uri.clone());
+        if let ResourceContents::TextResourceContents { mime_type, .. } = &mut contents {
+            *mime_type = Some("application/json".into());
+        }
+        Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+}
