@@ -9,6 +9,7 @@ mod concurrency;
 mod contexts;
 mod external;
 mod limits;
+mod mcp;
 mod oauth;
 mod oauth_flow;
 mod ops;

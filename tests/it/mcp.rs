@@ -1,0 +1,243 @@
+//! MCP at the wire: both protocol generations, the same authorization as HTTP (with the
+//! MCP resource as audience), tool errors, resources, Origin validation, and sessions
+//! that survive a restart (another replica) through the database.
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::support::{Reply, TestServer};
+
+const V2025: &str = "2025-06-18";
+
+/// Sends one JSON-RPC message to /mcp and returns the HTTP status, headers and the
+/// JSON-RPC messages in the answer (from a JSON body or an SSE stream).
+async fn rpc(
+    srv: &TestServer,
+    key: Option<&str>,
+    body: &Value,
+    extra: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Vec<Value>) {
+    let mut rb = srv
+        .request(Method::POST, "/mcp", key)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    for (k, v) in extra {
+        rb = rb.header(*k, *v);
+    }
+    let res = rb.send().await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap();
+    let messages = if headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/event-stream"))
+    {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .filter_map(|d| serde_json::from_str(d).ok())
+            .collect()
+    } else {
+        serde_json::from_str(&text).map(|v| vec![v]).unwrap_or_default()
+    };
+    (status, headers, messages)
+}
+
+/// A 2025-06-18 session: initialize + initialized; returns the session id.
+async fn session(srv: &TestServer, key: &str) -> String {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": V2025, "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}});
+    let (status, headers, msgs) = rpc(srv, Some(key), &init, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{msgs:?}");
+    assert_eq!(msgs[0]["result"]["serverInfo"]["name"], "ctxguard");
+    let sid = headers["mcp-session-id"].to_str().unwrap().to_string();
+    let (status, _, _) = rpc(
+        srv,
+        Some(key),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        &[("mcp-session-id", &sid), ("mcp-protocol-version", V2025)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    sid
+}
+
+async fn call(srv: &TestServer, key: &str, sid: &str, id: u64, tool: &str, args: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}});
+    let (status, _, msgs) =
+        rpc(srv, Some(key), &body, &[("mcp-session-id", sid), ("mcp-protocol-version", V2025)]).await;
+    assert_eq!(status, StatusCode::OK, "{tool}: {msgs:?}");
+    msgs.into_iter().find(|m| m["id"] == id).unwrap_or_else(|| panic!("no answer to {tool}"))
+}
+
+async fn mcp_token(srv: &TestServer, roles: &[&str], scope: &str, resource: &str) -> String {
+    let (id, secret) = srv.machine_client(&format!("mcp-{}", uuid::Uuid::new_v4().simple()), roles, None).await;
+    let r = srv.cc_token(&id, &secret, &[("scope", scope), ("resource", resource)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body["access_token"].as_str().unwrap().to_string()
+}
+
+backend_tests! {
+    async fn tools_and_resources_over_a_2025_session(srv) {
+        let key = srv.agent("agent", &["maintainer"]).await;
+        let sid = session(&srv, &key).await;
+        let (_, _, list) = rpc(&srv, Some(&key), &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}), &[("mcp-session-id", &sid), ("mcp-protocol-version", V2025)]).await;
+        let mut names: Vec<&str> = list[0]["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["context_append", "context_create", "context_delete", "context_get", "context_list"]);
+        for t in list[0]["result"]["tools"].as_array().unwrap() {
+            assert_eq!(t["inputSchema"]["type"], "object", "{t}");
+            assert_eq!(t["outputSchema"]["type"], "object", "{t}");
+        }
+
+        let created = call(&srv, &key, &sid, 3, "context_create", json!({"metadata": {"topic": "mcp"}, "history": [{"role": "user", "message": "hello"}]})).await;
+        assert_eq!(created["result"]["isError"], false, "{created}");
+        let id = created["result"]["structuredContent"]["context_id"].as_str().unwrap().to_string();
+        let appended = call(&srv, &key, &sid, 4, "context_append", json!({"context_id": id, "messages": [{"role": "assistant", "message": "hi"}]})).await;
+        assert_eq!(appended["result"]["structuredContent"]["version"], 2);
+        // What MCP wrote, HTTP reads: one store, one authorization path.
+        let http = srv.call(Method::GET, &format!("/context/{id}"), Some(&key), None).await;
+        assert_eq!(http.body["session"]["history"][1]["message"], "hi");
+        let got = call(&srv, &key, &sid, 5, "context_get", json!({"context_id": id})).await;
+        assert_eq!(got["result"]["structuredContent"]["history"].as_array().unwrap().len(), 2);
+        let listed = call(&srv, &key, &sid, 6, "context_list", json!({"limit": 10})).await;
+        assert_eq!(listed["result"]["structuredContent"]["items"][0]["context_id"], id.as_str());
+
+        let (_, _, res) = rpc(&srv, Some(&key), &json!({"jsonrpc": "2.0", "id": 7, "method": "resources/list"}), &[("mcp-session-id", &sid), ("mcp-protocol-version", V2025)]).await;
+        assert_eq!(res[0]["result"]["resources"][0]["uri"], format!("context://{id}"));
+        let (_, _, read) = rpc(&srv, Some(&key), &json!({"jsonrpc": "2.0", "id": 8, "method": "resources/read", "params": {"uri": format!("context://{id}")}}), &[("mcp-session-id", &sid), ("mcp-protocol-version", V2025)]).await;
+        let text: Value = serde_json::from_str(read[0]["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
+        assert_eq!(text["version"], 2);
+
+        // Clear tool errors, never protocol crashes.
+        for (i, (tool, args, needle)) in [
+            ("context_get", json!({"context_id": "not-a-uuid"}), "invalid arguments"),
+            ("context_get", json!({"context_id": uuid::Uuid::new_v4().to_string()}), "not found"),
+            ("context_append", json!({"context_id": id, "messages": [{"role": "robot", "message": "x"}]}), "invalid arguments"),
+            ("context_create", json!({"expires": "yesterday"}), "invalid arguments"),
+        ].into_iter().enumerate() {
+            let r = call(&srv, &key, &sid, 20 + i as u64, tool, args).await;
+            assert_eq!(r["result"]["isError"], true, "{tool}: {r}");
+            assert!(r["result"]["content"][0]["text"].as_str().unwrap().to_lowercase().contains(needle), "{r}");
+        }
+        let wrong_type = call(&srv, &key, &sid, 30, "context_get", json!({"context_id": 42})).await;
+        assert!(wrong_type.get("error").is_some() || wrong_type["result"]["isError"] == true, "{wrong_type}");
+        let deleted = call(&srv, &key, &sid, 31, "context_delete", json!({"context_id": id})).await;
+        assert_eq!(deleted["result"]["structuredContent"]["deleted"], true);
+        let gone = call(&srv, &key, &sid, 32, "context_get", json!({"context_id": id})).await;
+        assert_eq!(gone["result"]["isError"], true);
+    }
+
+    async fn authorization_at_the_mcp_endpoint(srv) {
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": V2025, "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}});
+        let (status, headers, _) = rpc(&srv, None, &init, &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(headers["www-authenticate"].to_str().unwrap(), format!("Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"", srv.url));
+        let prm = srv.call(Method::GET, "/.well-known/oauth-protected-resource/mcp", None, None).await;
+        assert_eq!(prm.body["resource"], format!("{}/mcp", srv.url));
+        assert_eq!(prm.body["authorization_servers"], json!([srv.url]));
+
+        // Audience binding both ways.
+        let mcp_resource = format!("{}/mcp", srv.url);
+        let for_mcp = mcp_token(&srv, &["writer"], "mcp:write", &mcp_resource).await;
+        let for_api = mcp_token(&srv, &["writer"], "context:read context:write", &srv.url).await;
+        let (status, headers, _) = rpc(&srv, Some(&for_api), &init, &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "a context-API token is refused at /mcp");
+        assert!(headers["www-authenticate"].to_str().unwrap().contains("error=\"invalid_token\""));
+        srv.call(Method::GET, "/context", Some(&for_mcp), None).await.assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+        let sid = session(&srv, &for_mcp).await;
+        let created = call(&srv, &for_mcp, &sid, 2, "context_create", json!({"history": []})).await;
+        assert_eq!(created["result"]["isError"], false, "{created}");
+
+        // Step-up: a read-only token asking to write gets 403 naming the scope.
+        let read_only = mcp_token(&srv, &["writer"], "mcp:read", &mcp_resource).await;
+        let sid = session(&srv, &read_only).await;
+        let body = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "context_create", "arguments": {}}});
+        let (status, headers, _) = rpc(&srv, Some(&read_only), &body, &[("mcp-session-id", &sid), ("mcp-protocol-version", V2025)]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let www = headers["www-authenticate"].to_str().unwrap();
+        assert!(www.contains("error=\"insufficient_scope\"") && www.contains("scope=\"context:write\"") && www.contains("/mcp\""), "{www}");
+        // Roles still decide: a reader's create is a tool error, not a crash.
+        let reader_key = srv.agent("reader", &["reader"]).await;
+        let sid = session(&srv, &reader_key).await;
+        let r = call(&srv, &reader_key, &sid, 4, "context_create", json!({})).await;
+        assert_eq!(r["result"]["isError"], true);
+        assert!(r["result"]["content"][0]["text"].as_str().unwrap().contains("writer"), "{r}");
+
+        // DNS rebinding: a foreign Origin is refused.
+        let (status, _, _) = rpc(&srv, Some(&reader_key), &init, &[("origin", "https://evil.example")]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        // Tokens never in the query string.
+        let r = srv.send(srv.request(Method::POST, &format!("/mcp?access_token={reader_key}"), None).json(&init)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    }
+
+    async fn sessions_survive_a_restart(srv) {
+        let key = srv.agent("agent", &["reader"]).await;
+        let sid = session(&srv, &key).await;
+        srv.restart().await;
+        let (status, _, msgs) = rpc(&srv, Some(&key), &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}), &[("mcp-session-id", &sid), ("mcp-protocol-version", V2025)]).await;
+        assert_eq!(status, StatusCode::OK, "{msgs:?}");
+        assert_eq!(msgs.iter().find(|m| m["id"] == 9).unwrap()["result"]["tools"].as_array().unwrap().len(), 5);
+        let (status, _, _) = rpc(&srv, Some(&key), &json!({"jsonrpc": "2.0", "id": 10, "method": "tools/list"}), &[("mcp-session-id", "no-such-session"), ("mcp-protocol-version", V2025)]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "an unknown session id");
+    }
+}
+
+#[tokio::test]
+async fn stateless_2026_revision_and_bad_messages() {
+    let srv = TestServer::start(crate::support::Backend::Sqlite).await.unwrap();
+    let key = srv.agent("agent", &["writer"]).await;
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+    let discover = json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}});
+    let (status, headers, msgs) =
+        rpc(&srv, Some(&key), &discover, &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "server/discover")])
+            .await;
+    assert_eq!(status, StatusCode::OK, "{msgs:?}");
+    assert!(headers.get("mcp-session-id").is_none(), "no sessions in 2026-07-28");
+    assert!(msgs[0]["result"].is_object(), "{msgs:?}");
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "context_list", "arguments": {}, "_meta": meta}});
+    let (status, _, msgs) = rpc(
+        &srv,
+        Some(&key),
+        &call,
+        &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "context_list")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{msgs:?}");
+    assert_eq!(msgs[0]["result"]["isError"], false, "{msgs:?}");
+    // A routing header that disagrees with the body is refused.
+    let (status, _, _) =
+        rpc(&srv, Some(&key), &call, &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/list")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Malformed JSON and oversized bodies are 4xx, never a crash.
+    let r = srv
+        .send(
+            srv.request(Method::POST, "/mcp", Some(&key))
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body("{not json"),
+        )
+        .await;
+    assert!(r.status.is_client_error(), "{:?}", r.status);
+    let big = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "context_create", "arguments": {"metadata": {"x": "y".repeat(2_000_000)}}}});
+    let r: Reply = srv
+        .send(
+            srv.request(Method::POST, "/mcp", Some(&key))
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(big.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let list = srv.call(Method::GET, "/context", Some(&key), None).await;
+    assert!(list.body["items"].as_array().unwrap().is_empty());
+    srv.stop().await;
+}
