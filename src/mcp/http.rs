@@ -60,7 +60,10 @@ impl SessionStore for DbSessionStore {
 pub fn service(state: &AppState) -> StreamableHttpService<ContextTools, LocalSessionManager> {
     let public = url::Url::parse(&state.inner.public_url).ok();
     let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
-    let mut origins = Vec::new();
+    // Pages served from this machine may talk to it; a DNS-rebinding page has a
+    // foreign origin and is refused.
+    let mut origins =
+        vec!["http://localhost:*".to_string(), "http://127.0.0.1:*".to_string(), "http://[::1]:*".to_string()];
     if let Some(u) = &public {
         if let Some(h) = u.host_str() {
             hosts.push(h.trim_matches(['[', ']']).to_string());

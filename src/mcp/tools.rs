@@ -7,11 +7,18 @@ use rmcp::model::{
     Implementation, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
     ReadResourceResult, Resource, ResourceContents, ServerCapabilities, ServerConfig,
 };
-use rmcp::service::RequestContext;
+// Logging is deprecated by SEP-2577 but 2025-era clients still call logging/setLevel.
+#[allow(deprecated)]
+use rmcp::model::SetLevelRequestParams;
+use rmcp::model::{ResourceUpdatedNotificationParam, SubscribeRequestParams, UnsubscribeRequestParams};
+use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::authn::Caller;
 use crate::domain::context::AppendInput;
@@ -25,6 +32,9 @@ pub struct ContextTools {
     contexts: ContextService,
     /// Over stdio the caller is fixed at start; over HTTP it comes with each request.
     fixed_caller: Option<Caller>,
+    /// Resource URIs this session subscribed to.
+    subscriptions: Arc<Mutex<HashSet<String>>>,
+    watching: Arc<AtomicBool>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -75,6 +85,8 @@ pub struct ListArgs {
     #[serde(default)]
     pub limit: Option<u32>,
 }
+
+const MAX_SUBSCRIPTIONS: usize = 1000;
 
 /// A context as tools return it.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -146,12 +158,59 @@ fn messages(args: Vec<MessageArg>) -> Result<Vec<Message>, String> {
 impl ContextTools {
     /// For HTTP: the caller of each request is attached by the `/mcp` guard.
     pub fn new(contexts: ContextService) -> Self {
-        Self { contexts, fixed_caller: None, tool_router: Self::tool_router() }
+        Self::build(contexts, None)
     }
 
     /// For stdio: one caller, authenticated at start.
     pub fn for_caller(contexts: ContextService, caller: Caller) -> Self {
-        Self { contexts, fixed_caller: Some(caller), tool_router: Self::tool_router() }
+        Self::build(contexts, Some(caller))
+    }
+
+    fn build(contexts: ContextService, fixed_caller: Option<Caller>) -> Self {
+        Self {
+            contexts,
+            fixed_caller,
+            subscriptions: Arc::default(),
+            watching: Arc::default(),
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// Sends `notifications/resources/updated` to this session's peer for every change
+    /// of a subscribed context the caller can still read. Ends when the peer is gone.
+    fn watch(&self, caller: Caller, peer: Peer<RoleServer>) {
+        if self.watching.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut changes = self.contexts.changes();
+        let contexts = self.contexts.clone();
+        let subscriptions = self.subscriptions.clone();
+        tokio::spawn(async move {
+            loop {
+                let change = match changes.recv().await {
+                    Ok(c) => c,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                if change.tenant != caller.principal.tenant {
+                    continue;
+                }
+                let uri = format!("context://{}", change.context_id);
+                let subscribed = subscriptions.lock().map(|s| s.contains(&uri)).unwrap_or(false);
+                if !subscribed {
+                    continue;
+                }
+                // Deleted or no longer readable contexts are reported too (as an update
+                // the reader will see as "not found"), but only to readers of the tenant.
+                let readable = match contexts.get(&caller, change.context_id).await {
+                    Ok(_) | Err(Error::ContextDeleted(_) | Error::ContextExpired(_)) => true,
+                    Err(_) => false,
+                };
+                if readable && peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri)).await.is_err() {
+                    return;
+                }
+            }
+        });
     }
 
     fn caller(&self, ctx: &RequestContext<RoleServer>) -> Result<Caller, ErrorData> {
@@ -252,8 +311,16 @@ fn resource_error(e: Error) -> ErrorData {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for ContextTools {
+    #[allow(deprecated)] // enable_logging: see set_level
     fn get_info(&self) -> ServerConfig {
-        let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().build());
+        let mut info = ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_resources_subscribe()
+                .enable_logging()
+                .build(),
+        );
         info.server_info = Implementation::new("ctxguard", env!("CARGO_PKG_VERSION"));
         info.instructions = Some(
             "Contexts hold an agent's memory and instructions. Tools read, create, append to, list and delete \
@@ -283,6 +350,46 @@ impl ServerHandler for ContextTools {
         let mut result = ListResourcesResult::with_all_items(resources);
         result.next_cursor = page.next_cursor;
         Ok(result)
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let caller = self.caller(&context)?;
+        // Any URI is accepted (answering differently would reveal which contexts exist);
+        // only readable contexts of the caller's tenant ever produce notifications.
+        if let Ok(mut s) = self.subscriptions.lock() {
+            if s.len() >= MAX_SUBSCRIPTIONS {
+                return Err(ErrorData::invalid_request("too many subscriptions in this session", None));
+            }
+            s.insert(request.uri);
+        }
+        self.watch(caller, context.peer.clone());
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if let Ok(mut s) = self.subscriptions.lock() {
+            s.remove(&request.uri);
+        }
+        Ok(())
+    }
+
+    /// Accepted for compatibility; ctxguard sends no log notifications to clients
+    /// (its logs go to its operator).
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        _request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
     }
 
     async fn read_resource(

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::context_denial;
 use crate::authn::Caller;
 use crate::authz::{Action, Resource, authorize};
+use crate::domain::TenantId;
 use crate::domain::context::{AppendInput, ContextLimits, append_messages, apply_patch};
 use crate::domain::{ContextId, ContextInput, Error, PrincipalId, StoreError, StoredContext, Timestamp, Version};
 use crate::store::{ContextRecord, ContextStore, VersionInfo};
@@ -78,11 +79,31 @@ pub const DEFAULT_PAGE: u32 = 50;
 pub struct ContextService {
     store: Arc<dyn ContextStore>,
     limits: ContextLimits,
+    /// Every successful write, for MCP resource subscriptions (this process only).
+    changes: tokio::sync::broadcast::Sender<ContextChange>,
+}
+
+/// A context that was created, changed or deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContextChange {
+    pub tenant: TenantId,
+    pub context_id: ContextId,
 }
 
 impl ContextService {
     pub fn new(store: Arc<dyn ContextStore>, limits: ContextLimits) -> Self {
-        Self { store, limits }
+        let (changes, _) = tokio::sync::broadcast::channel(256);
+        Self { store, limits, changes }
+    }
+
+    /// Changes from now on. A slow receiver may miss some (it is told it lagged).
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<ContextChange> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self, tenant: TenantId, context_id: ContextId) {
+        // No receivers is the common case and not an error.
+        let _ = self.changes.send(ContextChange { tenant, context_id });
     }
 
     pub async fn create(&self, caller: &Caller, input: ContextInput) -> Result<StoredContext, Error> {
@@ -92,7 +113,10 @@ impl ContextService {
         let ctx = input.into_new(id, Timestamp::now())?;
         self.limits.check(&ctx)?;
         match self.store.create(tenant, caller.principal.id, &ctx).await {
-            Ok(()) => Ok(ctx),
+            Ok(()) => {
+                self.changed(tenant, id);
+                Ok(ctx)
+            }
             Err(StoreError::Duplicate) => Err(Error::ContextExists(id)),
             Err(e) => Err(e.into()),
         }
@@ -172,6 +196,7 @@ impl ContextService {
         }
         let expected = if_match.is_some().then_some(current.version);
         if self.store.delete(tenant, id, expected, Timestamp::now()).await? {
+            self.changed(tenant, id);
             return Ok(());
         }
         // Lost a race: someone else deleted or changed it in between.
@@ -266,6 +291,10 @@ impl ContextService {
                 Some(ContextRecord::Tombstone { owner }) => Err(deleted(caller, owner, id)),
                 _ => Err(Error::ContextNotFound(id)),
             },
+            Ok(next) => {
+                self.changed(tenant, id);
+                Ok(next)
+            }
             other => other,
         }
     }
