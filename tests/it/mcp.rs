@@ -241,3 +241,46 @@ async fn stateless_2026_revision_and_bad_messages() {
     assert!(list.body["items"].as_array().unwrap().is_empty());
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_token_that_expires_mid_conversation_gets_the_challenge() {
+    let srv = TestServer::start(crate::support::Backend::Sqlite).await.unwrap();
+    let mcp_resource = format!("{}/mcp", srv.url);
+    let token = mcp_token(&srv, &["reader"], "mcp:read", &mcp_resource).await;
+    let sid = session(&srv, &token).await;
+    assert_eq!(call(&srv, &token, &sid, 2, "context_list", json!({})).await["result"]["isError"], false);
+    // The same token, re-signed with the real key but already expired.
+    let key = srv.signing_key().await;
+    let part = token.split('.').nth(1).unwrap();
+    let mut claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, part).unwrap(),
+    )
+    .unwrap();
+    claims["exp"] = json!(chrono::Utc::now().timestamp() - 60);
+    let mut header = jsonwebtoken::Header::new(key.alg.jwt());
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(key.kid.clone());
+    let expired = jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap();
+    let body =
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "context_list", "arguments": {}}});
+    let (status, headers, _) =
+        rpc(&srv, Some(&expired), &body, &[("mcp-session-id", &sid), ("mcp-protocol-version", V2025)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let www = headers["www-authenticate"].to_str().unwrap();
+    assert!(www.contains("error=\"invalid_token\"") && www.contains("oauth-protected-resource/mcp"), "{www}");
+    // Unknown methods are JSON-RPC errors, not crashes; batches are refused by the transport.
+    let (status, _, msgs) = rpc(
+        &srv,
+        Some(&token),
+        &json!({"jsonrpc": "2.0", "id": 4, "method": "no/such"}),
+        &[("mcp-session-id", &sid), ("mcp-protocol-version", V2025)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(msgs.iter().find(|m| m["id"] == 4).unwrap()["error"]["code"], -32601);
+    let batch = json!([{"jsonrpc": "2.0", "id": 5, "method": "tools/list"}, {"jsonrpc": "2.0", "id": 6, "method": "tools/list"}]);
+    let (status, _, _) =
+        rpc(&srv, Some(&token), &batch, &[("mcp-session-id", &sid), ("mcp-protocol-version", V2025)]).await;
+    assert!(status.is_client_error(), "{status}");
+    srv.stop().await;
+}

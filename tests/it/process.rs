@@ -330,3 +330,81 @@ async fn cli_users_clients_and_keys() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "deleting the client revoked its tokens");
     p.terminate();
 }
+
+/// `ctxguard mcp-stdio`: the tools over stdin/stdout for the principal of
+/// CTXGUARD_API_KEY, including resource-update notifications.
+#[tokio::test]
+async fn mcp_over_stdio() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(command(&data, None, &["init"]).output().unwrap().status.success());
+    let out = command(&data, None, &["principal", "create", "--name", "local", "--role", "writer"]).output().unwrap();
+    assert!(out.status.success());
+    let out = command(&data, None, &["apikey", "create", "--principal", "local"]).output().unwrap();
+    let key = serde_json::from_slice::<Value>(&out.stdout).unwrap()["key"].as_str().unwrap().to_string();
+
+    let refused = command(&data, None, &["mcp-stdio"])
+        .env("CTXGUARD_API_KEY", "ctxg_wrong")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("CTXGUARD_API_KEY refused"));
+
+    let mut child = command(&data, None, &["mcp-stdio", "--log", "warn"])
+        .env("CTXGUARD_API_KEY", &key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut send = |v: Value| writeln!(stdin, "{v}").unwrap();
+    fn next(lines: &mut impl Iterator<Item = std::io::Result<String>>, id: i64) -> Value {
+        loop {
+            let v: Value = serde_json::from_str(&lines.next().expect("a reply").unwrap()).unwrap();
+            if v["id"] == id {
+                return v;
+            }
+        }
+    }
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}}),
+    );
+    assert_eq!(next(&mut lines, 1)["result"]["capabilities"]["resources"]["subscribe"], true);
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    send(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "context_create", "arguments": {"history": [{"role": "user", "message": "hi"}]}}}),
+    );
+    let created = next(&mut lines, 2);
+    let id = created["result"]["structuredContent"]["context_id"].as_str().expect("created").to_string();
+    send(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "resources/subscribe", "params": {"uri": format!("context://{id}")}}),
+    );
+    assert!(next(&mut lines, 3)["result"].is_object());
+    send(
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "context_append", "arguments": {"context_id": id, "messages": [{"role": "assistant", "message": "hello"}]}}}),
+    );
+    let mut saw_update = false;
+    let mut saw_reply = false;
+    while !(saw_update && saw_reply) {
+        let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        if v["method"] == "notifications/resources/updated" {
+            assert_eq!(v["params"]["uri"], format!("context://{id}"));
+            saw_update = true;
+        }
+        if v["id"] == 4 {
+            assert_eq!(v["result"]["structuredContent"]["version"], 2);
+            saw_reply = true;
+        }
+    }
+    send(
+        json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "context_delete", "arguments": {"context_id": id}}}),
+    );
+    let denied = next(&mut lines, 5);
+    assert_eq!(denied["result"]["isError"], true, "a writer may not delete: {denied}");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
