@@ -73,7 +73,11 @@ async fn protected_resource_metadata(State(state): State<AppState>) -> Json<Reso
     responses((status = 200, body = ResourceMetadata)))]
 async fn mcp_resource_metadata(State(state): State<AppState>) -> Json<ResourceMetadata> {
     let resource = crate::mcp::http::resource(&state.inner.public_url);
-    Json(resource_metadata(&state, resource, "ctxguard MCP server"))
+    let mut doc = resource_metadata(&state, resource, "ctxguard MCP server");
+    // The MCP tools need no admin and no sharing: clients that request every advertised
+    // scope should not ask for powers they cannot use here.
+    doc.scopes_supported.retain(|s| *s != "admin" && *s != "context:share");
+    Json(doc)
 }
 
 fn resource_metadata(state: &AppState, resource: String, name: &'static str) -> ResourceMetadata {

@@ -103,11 +103,15 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: axum::body::Body) -
         ApplicationType::parse(meta.application_type.as_deref().unwrap_or("web")).map_err(metadata_error)?;
     let scopes = match &meta.scope {
         Some(s) => {
-            let wanted = ScopeSet::parse(s).map_err(OAuthError::invalid_scope)?;
-            if !wanted.is_subset_of(&default_scopes()) {
-                return Err(OAuthError::invalid_scope("dynamically registered clients may not request admin"));
+            // Registered clients get what they asked for within what registration may
+            // grant (never admin); the response says what was registered (RFC 7591 §3.2.1).
+            let granted = ScopeSet::parse_known(s).intersection(&default_scopes());
+            if granted.is_empty() {
+                return Err(OAuthError::invalid_scope(
+                    "none of the requested scopes may be granted to a registered client (admin is never)",
+                ));
             }
-            wanted
+            granted
         }
         None => default_scopes(),
     };
