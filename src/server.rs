@@ -142,6 +142,11 @@ async fn prepare(
     let (stop_tx, stop_rx) = watch::channel(false);
     let sweeper = tokio::spawn(sweeper::run(db.clone(), settings.sweep_interval, settings.expiry_grace, stop_rx));
     let fut = async move {
+        // Streamed (SSE) responses are written in small chunks; without TCP_NODELAY each
+        // one can wait for the peer's delayed ACK (~40 ms).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;

@@ -82,7 +82,10 @@ pub fn service(state: &AppState) -> StreamableHttpService<ContextTools, LocalSes
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
         .enforce_origin_validation()
-        .with_max_request_body_bytes(state.inner.body_limits.max_bytes);
+        .with_max_request_body_bytes(state.inner.body_limits.max_bytes)
+        // Stateless (2026-07-28) request/response calls answer with plain JSON unless the
+        // handler needs to stream.
+        .with_json_response(true);
     config.session_store = Some(Arc::new(DbSessionStore(state.inner.db.clone())));
     let contexts = state.inner.contexts.clone();
     StreamableHttpService::new(
