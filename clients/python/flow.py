@@ -11,6 +11,7 @@ Usage: python flow.py <base-url> <user> <password> <initialize|discover>
 
 import asyncio
 import logging
+import os
 import re
 import sys
 from html import unescape
@@ -90,7 +91,19 @@ def structured(result):
     return result.structured_content
 
 
+async def ensure_user() -> None:
+    """Creates the signing-in user with the bootstrap admin key (once per server)."""
+    async with httpx2.AsyncClient() as admin:
+        r = await admin.post(
+            f"{BASE}/admin/principals",
+            headers={"authorization": f"Bearer {os.environ['FLOW_ADMIN_KEY']}"},
+            json={"kind": "user", "name": USER, "roles": ["writer"], "password": PASSWORD},
+        )
+        assert r.status_code in (201, 409), r.text
+
+
 async def main() -> None:
+    await ensure_user()
     storage, browser = Memory(), Browser()
     provider = OAuthClientProvider(
         server_url=f"{BASE}/mcp",

@@ -60,12 +60,7 @@ pub async fn exchange(server: &AuthServer, c: &AuthenticatedClient, form: &Form)
     if !(resources.is_empty() || resources == [grant.resource.as_str()]) {
         return Err(OAuthError::new(OAuthErrorCode::InvalidTarget, "resource differs from the authorization request"));
     }
-    let principal = server
-        .db
-        .principal(grant.principal)
-        .await?
-        .filter(|p| !p.disabled)
-        .ok_or_else(|| OAuthError::invalid_grant("the user is disabled"))?;
+    let principal = server.active_principal(grant.principal).await?;
     let scopes = ScopeSet::parse_known(&grant.scope);
     // Public clients get a refresh token only when offline_access was consented;
     // confidential clients of the code flow always (when registered for refresh).

@@ -81,12 +81,7 @@ pub async fn exchange(server: &AuthServer, c: &AuthenticatedClient, form: &Form)
             "a refresh token is good only for the resource it was issued for",
         ));
     }
-    let principal = server
-        .db
-        .principal(grant.principal)
-        .await?
-        .filter(|p| !p.disabled)
-        .ok_or_else(|| OAuthError::invalid_grant("the user is disabled"))?;
+    let principal = server.active_principal(grant.principal).await?;
     // Rotation keeps the original scope in the family, so a narrower request now does
     // not shrink what later refreshes may ask for.
     let (next, _) = issue(

@@ -61,6 +61,15 @@ impl AuthServer {
         }
     }
 
+    /// The principal a grant was issued to, if it still exists and is enabled.
+    pub async fn active_principal(&self, id: crate::domain::PrincipalId) -> OAuthResult<crate::domain::Principal> {
+        self.db
+            .principal(id)
+            .await?
+            .filter(|p| !p.disabled)
+            .ok_or_else(|| OAuthError::invalid_grant("the principal of this grant is disabled or gone"))
+    }
+
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{path}", self.issuer)
     }
