@@ -4,3 +4,10 @@ CREATE TABLE mcp_sessions (
     state         TEXT NOT NULL,
     created_at_ms BIGINT NOT NULL
 );
+
+-- Who opened each session: a session id is usable only by the principal that made it.
+CREATE TABLE mcp_session_owners (
+    session_id    TEXT PRIMARY KEY,
+    principal_id  TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);

@@ -110,12 +110,48 @@ fn required_scope(message: &Value) -> Option<Scope> {
     }
 }
 
-/// Authenticates, checks scopes, and passes the caller to the MCP service.
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// Authenticates, checks scopes and session ownership, and passes the caller to the
+/// MCP service; records who opened each new session.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match authorize(&state, req).await {
-        Ok(req) => next.run(req).await,
-        Err(e) => e.into_response(),
+    let req = match authorize(&state, req).await {
+        Ok(req) => req,
+        Err(e) => return e.into_response(),
+    };
+    let Some(owner) = req.extensions().get::<Caller>().map(|c| c.principal.id) else {
+        return HttpError::Internal.into_response();
+    };
+    let presented = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    if let Some(session) = &presented {
+        // A session belongs to the principal that opened it; to anyone else it does not
+        // exist (MCP security best practices: bind sessions to the user).
+        match state.inner.db.mcp_session_owner(session).await {
+            Ok(Some(p)) if p == owner => {}
+            Ok(Some(_)) => return session_not_found(),
+            Ok(None) => {}
+            Err(e) => return HttpError::Domain(Error::Store(e)).into_response(),
+        }
     }
+    let response = next.run(req).await;
+    if presented.is_none()
+        && let Some(new) = response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok())
+        && let Err(e) = state.inner.db.set_mcp_session_owner(new, owner, Timestamp::now()).await
+    {
+        tracing::error!(error = %e, "cannot record the owner of an MCP session");
+        return HttpError::Domain(Error::Store(e)).into_response();
+    }
+    response
+}
+
+fn session_not_found() -> Response {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({
+            "jsonrpc": "2.0", "id": null, "error": {"code": -32001, "message": "Session not found"}
+        })),
+    )
+        .into_response()
 }
 
 async fn authorize(state: &AppState, req: Request) -> Result<Request, HttpError> {

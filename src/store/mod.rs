@@ -125,6 +125,13 @@ pub trait McpStore: Send + Sync {
     async fn mcp_session(&self, session_id: &str) -> Result<Option<String>, StoreError>;
     async fn put_mcp_session(&self, session_id: &str, state: &str, now: Timestamp) -> Result<(), StoreError>;
     async fn delete_mcp_session(&self, session_id: &str) -> Result<(), StoreError>;
+    async fn set_mcp_session_owner(
+        &self,
+        session_id: &str,
+        owner: PrincipalId,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    async fn mcp_session_owner(&self, session_id: &str) -> Result<Option<PrincipalId>, StoreError>;
 }
 
 /// A whole database: both stores plus health and shutdown.

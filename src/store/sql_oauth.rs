@@ -96,7 +96,40 @@ macro_rules! impl_oauth_store {
                     .execute(&self.pool)
                     .await
                     .map_err(map_sqlx)?;
+                sqlx::query("DELETE FROM mcp_session_owners WHERE session_id = $1")
+                    .bind(session_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
                 Ok(())
+            }
+
+            async fn set_mcp_session_owner(
+                &self,
+                session_id: &str,
+                owner: PrincipalId,
+                now: Timestamp,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO mcp_session_owners (session_id, principal_id, created_at_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT (session_id) DO NOTHING",
+                )
+                .bind(session_id)
+                .bind(owner.to_string())
+                .bind(now.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn mcp_session_owner(&self, session_id: &str) -> Result<Option<PrincipalId>, StoreError> {
+                let row = sqlx::query("SELECT principal_id FROM mcp_session_owners WHERE session_id = $1")
+                    .bind(session_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                row.as_ref().map(|r| parse_col(r, "principal_id")).transpose()
             }
         }
 

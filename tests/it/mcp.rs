@@ -187,6 +187,12 @@ backend_tests! {
         assert_eq!(msgs.iter().find(|m| m["id"] == 9).unwrap()["result"]["tools"].as_array().unwrap().len(), 5);
         let (status, _, _) = rpc(&srv, Some(&key), &json!({"jsonrpc": "2.0", "id": 10, "method": "tools/list"}), &[("mcp-session-id", "no-such-session"), ("mcp-protocol-version", V2025)]).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "an unknown session id");
+        // A session is bound to the principal that opened it.
+        let other = srv.agent("other", &["admin"]).await;
+        let (status, _, _) = rpc(&srv, Some(&other), &json!({"jsonrpc": "2.0", "id": 11, "method": "tools/list"}), &[("mcp-session-id", &sid), ("mcp-protocol-version", V2025)]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "someone else's session does not exist for them");
+        let (status, _, _) = rpc(&srv, Some(&key), &json!({"jsonrpc": "2.0", "id": 12, "method": "tools/list"}), &[("mcp-session-id", &sid), ("mcp-protocol-version", V2025)]).await;
+        assert_eq!(status, StatusCode::OK, "the owner still can");
     }
 }
 
