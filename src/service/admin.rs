@@ -163,10 +163,23 @@ impl AdminService {
         Ok(self.store.principals(tenant.id).await?)
     }
 
-    /// A principal the caller may administer, or "not found".
+    /// A principal the caller may see in the admin API, or "not found".
     pub async fn principal(&self, caller: &Caller, id: PrincipalId) -> Result<Principal, Error> {
         let p = self.store.principal(id).await?.ok_or(Error::NotFound { what: "principal" })?;
         authorize(caller, Action::Admin, Resource::Tenant(p.tenant)).map_err(|d| denial_error(d, "principal"))?;
+        Ok(p)
+    }
+
+    /// A principal the caller may change or issue credentials for. The platform
+    /// operator lives in a tenant too, but only the operator may touch it: a tenant
+    /// admin who could mint it a key would hold every tenant.
+    async fn managed_principal(&self, caller: &Caller, id: PrincipalId) -> Result<Principal, Error> {
+        let p = self.principal(caller, id).await?;
+        if p.platform_admin && !caller.principal.platform_admin {
+            return Err(Error::Forbidden {
+                reason: "only the platform administrator may manage the platform administrator".into(),
+            });
+        }
         Ok(p)
     }
 
@@ -176,14 +189,14 @@ impl AdminService {
         id: PrincipalId,
         change: PrincipalChange,
     ) -> Result<Principal, Error> {
-        self.principal(caller, id).await?;
+        self.managed_principal(caller, id).await?;
         self.store.update_principal(id, change.roles.as_ref(), change.disabled).await?;
         self.principal(caller, id).await
     }
 
     /// Sets a user's password (argon2id).
     pub async fn set_password(&self, caller: &Caller, id: PrincipalId, new_password: String) -> Result<(), Error> {
-        let p = self.principal(caller, id).await?;
+        let p = self.managed_principal(caller, id).await?;
         if p.kind != PrincipalKind::User {
             return Err(Error::invalid("password", "only principals of kind user have passwords"));
         }
@@ -194,7 +207,7 @@ impl AdminService {
     }
 
     pub async fn create_api_key(&self, caller: &Caller, new: NewApiKey) -> Result<IssuedApiKey, Error> {
-        let principal = self.principal(caller, new.principal).await?;
+        let principal = self.managed_principal(caller, new.principal).await?;
         self.issue_api_key(&principal, new.scopes, new.expires_in).await
     }
 
@@ -246,6 +259,7 @@ impl AdminService {
     pub async fn revoke_api_key(&self, caller: &Caller, id: ApiKeyId) -> Result<(), Error> {
         let key = self.store.api_key(id).await?.ok_or(Error::NotFound { what: "api key" })?;
         authorize(caller, Action::Admin, Resource::Tenant(key.tenant)).map_err(|d| denial_error(d, "api key"))?;
+        self.managed_principal(caller, key.principal).await?;
         // Revoking twice is not an error: the key is revoked either way.
         self.store.revoke_api_key(id, Timestamp::now()).await?;
         Ok(())
@@ -254,7 +268,7 @@ impl AdminService {
     /// Revokes every credential of a principal: API keys, access tokens issued so far
     /// and refresh token families.
     pub async fn revoke_all(&self, caller: &Caller, id: PrincipalId) -> Result<u64, Error> {
-        self.principal(caller, id).await?;
+        self.managed_principal(caller, id).await?;
         let now = Timestamp::now();
         self.store.revoke_principal_tokens(id, now).await?;
         self.store.revoke_principal_families(id, now).await?;

@@ -91,3 +91,33 @@ backend_tests! {
         assert_eq!(srv.call(Method::GET, "/admin/tenants", Some(&admin_key), None).await.status, StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn tenant_admins_cannot_touch_the_platform_operator() {
+    let srv = crate::support::TestServer::start(crate::support::Backend::Sqlite).await.unwrap();
+    let tenant_admin = srv.agent("default-admin", &["admin"]).await;
+    let operators = srv.admin(Method::GET, "/admin/principals", None).await;
+    let operator = operators.body.as_array().unwrap().iter().find(|p| p["name"] == "admin").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let keys = srv.admin(Method::GET, &format!("/admin/api-keys?principal={operator}"), None).await;
+    let operator_key_id = keys.body[0]["id"].as_str().unwrap().to_string();
+    for (method, path, body) in [
+        (Method::POST, "/admin/api-keys".to_string(), Some(json!({"principal": operator}))),
+        (Method::POST, format!("/admin/principals/{operator}/revoke-all"), None),
+        (Method::PATCH, format!("/admin/principals/{operator}"), Some(json!({"disabled": true}))),
+        (Method::DELETE, format!("/admin/api-keys/{operator_key_id}"), None),
+    ] {
+        let r = srv.call(method.clone(), &path, Some(&tenant_admin), body).await;
+        r.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    }
+    assert_eq!(
+        srv.admin(Method::GET, "/admin/tenants", None).await.status,
+        StatusCode::OK,
+        "the operator's key still works"
+    );
+    let keys = srv.admin(Method::GET, &format!("/admin/api-keys?principal={operator}"), None).await;
+    assert_eq!(keys.body.as_array().unwrap().len(), 1, "no key was minted for the operator");
+    srv.stop().await;
+}
