@@ -103,18 +103,17 @@ impl Authenticator {
     async fn access_token(&self, token: &Secret, resource: &str) -> Result<Caller, AuthError> {
         let claims = self.tokens.verify(token.expose(), Some(resource)).map_err(AuthError::InvalidToken)?;
         let jti: uuid::Uuid = claims.jti.parse().map_err(|_| AuthError::InvalidToken("the token is invalid"))?;
-        if self.store.is_jti_revoked(&claims.jti).await? {
-            return Err(AuthError::InvalidToken("the token has been revoked"));
-        }
         let principal_id: PrincipalId =
             claims.sub.parse().map_err(|_| AuthError::InvalidToken("the token is invalid"))?;
-        let principal = self
+        // Deny-list and principal in one round trip: revocation holds on the very next
+        // request, on every replica, with no cache to invalidate.
+        let (principal, jti_revoked) = self
             .store
-            .principal(principal_id)
+            .token_principal(principal_id, &claims.jti)
             .await?
-            .filter(|p| !p.disabled && p.tenant.to_string() == claims.tenant)
+            .filter(|(p, _)| !p.disabled && p.tenant.to_string() == claims.tenant)
             .ok_or(AuthError::InvalidToken("the token's principal is unknown or disabled"))?;
-        if principal.revoked_token_issued_at(claims.iat) {
+        if jti_revoked || principal.revoked_token_issued_at(claims.iat) {
             return Err(AuthError::InvalidToken("the token has been revoked"));
         }
         Ok(Caller {

@@ -92,6 +92,9 @@ pub trait AuthStore: Send + Sync {
 
     async fn create_principal(&self, principal: &Principal, password_hash: Option<&str>) -> Result<(), StoreError>;
     async fn principal(&self, id: PrincipalId) -> Result<Option<Principal>, StoreError>;
+    /// The principal of an access token and whether the token's `jti` is on the
+    /// revocation deny-list, in one round trip (the bearer-token hot path).
+    async fn token_principal(&self, id: PrincipalId, jti: &str) -> Result<Option<(Principal, bool)>, StoreError>;
     async fn principal_by_name(&self, tenant: TenantId, name: &str) -> Result<Option<Principal>, StoreError>;
     async fn principals(&self, tenant: TenantId) -> Result<Vec<Principal>, StoreError>;
     /// Changes roles and/or the disabled flag; false if there is no such principal.

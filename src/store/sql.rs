@@ -407,6 +407,26 @@ macro_rules! impl_sql_stores {
                 row.as_ref().map(principal_from_row).transpose()
             }
 
+            async fn token_principal(
+                &self,
+                id: PrincipalId,
+                jti: &str,
+            ) -> Result<Option<(Principal, bool)>, StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {PRINCIPAL_COLS}, EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $2) AS jti_revoked \
+                     FROM principals WHERE id = $1"
+                )))
+                .bind(id.to_string())
+                .bind(jti)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                match row {
+                    Some(r) => Ok(Some((principal_from_row(&r)?, r.try_get("jti_revoked").map_err(map_sqlx)?))),
+                    None => Ok(None),
+                }
+            }
+
             async fn principal_by_name(&self, tenant: TenantId, name: &str) -> Result<Option<Principal>, StoreError> {
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {PRINCIPAL_COLS} FROM principals WHERE tenant_id = $1 AND name = $2"
