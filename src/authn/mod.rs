@@ -132,7 +132,7 @@ impl Authenticator {
 pub async fn authenticate_api_key(store: &dyn crate::store::AuthStore, token: &Secret) -> Result<Caller, AuthError> {
     const REFUSED: &str = "unknown, revoked or expired API key";
     let hash = api_key::hash(token.expose());
-    let Some((key, stored_hash)) = store.api_key_by_hash(&hash).await? else {
+    let Some((key, stored_hash, principal)) = store.api_key_with_principal(&hash).await? else {
         return Err(AuthError::InvalidToken(REFUSED));
     };
     // The database found the row by hash; compare again in constant time so the
@@ -140,11 +140,9 @@ pub async fn authenticate_api_key(store: &dyn crate::store::AuthStore, token: &S
     if !api_key::hashes_equal(&hash, &stored_hash) || !key.is_usable_at(Timestamp::now()) {
         return Err(AuthError::InvalidToken(REFUSED));
     }
-    let principal = store
-        .principal(key.principal)
-        .await?
-        .filter(|p| !p.disabled && p.tenant == key.tenant)
-        .ok_or(AuthError::InvalidToken(REFUSED))?;
+    if principal.disabled || principal.tenant != key.tenant {
+        return Err(AuthError::InvalidToken(REFUSED));
+    }
     Ok(Caller {
         principal,
         scopes: key.scopes.unwrap_or_else(ScopeSet::all),

@@ -109,7 +109,8 @@ pub trait AuthStore: Send + Sync {
     async fn set_password_hash(&self, id: PrincipalId, hash: &str) -> Result<bool, StoreError>;
 
     async fn create_api_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), StoreError>;
-    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<(ApiKey, String)>, StoreError>;
+    /// The key, its stored hash and its principal in one round trip (the API-key hot path).
+    async fn api_key_with_principal(&self, key_hash: &str) -> Result<Option<(ApiKey, String, Principal)>, StoreError>;
     async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError>;
     async fn api_keys(
         &self,

@@ -66,17 +66,23 @@ macro_rules! impl_sql_stores {
         }
 
         fn api_key_from_row(row: &DbRow) -> Result<ApiKey, StoreError> {
-            let scopes: Option<String> = row.try_get("scopes").map_err(map_sqlx)?;
-            let expires: Option<i64> = row.try_get("expires_at_ms").map_err(map_sqlx)?;
-            let revoked: Option<i64> = row.try_get("revoked_at_ms").map_err(map_sqlx)?;
+            api_key_from_prefixed(row, "")
+        }
+
+        /// An API key from columns named `<prefix><column>` (joins rename them).
+        fn api_key_from_prefixed(row: &DbRow, p: &str) -> Result<ApiKey, StoreError> {
+            let col = |c: &str| format!("{p}{c}");
+            let scopes: Option<String> = row.try_get(col("scopes").as_str()).map_err(map_sqlx)?;
+            let expires: Option<i64> = row.try_get(col("expires_at_ms").as_str()).map_err(map_sqlx)?;
+            let revoked: Option<i64> = row.try_get(col("revoked_at_ms").as_str()).map_err(map_sqlx)?;
             Ok(ApiKey {
-                id: parse_col(row, "id")?,
-                principal: parse_col(row, "principal_id")?,
-                tenant: parse_col(row, "tenant_id")?,
+                id: parse_col(row, &col("id"))?,
+                principal: parse_col(row, &col("principal_id"))?,
+                tenant: parse_col(row, &col("tenant_id"))?,
                 scopes: scopes.map(|s| ScopeSet::parse(&s)).transpose().map_err(|e| corrupt("scopes", e))?,
                 expires_at: expires.map(Timestamp::from_millis),
                 revoked_at: revoked.map(Timestamp::from_millis),
-                created_at: Timestamp::from_millis(row.try_get("created_at_ms").map_err(map_sqlx)?),
+                created_at: Timestamp::from_millis(row.try_get(col("created_at_ms").as_str()).map_err(map_sqlx)?),
             })
         }
 
@@ -499,18 +505,28 @@ macro_rules! impl_sql_stores {
                 Ok(())
             }
 
-            async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<(ApiKey, String)>, StoreError> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {API_KEY_COLS}, key_hash FROM api_keys WHERE key_hash = $1"
-                )))
+            async fn api_key_with_principal(
+                &self,
+                key_hash: &str,
+            ) -> Result<Option<(ApiKey, String, Principal)>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT p.id, p.tenant_id, p.kind, p.name, p.roles, p.disabled, p.platform_admin, \
+                            p.created_at_ms, p.tokens_revoked_at_ms, \
+                            k.id AS k_id, k.principal_id AS k_principal_id, k.tenant_id AS k_tenant_id, \
+                            k.scopes AS k_scopes, k.expires_at_ms AS k_expires_at_ms, \
+                            k.revoked_at_ms AS k_revoked_at_ms, k.created_at_ms AS k_created_at_ms, k.key_hash \
+                     FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.key_hash = $1",
+                )
                 .bind(key_hash)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(map_sqlx)?;
-                match row {
-                    Some(r) => Ok(Some((api_key_from_row(&r)?, r.try_get("key_hash").map_err(map_sqlx)?))),
-                    None => Ok(None),
-                }
+                let Some(r) = row else { return Ok(None) };
+                Ok(Some((
+                    api_key_from_prefixed(&r, "k_")?,
+                    r.try_get("key_hash").map_err(map_sqlx)?,
+                    principal_from_row(&r)?,
+                )))
             }
 
             async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
