@@ -80,15 +80,20 @@ async fn get_context(
     ContextIdPath(id): ContextIdPath,
     headers: HeaderMap,
 ) -> HttpResult<Response> {
-    let ctx = state.inner.contexts.get(&caller, id).await?;
-    if none_match(&headers, ctx.version)? {
-        let mut r = StatusCode::NOT_MODIFIED.into_response();
-        if let Ok(v) = HeaderValue::from_str(&ctx.version.etag()) {
-            r.headers_mut().insert(header::ETAG, v);
-        }
-        return Ok(r);
+    // Served as stored: the bytes were produced by our own serializer on write.
+    let (version, json) = state.inner.contexts.get_json(&caller, id).await?;
+    let status = if none_match(&headers, version)? { StatusCode::NOT_MODIFIED } else { StatusCode::OK };
+    let mut r = if status == StatusCode::OK {
+        ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+    } else {
+        status.into_response()
+    };
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&version.etag()) {
+        h.insert(header::ETAG, v);
     }
-    Ok(context_response(StatusCode::OK, &ctx, None))
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    Ok(r)
 }
 
 /// Replace a context (metadata, history and expiry). Honours `If-Match`.

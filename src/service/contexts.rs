@@ -13,7 +13,7 @@ use crate::authz::{Action, Resource, authorize};
 use crate::domain::TenantId;
 use crate::domain::context::{AppendInput, ContextLimits, append_messages, apply_patch};
 use crate::domain::{ContextId, ContextInput, Error, PrincipalId, StoreError, StoredContext, Timestamp, Version};
-use crate::store::{ContextRecord, ContextStore, VersionInfo};
+use crate::store::{ContextRecord, ContextStore, RawContextRecord, VersionInfo, decode_context};
 
 /// An `If-Match` precondition (RFC 9110 section 13.1.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -239,18 +239,30 @@ impl ContextService {
 
     /// Finds a live, unexpired context the caller may perform `action` on.
     async fn readable(&self, caller: &Caller, id: ContextId, action: Action) -> Result<StoredContext, Error> {
+        let (_, json) = self.readable_json(caller, id, action).await?;
+        Ok(decode_context(&json)?)
+    }
+
+    /// The latest version as stored JSON, after the same visibility, authorization and
+    /// expiry checks as every read — without parsing it.
+    async fn readable_json(&self, caller: &Caller, id: ContextId, action: Action) -> Result<(Version, String), Error> {
         let tenant = caller.principal.tenant;
-        match self.store.get(tenant, id).await? {
+        match self.store.get_raw(tenant, id).await? {
             None => Err(Error::ContextNotFound(id)),
-            Some(ContextRecord::Tombstone { owner }) => Err(deleted(caller, owner, id)),
-            Some(ContextRecord::Live { owner, context }) => {
+            Some(RawContextRecord::Tombstone { owner }) => Err(deleted(caller, owner, id)),
+            Some(RawContextRecord::Live { owner, version, expires_at, json }) => {
                 authorize(caller, action, Resource::Context { tenant, owner }).map_err(|d| context_denial(id, d))?;
-                if context.is_expired_at(Timestamp::now()) {
+                if expires_at.is_some_and(|e| e <= Timestamp::now()) {
                     return Err(Error::ContextExpired(id));
                 }
-                Ok(context)
+                Ok((version, json))
             }
         }
+    }
+
+    /// `GET /context/{id}`: the stored bytes of the latest version and its version.
+    pub async fn get_json(&self, caller: &Caller, id: ContextId) -> Result<(Version, String), Error> {
+        self.readable_json(caller, id, Action::Read).await
     }
 
     /// Read-modify-write of the latest version, atomic in the store.

@@ -37,6 +37,19 @@ pub enum ContextRecord {
     },
 }
 
+/// The latest version as stored (JSON text), with what is needed to decide whether it
+/// may be served without parsing it: owner, version and expiry.
+#[derive(Clone, Debug)]
+pub enum RawContextRecord {
+    Live { owner: PrincipalId, version: Version, expires_at: Option<Timestamp>, json: String },
+    Tombstone { owner: PrincipalId },
+}
+
+/// Parses a stored context body.
+pub fn decode_context(json: &str) -> Result<StoredContext, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("context body: {e}")))
+}
+
 /// One entry of a version listing.
 #[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct VersionInfo {
@@ -50,7 +63,19 @@ pub type Mutation<'a> = Box<dyn FnOnce(PrincipalId, &StoredContext) -> Result<St
 
 #[async_trait]
 pub trait ContextStore: Send + Sync {
-    async fn get(&self, tenant: TenantId, id: ContextId) -> Result<Option<ContextRecord>, StoreError>;
+    /// The latest version, unparsed (the read hot path serves these bytes as they are).
+    async fn get_raw(&self, tenant: TenantId, id: ContextId) -> Result<Option<RawContextRecord>, StoreError>;
+
+    /// The latest version, parsed.
+    async fn get(&self, tenant: TenantId, id: ContextId) -> Result<Option<ContextRecord>, StoreError> {
+        Ok(match self.get_raw(tenant, id).await? {
+            None => None,
+            Some(RawContextRecord::Tombstone { owner }) => Some(ContextRecord::Tombstone { owner }),
+            Some(RawContextRecord::Live { owner, json, .. }) => {
+                Some(ContextRecord::Live { owner, context: decode_context(&json)? })
+            }
+        })
+    }
     async fn get_version(
         &self,
         tenant: TenantId,

@@ -14,7 +14,7 @@ macro_rules! impl_sql_stores {
             ApiKey, ApiKeyId, ContextId, Error, Principal, PrincipalId, PrincipalKind, RoleSet, ScopeSet, StoreError,
             StoredContext, Tenant, TenantId, Timestamp, Version,
         };
-        use crate::store::{AuthStore, ContextRecord, ContextStore, Database, Mutation, VersionInfo, map_sqlx};
+        use crate::store::{AuthStore, ContextStore, Database, Mutation, RawContextRecord, VersionInfo, map_sqlx};
 
         type DbRow = <$db as sqlx::Database>::Row;
 
@@ -92,9 +92,9 @@ macro_rules! impl_sql_stores {
 
         #[async_trait]
         impl ContextStore for $store {
-            async fn get(&self, tenant: TenantId, id: ContextId) -> Result<Option<ContextRecord>, StoreError> {
+            async fn get_raw(&self, tenant: TenantId, id: ContextId) -> Result<Option<RawContextRecord>, StoreError> {
                 let row = sqlx::query(
-                    "SELECT c.owner_id, c.deleted_at_ms, v.body FROM contexts c \
+                    "SELECT c.owner_id, c.deleted_at_ms, c.version, c.expires_at_ms, v.body FROM contexts c \
                      LEFT JOIN context_versions v ON v.tenant_id = c.tenant_id \
                        AND v.context_id = c.context_id AND v.version = c.version \
                      WHERE c.tenant_id = $1 AND c.context_id = $2",
@@ -109,9 +109,17 @@ macro_rules! impl_sql_stores {
                 let deleted: Option<i64> = row.try_get("deleted_at_ms").map_err(map_sqlx)?;
                 let body: Option<String> = row.try_get("body").map_err(map_sqlx)?;
                 Ok(Some(match (deleted, body) {
-                    (None, Some(body)) => ContextRecord::Live { owner, context: decode_body(&body)? },
+                    (None, Some(json)) => RawContextRecord::Live {
+                        owner,
+                        version: Version(row.try_get("version").map_err(map_sqlx)?),
+                        expires_at: row
+                            .try_get::<Option<i64>, _>("expires_at_ms")
+                            .map_err(map_sqlx)?
+                            .map(Timestamp::from_millis),
+                        json,
+                    },
                     (None, None) => return Err(corrupt("context", "live context without its latest version")),
-                    (Some(_), _) => ContextRecord::Tombstone { owner },
+                    (Some(_), _) => RawContextRecord::Tombstone { owner },
                 }))
             }
 
