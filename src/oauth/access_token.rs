@@ -3,8 +3,11 @@
 //! comes from our key (never from the token), `kid` must name a key we published, and
 //! `typ`, `iss`, `aud`, `exp`, `nbf` are all enforced with 30 s of clock skew.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use sha2::{Digest, Sha256};
 
 use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -15,7 +18,7 @@ use crate::domain::{PrincipalId, ScopeSet, TenantId, Timestamp};
 pub const TYP: &str = "at+jwt";
 pub const LEEWAY_SECS: u64 = 30;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub iss: String,
     pub sub: String,
@@ -42,11 +45,18 @@ pub struct AccessTokens {
     keyring: Arc<Keyring>,
     issuer: String,
     ttl: Duration,
+    /// Tokens whose signature and issuer were verified, by SHA-256 of the token. Only the
+    /// cryptographic result is cached: time and audience are re-checked on every use,
+    /// and revocation is never cached (the caller checks the database each time).
+    verified: Mutex<HashMap<[u8; 32], AccessClaims>>,
 }
+
+/// Bound on the verified-token cache; it is simply emptied when full.
+const VERIFIED_MAX: usize = 10_000;
 
 impl AccessTokens {
     pub fn new(keyring: Arc<Keyring>, issuer: String, ttl: Duration) -> Self {
-        Self { keyring, issuer, ttl }
+        Self { keyring, issuer, ttl, verified: Mutex::new(HashMap::new()) }
     }
 
     pub fn issuer(&self) -> &str {
@@ -88,6 +98,34 @@ impl AccessTokens {
     /// Checks signature, type, issuer, time and — when given — the audience. The reason
     /// is safe to show to whoever presented the token.
     pub fn verify(&self, token: &str, audience: Option<&str>) -> Result<AccessClaims, &'static str> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let hit = self.verified.lock().ok().and_then(|c| c.get(&key).cloned());
+        if let Some(claims) = hit {
+            let now = Timestamp::now().millis() / 1000;
+            let leeway = LEEWAY_SECS as i64;
+            if claims.exp + leeway < now {
+                return Err("the token has expired");
+            }
+            if claims.nbf - leeway > now {
+                return Err("the token is not valid yet");
+            }
+            if audience.is_some_and(|a| a != claims.aud) {
+                return Err("the token was issued for another resource");
+            }
+            return Ok(claims);
+        }
+        let claims = self.verify_signed(token, audience)?;
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= VERIFIED_MAX {
+                cache.clear();
+            }
+            cache.insert(key, claims.clone());
+        }
+        Ok(claims)
+    }
+
+    /// The full check, signature included.
+    fn verify_signed(&self, token: &str, audience: Option<&str>) -> Result<AccessClaims, &'static str> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| "the token is not a well-formed JWT")?;
         let typ_ok = header
             .typ
@@ -123,5 +161,49 @@ impl AccessTokens {
                 _ => "the token is invalid",
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::kek::Kek;
+    use crate::oauth::keys::KeyAlg;
+    use crate::store::{self, DatabaseLocation};
+
+    async fn tokens(ttl: Duration) -> (AccessTokens, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store::open(&DatabaseLocation::sqlite_in(dir.path())).await.unwrap();
+        let kek = Arc::new(Kek::load_or_create(dir.path()).unwrap());
+        let ring = Keyring::load(db, kek, KeyAlg::EdDsa, Duration::from_secs(60)).await.unwrap();
+        (AccessTokens::new(Arc::new(ring), "https://ctx.example".into(), ttl), dir)
+    }
+
+    fn grant<'a>(audience: &'a str) -> Grant<'a> {
+        Grant {
+            principal: PrincipalId::new_random(),
+            tenant: TenantId::new_random(),
+            client_id: "c",
+            scopes: ScopeSet::all(),
+            audience,
+        }
+    }
+
+    /// The verified-token cache never widens what a token may do: audience and time are
+    /// checked again on every hit, and a different token is a different entry.
+    #[tokio::test]
+    async fn cached_verification_rechecks_audience_and_time() {
+        let (t, _dir) = tokens(Duration::from_secs(300)).await;
+        let (token, _) = t.issue(&grant("https://ctx.example/mcp")).unwrap();
+        assert!(t.verify(&token, Some("https://ctx.example/mcp")).is_ok());
+        assert!(t.verify(&token, Some("https://ctx.example/mcp")).is_ok(), "cache hit");
+        assert_eq!(t.verify(&token, Some("https://ctx.example")), Err("the token was issued for another resource"));
+        let mut tampered = token.clone();
+        tampered.push('x');
+        assert!(t.verify(&tampered, None).is_err());
+        // A cached entry whose time has run out is refused.
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        t.verified.lock().unwrap().get_mut(&key).unwrap().exp = 0;
+        assert_eq!(t.verify(&token, None), Err("the token has expired"));
     }
 }
