@@ -54,6 +54,16 @@ fn serve(data: &Path, db_url: Option<&str>, log: &Path) -> Proc {
     Proc { child, url, log: log.to_path_buf() }
 }
 
+/// A test that fails midway must not leave a server running.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Proc {
     /// SIGTERM, then the process must exit 0 on its own (graceful shutdown).
     fn terminate(mut self) -> String {
