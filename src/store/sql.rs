@@ -30,10 +30,6 @@ macro_rules! impl_sql_stores {
             s.parse().map_err(|e| corrupt(col, e))
         }
 
-        fn decode_body(body: &str) -> Result<StoredContext, StoreError> {
-            serde_json::from_str(body).map_err(|e| corrupt("context body", e))
-        }
-
         fn encode_body(ctx: &StoredContext) -> Result<String, StoreError> {
             serde_json::to_string(ctx).map_err(|e| corrupt("context body", e))
         }
@@ -138,7 +134,7 @@ macro_rules! impl_sql_stores {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(map_sqlx)?;
-                body.as_deref().map(decode_body).transpose()
+                body.as_deref().map(crate::store::decode_context).transpose()
             }
 
             async fn versions(&self, tenant: TenantId, id: ContextId) -> Result<Vec<VersionInfo>, StoreError> {
@@ -219,7 +215,7 @@ macro_rules! impl_sql_stores {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
-                let current = decode_body(&body)?;
+                let current = crate::store::decode_context(&body)?;
                 let next = mutate(owner, &current)?;
                 if next.version != version.next() || next.context_id != id {
                     return Err(corrupt("update", "mutation produced a non-successor version").into());
@@ -267,7 +263,7 @@ macro_rules! impl_sql_stores {
                     .map(|r| {
                         let seq: i64 = r.try_get("seq").map_err(map_sqlx)?;
                         let body: String = r.try_get("body").map_err(map_sqlx)?;
-                        Ok((seq, decode_body(&body)?))
+                        Ok((seq, crate::store::decode_context(&body)?))
                     })
                     .collect()
             }
