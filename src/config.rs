@@ -94,6 +94,13 @@ pub struct ConfigOverrides {
     /// only: in production client_id URLs must be https and public.
     #[arg(long, env = "CTXGUARD_CLIENT_METADATA_ALLOW_LOOPBACK")]
     pub client_metadata_allow_loopback: Option<bool>,
+    /// Memory for cached context heads in MiB; 0 turns the context cache off (default 64).
+    #[arg(long, env = "CTXGUARD_CONTEXT_CACHE_MB")]
+    pub context_cache_mb: Option<u64>,
+    /// Most verified credentials remembered; 0 turns the credential cache off
+    /// (default 100000).
+    #[arg(long, env = "CTXGUARD_CREDENTIAL_CACHE_ENTRIES")]
+    pub credential_cache_entries: Option<u64>,
     /// Trusted external token issuers (config file only: `[[external_issuers]]`).
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,6 +143,9 @@ pub struct Settings {
     pub registration_tenant: String,
     pub client_metadata_allow_loopback: bool,
     pub external_issuers: Vec<ExternalIssuerConfig>,
+    /// Bytes of context bodies the context cache may hold (0: no cache).
+    pub context_cache_bytes: u64,
+    pub credential_cache_entries: u64,
 }
 
 impl ConfigOverrides {
@@ -270,6 +280,13 @@ impl Settings {
             registration_tenant: c.registration_tenant.unwrap_or_else(|| "default".into()),
             client_metadata_allow_loopback: c.client_metadata_allow_loopback.unwrap_or(false),
             external_issuers: c.external_issuers.unwrap_or_default(),
+            context_cache_bytes: in_range("context_cache_mb", c.context_cache_mb.unwrap_or(64), 0, 64 * 1024)? << 20,
+            credential_cache_entries: in_range(
+                "credential_cache_entries",
+                c.credential_cache_entries.unwrap_or(100_000),
+                0,
+                100_000_000,
+            )?,
         })
     }
 }

@@ -25,7 +25,8 @@ use crate::oauth::keys::Keyring;
 use crate::oauth::server::AuthServer;
 use crate::service::clients::ClientService;
 use crate::service::{AdminService, ContextService};
-use crate::store::{self, Database, DatabaseLocation};
+use crate::store::cached::CachedContexts;
+use crate::store::{self, ContextStore, Database, DatabaseLocation, changes};
 use crate::{sweeper, telemetry};
 
 /// Opens the database for this configuration, preparing the data dir first.
@@ -124,13 +125,21 @@ async fn prepare(
         registration_tenant: settings.registration_tenant.clone(),
         client_metadata: ClientMetadata::new(Fetcher::new(settings.client_metadata_allow_loopback)),
     });
+    let limits = ContextLimits { max_history: settings.max_history };
+    // Caches are checked against the change counters: sync once before serving.
+    db.sync_changes().await.context("reading the change counters")?;
     let state = AppState {
         inner: Arc::new(AppInner {
-            contexts: ContextService::new(db.clone(), ContextLimits { max_history: settings.max_history }),
+            contexts: ContextService::new(context_store(&db, settings.context_cache_bytes), limits),
             admin: AdminService::new(db.clone()),
             clients: ClientService::new(db.clone()),
             oauth,
-            authn: Authenticator::new(db.clone(), tokens, external_issuers(&settings, &*db, &public_url).await?),
+            authn: Authenticator::new(
+                db.clone(),
+                tokens,
+                external_issuers(&settings, &*db, &public_url).await?,
+                settings.credential_cache_entries,
+            ),
             db: db.clone(),
             public_url: public_url.clone(),
             body_limits: BodyLimits { max_bytes: settings.max_body_bytes, max_depth: settings.max_json_depth },
@@ -140,6 +149,8 @@ async fn prepare(
     };
     let app = http::router(state, settings.request_timeout);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let follower = tokio::spawn(changes::follow(db.clone(), store::SYNC_INTERVAL, stop_rx.clone()));
+    let upkeep = tokio::spawn(telemetry::upkeep(telemetry::metrics_handle(), stop_rx.clone()));
     let sweeper = tokio::spawn(sweeper::run(db.clone(), settings.sweep_interval, settings.expiry_grace, stop_rx));
     let fut = async move {
         // Streamed (SSE) responses are written in small chunks; without TCP_NODELAY each
@@ -152,11 +163,18 @@ async fn prepare(
             .await;
         let _ = stop_tx.send(true);
         let _ = sweeper.await;
+        let _ = follower.await;
+        let _ = upkeep.await;
         db.close().await;
         tracing::info!("shut down cleanly");
         result.context("server error")
     };
     Ok((addr, public_url, fut))
+}
+
+/// The context store the services use: cached unless the cache is turned off.
+fn context_store(db: &Arc<dyn Database>, cache_bytes: u64) -> Arc<dyn ContextStore> {
+    if cache_bytes == 0 { db.clone() } else { Arc::new(CachedContexts::new(db.clone(), cache_bytes)) }
 }
 
 /// Builds the configured external issuers; a tenant that does not exist stops start-up.

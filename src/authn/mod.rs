@@ -5,6 +5,7 @@
 //! new variants and new modules, not changes to the handlers.
 
 pub mod api_key;
+pub mod cache;
 pub mod external;
 pub mod password;
 pub mod secret;
@@ -13,7 +14,9 @@ use std::sync::Arc;
 
 use crate::domain::{ApiKeyId, Principal, PrincipalId, ScopeSet, StoreError, Timestamp};
 use crate::oauth::access_token::AccessTokens;
-use crate::store::Database;
+use crate::store::{Bucket, Database};
+
+use cache::{CredentialCache, Validity};
 
 use external::ExternalIssuer;
 pub use secret::Secret;
@@ -65,18 +68,44 @@ pub struct Authenticator {
     store: Arc<dyn Database>,
     tokens: Arc<AccessTokens>,
     external: Arc<Vec<ExternalIssuer>>,
+    cache: Arc<CredentialCache>,
 }
 
 impl Authenticator {
-    pub fn new(store: Arc<dyn Database>, tokens: Arc<AccessTokens>, external: Vec<ExternalIssuer>) -> Self {
-        Self { store, tokens, external: Arc::new(external) }
+    /// `cache_capacity` bounds the verified-credential cache (0: no cache).
+    pub fn new(
+        store: Arc<dyn Database>,
+        tokens: Arc<AccessTokens>,
+        external: Vec<ExternalIssuer>,
+        cache_capacity: u64,
+    ) -> Self {
+        Self { store, tokens, external: Arc::new(external), cache: Arc::new(CredentialCache::new(cache_capacity)) }
     }
 
     /// Authenticates a request to `resource` (the resource indicator a token must name
     /// as its audience; API keys are not audience-bound).
     pub async fn authenticate(&self, credential: &Credential, resource: &str) -> Result<Caller, AuthError> {
+        let Credential::Bearer(token) = credential;
+        let key = cache::key(token.expose());
+        let changes = self.store.changes();
+        if let Some(caller) = self.cache.get(&key, resource, changes) {
+            return Ok(caller);
+        }
+        // Stamped before the database is read: a revocation in between makes it stale.
+        let stamp = changes.stamp(Bucket::Auth);
+        let (caller, validity) = self.verify(credential, resource).await?;
+        if let (Some(stamp), Some(validity)) = (stamp, validity) {
+            self.cache.insert(key, caller.clone(), validity, stamp);
+        }
+        Ok(caller)
+    }
+
+    /// The full check, and how long its result may be remembered (`None`: not at all).
+    async fn verify(&self, credential: &Credential, resource: &str) -> Result<(Caller, Option<Validity>), AuthError> {
         match credential {
-            Credential::Bearer(token) if api_key::looks_like_api_key(token.expose()) => self.api_key(token).await,
+            Credential::Bearer(token) if api_key::looks_like_api_key(token.expose()) => {
+                authenticate_api_key_until(&*self.store, token).await.map(|(c, v)| (c, Some(v)))
+            }
             Credential::Bearer(token) => {
                 // Route by the (not yet verified) issuer; each path verifies fully.
                 #[derive(serde::Deserialize)]
@@ -92,15 +121,16 @@ impl Authenticator {
                             .iter()
                             .find(|e| e.issuer() == iss)
                             .ok_or(AuthError::InvalidToken("the token was issued by an unknown issuer"))?;
-                        issuer.authenticate(token.expose()).await
+                        // Not cached: an external issuer's revocations do not reach our counters.
+                        issuer.authenticate(token.expose()).await.map(|c| (c, None))
                     }
-                    _ => self.access_token(token, resource).await,
+                    _ => self.access_token(token, resource).await.map(|(c, v)| (c, Some(v))),
                 }
             }
         }
     }
 
-    async fn access_token(&self, token: &Secret, resource: &str) -> Result<Caller, AuthError> {
+    async fn access_token(&self, token: &Secret, resource: &str) -> Result<(Caller, Validity), AuthError> {
         let claims = self.tokens.verify(token.expose(), Some(resource)).map_err(AuthError::InvalidToken)?;
         let jti: uuid::Uuid = claims.jti.parse().map_err(|_| AuthError::InvalidToken("the token is invalid"))?;
         let principal_id: PrincipalId =
@@ -116,20 +146,24 @@ impl Authenticator {
         if jti_revoked || principal.revoked_token_issued_at(claims.iat) {
             return Err(AuthError::InvalidToken("the token has been revoked"));
         }
-        Ok(Caller {
+        let caller = Caller {
             principal,
             scopes: ScopeSet::parse_known(&claims.scope),
             credential: CredentialRef::AccessToken(jti),
-        })
-    }
-
-    async fn api_key(&self, token: &Secret) -> Result<Caller, AuthError> {
-        authenticate_api_key(&*self.store, token).await
+        };
+        Ok((caller, Validity::AccessToken { not_before: claims.nbf, expires: claims.exp, audience: claims.aud }))
     }
 }
 
 /// Checks an API key (also used by `mcp-stdio`, which has no HTTP request).
 pub async fn authenticate_api_key(store: &dyn crate::store::AuthStore, token: &Secret) -> Result<Caller, AuthError> {
+    authenticate_api_key_until(store, token).await.map(|(caller, _)| caller)
+}
+
+async fn authenticate_api_key_until(
+    store: &dyn crate::store::AuthStore,
+    token: &Secret,
+) -> Result<(Caller, Validity), AuthError> {
     const REFUSED: &str = "unknown, revoked or expired API key";
     let hash = api_key::hash(token.expose());
     let Some((key, stored_hash, principal)) = store.api_key_with_principal(&hash).await? else {
@@ -143,9 +177,11 @@ pub async fn authenticate_api_key(store: &dyn crate::store::AuthStore, token: &S
     if principal.disabled || principal.tenant != key.tenant {
         return Err(AuthError::InvalidToken(REFUSED));
     }
-    Ok(Caller {
+    let validity = Validity::ApiKey { expires_at: key.expires_at };
+    let caller = Caller {
         principal,
         scopes: key.scopes.unwrap_or_else(ScopeSet::all),
         credential: CredentialRef::ApiKey(key.id),
-    })
+    };
+    Ok((caller, validity))
 }

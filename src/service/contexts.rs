@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -245,7 +246,7 @@ impl ContextService {
 
     /// The latest version as stored JSON, after the same visibility, authorization and
     /// expiry checks as every read — without parsing it.
-    async fn readable_json(&self, caller: &Caller, id: ContextId, action: Action) -> Result<(Version, String), Error> {
+    async fn readable_json(&self, caller: &Caller, id: ContextId, action: Action) -> Result<(Version, Bytes), Error> {
         let tenant = caller.principal.tenant;
         match self.store.get_raw(tenant, id).await? {
             None => Err(Error::ContextNotFound(id)),
@@ -261,7 +262,7 @@ impl ContextService {
     }
 
     /// `GET /context/{id}`: the stored bytes of the latest version and its version.
-    pub async fn get_json(&self, caller: &Caller, id: ContextId) -> Result<(Version, String), Error> {
+    pub async fn get_json(&self, caller: &Caller, id: ContextId) -> Result<(Version, Bytes), Error> {
         self.readable_json(caller, id, Action::Read).await
     }
 

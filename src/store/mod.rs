@@ -6,6 +6,8 @@
 //! intact; every query is scoped by tenant, so isolation does not depend on callers
 //! remembering a `WHERE` clause.
 
+pub mod cached;
+pub mod changes;
 mod postgres;
 mod sql;
 mod sql_oauth;
@@ -21,6 +23,7 @@ use crate::domain::{
     Tenant, TenantId, Timestamp, Version,
 };
 
+pub use changes::{Bucket, ChangeClock, Stamp};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -41,13 +44,13 @@ pub enum ContextRecord {
 /// may be served without parsing it: owner, version and expiry.
 #[derive(Clone, Debug)]
 pub enum RawContextRecord {
-    Live { owner: PrincipalId, version: Version, expires_at: Option<Timestamp>, json: String },
+    Live { owner: PrincipalId, version: Version, expires_at: Option<Timestamp>, json: bytes::Bytes },
     Tombstone { owner: PrincipalId },
 }
 
 /// Parses a stored context body.
-pub fn decode_context(json: &str) -> Result<StoredContext, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("context body: {e}")))
+pub fn decode_context(json: &[u8]) -> Result<StoredContext, StoreError> {
+    serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(format!("context body: {e}")))
 }
 
 /// One entry of a version listing.
@@ -166,6 +169,10 @@ pub trait McpStore: Send + Sync {
 /// A whole database: both stores plus health and shutdown.
 #[async_trait]
 pub trait Database: ContextStore + AuthStore + OAuthStore + McpStore {
+    /// This process's mirror of the change counters (what caches check entries against).
+    fn changes(&self) -> &ChangeClock;
+    /// Reads every change counter into [`Database::changes`].
+    async fn sync_changes(&self) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     /// Waits for in-flight statements and closes every connection (SQLite checkpoints
     /// its WAL on the last close).
@@ -179,6 +186,12 @@ pub enum DatabaseLocation {
     Sqlite(std::path::PathBuf),
     Postgres { url: String, max_connections: u32 },
 }
+
+/// How long a process may go without a complete change sync before its caches stop
+/// answering. Changes committed elsewhere reach every replica's caches within this.
+pub const MAX_STALENESS: std::time::Duration = std::time::Duration::from_millis(500);
+/// How often a serving process syncs the change counters.
+pub const SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Opens (creating and migrating as needed) the database.
 pub async fn open(location: &DatabaseLocation) -> anyhow::Result<Arc<dyn Database>> {

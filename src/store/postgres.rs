@@ -7,6 +7,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 pub struct PostgresStore {
     pool: PgPool,
+    changes: super::ChangeClock,
 }
 
 impl PostgresStore {
@@ -23,12 +24,20 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("PostgreSQL migration failed: {e}"))?;
-        Ok(Self { pool })
+        Ok(Self { pool, changes: super::ChangeClock::new(super::MAX_STALENESS) })
     }
-}
 
-async fn begin_write(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
-    pool.begin().await
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    fn writes(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn close_pools(&self) {
+        self.pool.close().await;
+    }
 }
 
 super::sql::impl_sql_stores!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE", backend = "postgres");

@@ -2,8 +2,9 @@
 //! placeholders, `RETURNING`, partial indexes and row values, so the statements are
 //! written once; the macro instantiates them for each driver's concrete types.
 //!
-//! Each backend module supplies `begin_write(&Pool)` (SQLite takes the write lock up
-//! front with `BEGIN IMMEDIATE`; PostgreSQL uses row locks) and the `FOR UPDATE` suffix.
+//! Each backend module supplies `begin_write()` and `writes()` (SQLite sends every write
+//! through its one writer connection and takes the write lock up front with
+//! `BEGIN IMMEDIATE`; PostgreSQL uses its pool and row locks) and the `FOR UPDATE` suffix.
 
 macro_rules! impl_sql_stores {
     ($store:ident, $db:ty, lock_suffix = $lock:literal, backend = $backend:literal) => {
@@ -14,7 +15,9 @@ macro_rules! impl_sql_stores {
             ApiKey, ApiKeyId, ContextId, Error, Principal, PrincipalId, PrincipalKind, RoleSet, ScopeSet, StoreError,
             StoredContext, Tenant, TenantId, Timestamp, Version,
         };
-        use crate::store::{AuthStore, ContextStore, Database, Mutation, RawContextRecord, VersionInfo, map_sqlx};
+        use crate::store::{
+            AuthStore, Bucket, ChangeClock, ContextStore, Database, Mutation, RawContextRecord, VersionInfo, map_sqlx,
+        };
 
         type DbRow = <$db as sqlx::Database>::Row;
 
@@ -106,13 +109,13 @@ macro_rules! impl_sql_stores {
                 let body: Option<String> = row.try_get("body").map_err(map_sqlx)?;
                 Ok(Some(match (deleted, body) {
                     (None, Some(json)) => RawContextRecord::Live {
+                        json: bytes::Bytes::from(json),
                         owner,
                         version: Version(row.try_get("version").map_err(map_sqlx)?),
                         expires_at: row
                             .try_get::<Option<i64>, _>("expires_at_ms")
                             .map_err(map_sqlx)?
                             .map(Timestamp::from_millis),
-                        json,
                     },
                     (None, None) => return Err(corrupt("context", "live context without its latest version")),
                     (Some(_), _) => RawContextRecord::Tombstone { owner },
@@ -134,7 +137,7 @@ macro_rules! impl_sql_stores {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(map_sqlx)?;
-                body.as_deref().map(crate::store::decode_context).transpose()
+                body.as_deref().map(|b| crate::store::decode_context(b.as_bytes())).transpose()
             }
 
             async fn versions(&self, tenant: TenantId, id: ContextId) -> Result<Vec<VersionInfo>, StoreError> {
@@ -164,7 +167,7 @@ macro_rules! impl_sql_stores {
                 ctx: &StoredContext,
             ) -> Result<(), StoreError> {
                 let body = encode_body(ctx)?;
-                let mut tx = begin_write(&self.pool).await.map_err(map_sqlx)?;
+                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 sqlx::query(
                     "INSERT INTO contexts (tenant_id, context_id, owner_id, version, expires_at_ms, \
                      created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $6)",
@@ -188,7 +191,7 @@ macro_rules! impl_sql_stores {
                 id: ContextId,
                 mutate: Mutation<'_>,
             ) -> Result<StoredContext, Error> {
-                let mut tx = begin_write(&self.pool).await.map_err(map_sqlx)?;
+                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 let head = sqlx::query(concat!(
                     "SELECT owner_id, version, deleted_at_ms FROM contexts \
                      WHERE tenant_id = $1 AND context_id = $2 ",
@@ -215,7 +218,7 @@ macro_rules! impl_sql_stores {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
-                let current = crate::store::decode_context(&body)?;
+                let current = crate::store::decode_context(body.as_bytes())?;
                 let next = mutate(owner, &current)?;
                 if next.version != version.next() || next.context_id != id {
                     return Err(corrupt("update", "mutation produced a non-successor version").into());
@@ -234,7 +237,10 @@ macro_rules! impl_sql_stores {
                 .execute(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
+                let bucket = Bucket::of_context(id);
+                let n = counter_in(&mut tx, bucket).await?;
                 tx.commit().await.map_err(map_sqlx)?;
+                self.changes.observe(bucket, n);
                 Ok(next)
             }
 
@@ -263,7 +269,7 @@ macro_rules! impl_sql_stores {
                     .map(|r| {
                         let seq: i64 = r.try_get("seq").map_err(map_sqlx)?;
                         let body: String = r.try_get("body").map_err(map_sqlx)?;
-                        Ok((seq, crate::store::decode_context(&body)?))
+                        Ok((seq, crate::store::decode_context(body.as_bytes())?))
                     })
                     .collect()
             }
@@ -275,7 +281,7 @@ macro_rules! impl_sql_stores {
                 expected: Option<Version>,
                 now: Timestamp,
             ) -> Result<bool, StoreError> {
-                let mut tx = begin_write(&self.pool).await.map_err(map_sqlx)?;
+                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 let done = sqlx::query(
                     "UPDATE contexts SET deleted_at_ms = $3, updated_at_ms = $3 \
                      WHERE tenant_id = $1 AND context_id = $2 AND deleted_at_ms IS NULL \
@@ -298,12 +304,15 @@ macro_rules! impl_sql_stores {
                     .execute(&mut *tx)
                     .await
                     .map_err(map_sqlx)?;
+                let bucket = Bucket::of_context(id);
+                let n = counter_in(&mut tx, bucket).await?;
                 tx.commit().await.map_err(map_sqlx)?;
+                self.changes.observe(bucket, n);
                 Ok(true)
             }
 
             async fn sweep_expired(&self, cutoff: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
-                let mut tx = begin_write(&self.pool).await.map_err(map_sqlx)?;
+                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 sqlx::query(
                     "DELETE FROM context_versions WHERE (tenant_id, context_id) IN \
                      (SELECT tenant_id, context_id FROM contexts \
@@ -323,7 +332,39 @@ macro_rules! impl_sql_stores {
                 .map_err(map_sqlx)?
                 .rows_affected();
                 tx.commit().await.map_err(map_sqlx)?;
+                if swept > 0 {
+                    self.sync_changes().await?;
+                }
                 Ok(swept)
+            }
+        }
+
+        /// A counter as this transaction sees it, its own triggers included.
+        async fn counter_in(tx: &mut sqlx::Transaction<'static, $db>, bucket: Bucket) -> Result<u64, StoreError> {
+            let n: i64 = sqlx::query_scalar("SELECT n FROM change_counters WHERE bucket = $1")
+                .bind(bucket.name())
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(map_sqlx)?;
+            Ok(n.max(0) as u64)
+        }
+
+        impl $store {
+            /// Called after a committed change to credentials or principals (a revocation,
+            /// a role change, a disabled principal). This process's caches drop the old
+            /// state at once; then the call waits out `max_staleness`, after which no
+            /// replica's cache can still serve it (see `changes.rs`). So when a
+            /// revocation is acknowledged — by the admin API, `/oauth/revoke` or the CLI —
+            /// it holds everywhere. Revocations are rare; half a second is cheap for that.
+            async fn auth_changed(&self) -> Result<(), StoreError> {
+                let n: i64 = sqlx::query_scalar("SELECT n FROM change_counters WHERE bucket = $1")
+                    .bind(Bucket::Auth.name())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                self.changes.observe(Bucket::Auth, n.max(0) as u64);
+                tokio::time::sleep(self.changes.max_staleness()).await;
+                Ok(())
             }
         }
 
@@ -355,7 +396,7 @@ macro_rules! impl_sql_stores {
                     .bind(tenant.id.to_string())
                     .bind(&tenant.name)
                     .bind(tenant.created_at.millis())
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err(map_sqlx)?;
                 Ok(())
@@ -401,7 +442,7 @@ macro_rules! impl_sql_stores {
                 .bind(p.platform_admin)
                 .bind(password_hash)
                 .bind(p.created_at.millis())
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await
                 .map_err(map_sqlx)?;
                 Ok(())
@@ -473,10 +514,11 @@ macro_rules! impl_sql_stores {
                 .bind(id.to_string())
                 .bind(roles.map(RoleSet::to_storage))
                 .bind(disabled)
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await
                 .map_err(map_sqlx)?
                 .rows_affected();
+                self.auth_changed().await?;
                 Ok(done > 0)
             }
 
@@ -484,7 +526,7 @@ macro_rules! impl_sql_stores {
                 let done = sqlx::query("UPDATE principals SET password_hash = $2 WHERE id = $1")
                     .bind(id.to_string())
                     .bind(hash)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err(map_sqlx)?
                     .rows_affected();
@@ -503,7 +545,7 @@ macro_rules! impl_sql_stores {
                 .bind(key.scopes.map(|s| s.to_string()))
                 .bind(key.expires_at.map(|t| t.millis()))
                 .bind(key.created_at.millis())
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await
                 .map_err(map_sqlx)?;
                 Ok(())
@@ -566,10 +608,11 @@ macro_rules! impl_sql_stores {
                     sqlx::query("UPDATE api_keys SET revoked_at_ms = $2 WHERE id = $1 AND revoked_at_ms IS NULL")
                         .bind(id.to_string())
                         .bind(at.millis())
-                        .execute(&self.pool)
+                        .execute(self.writes())
                         .await
                         .map_err(map_sqlx)?
                         .rows_affected();
+                self.auth_changed().await?;
                 Ok(done > 0)
             }
 
@@ -583,10 +626,11 @@ macro_rules! impl_sql_stores {
                 )
                 .bind(principal.to_string())
                 .bind(at.millis())
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await
                 .map_err(map_sqlx)?
                 .rows_affected();
+                self.auth_changed().await?;
                 Ok(done)
             }
         }
@@ -599,11 +643,30 @@ macro_rules! impl_sql_stores {
             }
 
             async fn close(&self) {
-                self.pool.close().await;
+                self.close_pools().await;
             }
 
             fn backend(&self) -> &'static str {
                 $backend
+            }
+
+            fn changes(&self) -> &ChangeClock {
+                &self.changes
+            }
+
+            async fn sync_changes(&self) -> Result<(), StoreError> {
+                let started = std::time::Instant::now();
+                let rows: Vec<(String, i64)> = sqlx::query_as("SELECT bucket, n FROM change_counters")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                for (name, n) in rows {
+                    if let Some(bucket) = Bucket::parse(&name) {
+                        self.changes.observe(bucket, n.max(0) as u64);
+                    }
+                }
+                self.changes.synced(started);
+                Ok(())
             }
         }
     };

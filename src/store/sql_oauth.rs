@@ -84,7 +84,7 @@ macro_rules! impl_oauth_store {
                 .bind(session_id)
                 .bind(state)
                 .bind(now.millis())
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await
                 .map_err(map_sqlx)?;
                 Ok(())
@@ -93,12 +93,12 @@ macro_rules! impl_oauth_store {
             async fn delete_mcp_session(&self, session_id: &str) -> Result<(), StoreError> {
                 sqlx::query("DELETE FROM mcp_sessions WHERE session_id = $1")
                     .bind(session_id)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err(map_sqlx)?;
                 sqlx::query("DELETE FROM mcp_session_owners WHERE session_id = $1")
                     .bind(session_id)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err(map_sqlx)?;
                 Ok(())
@@ -117,7 +117,7 @@ macro_rules! impl_oauth_store {
                 .bind(session_id)
                 .bind(owner.to_string())
                 .bind(now.millis())
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await
                 .map_err(map_sqlx)?;
                 Ok(())
@@ -164,7 +164,7 @@ macro_rules! impl_oauth_store {
                 now: Timestamp,
                 publish_until: Timestamp,
             ) -> Result<(), StoreError> {
-                let mut tx = begin_write(&self.pool).await.map_err(map_sqlx)?;
+                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 sqlx::query(
                     "UPDATE signing_keys SET superseded_at_ms = $1, publish_until_ms = $2 WHERE superseded_at_ms IS NULL",
                 )
@@ -208,7 +208,7 @@ macro_rules! impl_oauth_store {
                 .bind(&c.registered_by)
                 .bind(c.disabled)
                 .bind(c.created_at.millis())
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await
                 .map_err(map_sqlx)?;
                 Ok(())
@@ -239,7 +239,7 @@ macro_rules! impl_oauth_store {
             async fn disable_client(&self, client_id: &str) -> Result<bool, StoreError> {
                 let n = sqlx::query("UPDATE oauth_clients SET disabled = TRUE WHERE client_id = $1 AND NOT disabled")
                     .bind(client_id)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err(map_sqlx)?
                     .rows_affected();
@@ -250,10 +250,10 @@ macro_rules! impl_oauth_store {
                 sqlx::query("INSERT INTO revoked_tokens (jti, expires_ms) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
                     .bind(jti)
                     .bind(expires_at.millis())
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err(map_sqlx)?;
-                Ok(())
+                self.auth_changed().await
             }
 
             async fn is_jti_revoked(&self, jti: &str) -> Result<bool, StoreError> {
@@ -269,14 +269,14 @@ macro_rules! impl_oauth_store {
                 sqlx::query("UPDATE principals SET tokens_revoked_at_ms = $2 WHERE id = $1")
                     .bind(principal.to_string())
                     .bind(at.millis())
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err(map_sqlx)?;
-                Ok(())
+                self.auth_changed().await
             }
 
             async fn purge_expired_grants(&self, now: Timestamp) -> Result<u64, StoreError> {
-                let mut tx = begin_write(&self.pool).await.map_err(map_sqlx)?;
+                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 let mut n = 0;
                 for stmt in [
                     "DELETE FROM revoked_tokens WHERE expires_ms < $1",
@@ -309,7 +309,7 @@ macro_rules! impl_oauth_store {
                 .bind(client_id)
                 .bind(principal.to_string())
                 .bind(now.millis())
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await
                 .map_err(map_sqlx)?;
                 Ok(())
@@ -329,14 +329,14 @@ macro_rules! impl_oauth_store {
                 .bind(&g.resource)
                 .bind(g.expires_at.millis())
                 .bind(now.millis())
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await
                 .map_err(map_sqlx)?;
                 Ok(())
             }
 
             async fn use_refresh_token(&self, hash: &str, now: Timestamp) -> Result<OneTime<RefreshGrant>, StoreError> {
-                let mut tx = begin_write(&self.pool).await.map_err(map_sqlx)?;
+                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 let row = sqlx::query(concat!(
                     "SELECT t.family_id, t.client_id, t.principal_id, t.tenant_id, t.scope, t.resource, t.expires_ms, \
                             t.used_at_ms, f.revoked_at_ms \
@@ -390,7 +390,7 @@ macro_rules! impl_oauth_store {
                 sqlx::query("UPDATE refresh_families SET revoked_at_ms = $2 WHERE family_id = $1 AND revoked_at_ms IS NULL")
                     .bind(family_id)
                     .bind(now.millis())
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err(map_sqlx)?;
                 Ok(())
@@ -400,7 +400,7 @@ macro_rules! impl_oauth_store {
                 sqlx::query("UPDATE refresh_families SET revoked_at_ms = $2 WHERE client_id = $1 AND revoked_at_ms IS NULL")
                     .bind(client_id)
                     .bind(now.millis())
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err(map_sqlx)?;
                 Ok(())
@@ -412,7 +412,7 @@ macro_rules! impl_oauth_store {
                 )
                 .bind(principal.to_string())
                 .bind(now.millis())
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await
                 .map_err(map_sqlx)?;
                 Ok(())
@@ -434,14 +434,14 @@ macro_rules! impl_oauth_store {
                 .bind(&g.resource)
                 .bind(g.expires_at.millis())
                 .bind(now.millis())
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await
                 .map_err(map_sqlx)?;
                 Ok(())
             }
 
             async fn use_code(&self, hash: &str, now: Timestamp) -> Result<OneTime<CodeGrant>, StoreError> {
-                let mut tx = begin_write(&self.pool).await.map_err(map_sqlx)?;
+                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 let row = sqlx::query(concat!(
                     "SELECT client_id, principal_id, tenant_id, redirect_uri, code_challenge, scope, resource, \
                             expires_ms, used_at_ms, issued_jti, issued_family \
@@ -476,7 +476,7 @@ macro_rules! impl_oauth_store {
                     .bind(hash)
                     .bind(jti)
                     .bind(family)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err(map_sqlx)?;
                 Ok(())
@@ -492,7 +492,7 @@ macro_rules! impl_oauth_store {
                 .bind(&s.csrf_token)
                 .bind(s.expires_at.millis())
                 .bind(now.millis())
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await
                 .map_err(map_sqlx)?;
                 Ok(())
@@ -517,7 +517,7 @@ macro_rules! impl_oauth_store {
             async fn delete_session(&self, hash: &str) -> Result<(), StoreError> {
                 sqlx::query("DELETE FROM browser_sessions WHERE session_hash = $1")
                     .bind(hash)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err(map_sqlx)?;
                 Ok(())

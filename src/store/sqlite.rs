@@ -7,7 +7,13 @@ use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub struct SqliteStore {
+    /// Readers (WAL lets them run beside the writer).
     pool: SqlitePool,
+    /// The one connection that writes. SQLite has a single writer anyway; queueing for
+    /// it here is fair and prompt, whereas contending through SQLite's busy handler
+    /// sleeps in steps of up to 100 ms and gave writes p99 latencies of ~0.5 s.
+    writer: SqlitePool,
+    changes: super::ChangeClock,
 }
 
 impl SqliteStore {
@@ -21,17 +27,41 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot open SQLite database {}: {e}", path.display()))?;
+        let open = |n: u32| {
+            let options = options.clone();
+            async move {
+                SqlitePoolOptions::new()
+                    .max_connections(n)
+                    .connect_with(options)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot open SQLite database {}: {e}", path.display()))
+            }
+        };
+        let writer = open(1).await?;
         restrict_permissions(path)?;
         sqlx::migrate!("migrations/sqlite")
-            .run(&pool)
+            .run(&writer)
             .await
             .map_err(|e| anyhow::anyhow!("SQLite migration failed: {e}"))?;
-        Ok(Self { pool })
+        let pool = open(8).await?;
+        Ok(Self { pool, writer, changes: super::ChangeClock::new(super::MAX_STALENESS) })
+    }
+
+    /// Takes SQLite's write lock at `BEGIN`: a deferred transaction that reads first
+    /// and writes later can fail with `SQLITE_BUSY` under WAL instead of waiting.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// Where single-statement writes go.
+    fn writes(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// Closes both pools; the last close checkpoints the WAL.
+    async fn close_pools(&self) {
+        self.pool.close().await;
+        self.writer.close().await;
     }
 }
 
@@ -44,12 +74,6 @@ fn restrict_permissions(path: &Path) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot restrict permissions of {}: {e}", path.display()))?;
     }
     Ok(())
-}
-
-/// Takes SQLite's write lock at `BEGIN`: a deferred transaction that reads first and
-/// writes later can fail with `SQLITE_BUSY` under WAL instead of waiting.
-async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
-    pool.begin_with("BEGIN IMMEDIATE").await
 }
 
 super::sql::impl_sql_stores!(SqliteStore, Sqlite, lock_suffix = "", backend = "sqlite");

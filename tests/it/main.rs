@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod auth;
+mod cache;
 mod concurrency;
 mod contexts;
 mod external;

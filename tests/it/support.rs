@@ -178,6 +178,15 @@ impl TestServer {
         self.running = Some(running);
     }
 
+    /// Another replica on the same database (its own port, caches and change sync).
+    pub async fn replica(&self) -> Replica {
+        // Replicas are one service: same public URL (issuer and token audience).
+        let mut settings = self.settings.clone();
+        settings.public_url = Some(self.url.clone());
+        let running = server::start(settings).await.expect("replica starts");
+        Replica { url: format!("http://{}", running.addr), running }
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await.unwrap();
@@ -265,6 +274,18 @@ impl TestServer {
     /// The stored context as the admin sees it (for "storage unchanged" checks).
     pub async fn stored(&self, id: &str) -> Reply {
         self.admin(Method::GET, &format!("/context/{id}"), None).await
+    }
+}
+
+/// A second server sharing a [`TestServer`]'s database.
+pub struct Replica {
+    pub url: String,
+    running: RunningServer,
+}
+
+impl Replica {
+    pub async fn stop(self) {
+        self.running.stop().await.unwrap();
     }
 }
 

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Adds N contexts to a ctxguard SQLite database, cloned from an existing one (TEMPLATE
+# id): same tenant, owner and body shape, each with a fresh UUIDv4 id. Bulk SQL is the
+# only practical way to reach a million contexts in seconds; the rows are exactly what
+# the server writes for a create (head row + version 1), so every read path sees them
+# as ordinary contexts. Usage: bench/seed.sh DB TEMPLATE_ID N
+set -euo pipefail
+db="$1"; template="$2"; n="$3"
+sqlite3 "$db" <<SQL
+.timeout 60000
+BEGIN IMMEDIATE;
+CREATE TEMP TABLE seed (id TEXT NOT NULL);
+WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < $n)
+INSERT INTO seed (id)
+SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-'
+       || substr('89ab', 1 + abs(random()) % 4, 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))
+FROM k;
+INSERT INTO contexts (tenant_id, context_id, owner_id, version, expires_at_ms, created_at_ms, updated_at_ms)
+SELECT c.tenant_id, s.id, c.owner_id, 1, NULL, c.created_at_ms, c.updated_at_ms
+FROM seed s, contexts c WHERE c.context_id = '$template';
+INSERT INTO context_versions (tenant_id, context_id, version, body, created_at_ms)
+SELECT v.tenant_id, s.id, 1, replace(v.body, '$template', s.id), v.created_at_ms
+FROM seed s, context_versions v WHERE v.context_id = '$template' AND v.version = 1;
+COMMIT;
+SQL

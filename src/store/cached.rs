@@ -1,0 +1,127 @@
+//! The latest version of hot contexts, kept in memory in front of the database.
+//!
+//! A read of a context is the hot path of every agent; without this every `GET` costs
+//! a database round trip. Entries are the stored bytes plus what a read must check
+//! (owner for authorization, version, expiry — expiry is still checked on every read
+//! by the service). Staleness is ruled out by the change counters (see `changes.rs`):
+//! an entry is served only while its bucket's counter is the one it was filled under
+//! and this process's mirror is fresh. Writes made here drop the entry at once.
+//! Tombstones and misses are not cached: they are cheap to look up and rare.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use moka::sync::Cache;
+
+use super::{Bucket, ContextStore, Database, Mutation, RawContextRecord, Stamp, VersionInfo};
+use crate::domain::{ContextId, Error, PrincipalId, StoreError, StoredContext, TenantId, Timestamp, Version};
+
+#[derive(Debug)]
+struct Head {
+    owner: PrincipalId,
+    version: Version,
+    expires_at: Option<Timestamp>,
+    json: Bytes,
+    stamp: Stamp,
+}
+
+/// Per-entry bookkeeping counted against the byte budget besides the body.
+const ENTRY_OVERHEAD: u32 = 160;
+
+/// A [`ContextStore`] that answers `get_raw` from memory when it safely can.
+pub struct CachedContexts {
+    db: Arc<dyn Database>,
+    heads: Cache<(TenantId, ContextId), Arc<Head>>,
+}
+
+impl CachedContexts {
+    /// A cache of at most `max_bytes` of context bodies.
+    pub fn new(db: Arc<dyn Database>, max_bytes: u64) -> Self {
+        let heads = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_, h: &Arc<Head>| u32::try_from(h.json.len()).unwrap_or(u32::MAX).saturating_add(ENTRY_OVERHEAD))
+            .build();
+        Self { db, heads }
+    }
+}
+
+#[async_trait]
+impl ContextStore for CachedContexts {
+    async fn get_raw(&self, tenant: TenantId, id: ContextId) -> Result<Option<RawContextRecord>, StoreError> {
+        let key = (tenant, id);
+        let changes = self.db.changes();
+        if let Some(h) = self.heads.get(&key) {
+            if changes.is_current(h.stamp) {
+                return Ok(Some(RawContextRecord::Live {
+                    owner: h.owner,
+                    version: h.version,
+                    expires_at: h.expires_at,
+                    json: h.json.clone(),
+                }));
+            }
+            self.heads.invalidate(&key);
+        }
+        // Stamped before the read: a change that lands in between makes the entry stale.
+        let stamp = changes.stamp(Bucket::of_context(id));
+        let found = self.db.get_raw(tenant, id).await?;
+        if let (Some(stamp), Some(RawContextRecord::Live { owner, version, expires_at, json })) = (stamp, &found) {
+            let head = Head { owner: *owner, version: *version, expires_at: *expires_at, json: json.clone(), stamp };
+            self.heads.insert(key, Arc::new(head));
+        }
+        Ok(found)
+    }
+
+    async fn get_version(
+        &self,
+        tenant: TenantId,
+        id: ContextId,
+        version: Version,
+    ) -> Result<Option<StoredContext>, StoreError> {
+        self.db.get_version(tenant, id, version).await
+    }
+
+    async fn versions(&self, tenant: TenantId, id: ContextId) -> Result<Vec<VersionInfo>, StoreError> {
+        self.db.versions(tenant, id).await
+    }
+
+    async fn create(&self, tenant: TenantId, owner: PrincipalId, context: &StoredContext) -> Result<(), StoreError> {
+        self.db.create(tenant, owner, context).await
+    }
+
+    async fn update(&self, tenant: TenantId, id: ContextId, mutate: Mutation<'_>) -> Result<StoredContext, Error> {
+        let result = self.db.update(tenant, id, mutate).await;
+        self.heads.invalidate(&(tenant, id));
+        result
+    }
+
+    async fn list(
+        &self,
+        tenant: TenantId,
+        now: Timestamp,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, StoredContext)>, StoreError> {
+        self.db.list(tenant, now, before_seq, limit).await
+    }
+
+    async fn delete(
+        &self,
+        tenant: TenantId,
+        id: ContextId,
+        expected: Option<Version>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let result = self.db.delete(tenant, id, expected, now).await;
+        self.heads.invalidate(&(tenant, id));
+        result
+    }
+
+    async fn sweep_expired(&self, cutoff: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+        let swept = self.db.sweep_expired(cutoff, now).await?;
+        if swept > 0 {
+            self.heads.invalidate_all();
+        }
+        Ok(swept)
+    }
+}

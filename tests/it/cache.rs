@@ -1,0 +1,168 @@
+//! Caches never outlive a change: what one replica (or the CLI) revokes or writes is
+//! refused or seen by every other replica within `store::MAX_STALENESS`, and at once
+//! on the replica that made the change. Each test warms the other replica's caches
+//! first, so a stale entry would be there to be served.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::backend_tests;
+use crate::support::{Replica, TestServer, sample_context};
+
+/// The contract of DESIGN.md section 9 (1 s); the implementation's bound is
+/// `ctxguard::store::MAX_STALENESS`.
+const WITHIN: Duration = Duration::from_secs(1);
+
+/// Polls `probe` on `url` until it returns true; fails if that takes longer than
+/// [`WITHIN`]. Returns how long it took.
+async fn settles<F, Fut>(what: &str, mut probe: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if probe().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < WITHIN + Duration::from_millis(200), "{what}: still not seen after {WITHIN:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn get_status(srv: &TestServer, base: &str, path: &str, key: &str) -> StatusCode {
+    srv.http.get(format!("{base}{path}")).bearer_auth(key).send().await.unwrap().status()
+}
+
+/// Warms a replica's caches for `path` with `key` (several hits, all answered 200).
+async fn warm(srv: &TestServer, replica: &Replica, path: &str, key: &str) {
+    for _ in 0..3 {
+        assert_eq!(get_status(srv, &replica.url, path, key).await, StatusCode::OK);
+    }
+}
+
+backend_tests! {
+    async fn an_api_key_revoked_on_one_replica_is_refused_by_all(srv) {
+        let replica = srv.replica().await;
+        let principal = srv.create_principal("default", "cached-agent", &["writer"]).await;
+        let (key_id, key) = srv.api_key(&principal, None, None).await;
+        let ctx = srv.create_context(&key, sample_context()).await;
+        let path = format!("/context/{}", ctx["context_id"].as_str().unwrap());
+        warm(&srv, &replica, &path, &key).await;
+        warm(&srv, &replica, &path, &key).await;
+
+        let r = srv.admin(Method::DELETE, &format!("/admin/api-keys/{key_id}"), None).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        // The replica that revoked refuses at once ...
+        assert_eq!(get_status(&srv, &srv.url, &path, &key).await, StatusCode::UNAUTHORIZED);
+        // ... every other one within the bound, and from then on for good.
+        settles("key revocation on the other replica", || async {
+            get_status(&srv, &replica.url, &path, &key).await == StatusCode::UNAUTHORIZED
+        })
+        .await;
+        for _ in 0..5 {
+            assert_eq!(get_status(&srv, &replica.url, &path, &key).await, StatusCode::UNAUTHORIZED);
+        }
+        replica.stop().await;
+    }
+
+    async fn a_revoked_access_token_is_refused_by_every_replica(srv) {
+        let replica = srv.replica().await;
+        let (id, secret) = srv.machine_client("cached-svc", &["reader"], None).await;
+        let token = srv.cc_token(&id, &secret, &[("scope", "context:read")]).await;
+        let token = token.body["access_token"].as_str().unwrap().to_string();
+        let writer = srv.agent("cached-writer", &["maintainer"]).await;
+        let ctx = srv.create_context(&writer, sample_context()).await;
+        let path = format!("/context/{}", ctx["context_id"].as_str().unwrap());
+        warm(&srv, &replica, &path, &token).await;
+
+        let r = srv.form("/oauth/revoke", &[("token", &token)], Some((&id, &secret))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(get_status(&srv, &srv.url, &path, &token).await, StatusCode::UNAUTHORIZED);
+        settles("token revocation on the other replica", || async {
+            get_status(&srv, &replica.url, &path, &token).await == StatusCode::UNAUTHORIZED
+        })
+        .await;
+        replica.stop().await;
+    }
+
+    async fn a_role_taken_away_on_one_replica_is_enforced_by_all(srv) {
+        let replica = srv.replica().await;
+        let principal = srv.create_principal("default", "demoted", &["writer"]).await;
+        let (_, key) = srv.api_key(&principal, None, None).await;
+        let ctx = srv.create_context(&key, sample_context()).await;
+        let id = ctx["context_id"].as_str().unwrap().to_string();
+        let path = format!("/context/{id}");
+        warm(&srv, &replica, &path, &key).await;
+
+        let r = srv.admin(Method::PATCH, &format!("/admin/principals/{principal}"), Some(json!({"roles": []}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        // No role left: the context is not even visible any more.
+        assert_eq!(get_status(&srv, &srv.url, &path, &key).await, StatusCode::NOT_FOUND);
+        settles("role change on the other replica", || async {
+            get_status(&srv, &replica.url, &path, &key).await == StatusCode::NOT_FOUND
+        })
+        .await;
+        replica.stop().await;
+    }
+
+    async fn a_context_changed_or_deleted_on_one_replica_is_seen_by_all(srv) {
+        let replica = srv.replica().await;
+        let key = srv.agent("cached-owner", &["maintainer"]).await;
+        let ctx = srv.create_context(&key, sample_context()).await;
+        let id = ctx["context_id"].as_str().unwrap().to_string();
+        let path = format!("/context/{id}");
+        warm(&srv, &replica, &path, &key).await;
+
+        let msg = json!({"messages": [{"role": "user", "message": "new turn"}]});
+        let r = srv.call(Method::POST, &format!("{path}/messages"), Some(&key), Some(msg)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let version = |base: String| {
+            let srv = &srv;
+            let key = key.clone();
+            let path = path.clone();
+            async move {
+                let r = srv.http.get(format!("{base}{path}")).bearer_auth(&key).send().await.unwrap();
+                r.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string)
+            }
+        };
+        assert_eq!(version(srv.url.clone()).await.as_deref(), Some("\"v2\""), "the writing replica reads its write");
+        settles("append on the other replica", || async {
+            version(replica.url.clone()).await.as_deref() == Some("\"v2\"")
+        })
+        .await;
+
+        let r = srv.call(Method::DELETE, &path, Some(&key), None).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+        assert_ne!(get_status(&srv, &srv.url, &path, &key).await, StatusCode::OK);
+        settles("delete on the other replica", || async {
+            get_status(&srv, &replica.url, &path, &key).await != StatusCode::OK
+        })
+        .await;
+        replica.stop().await;
+    }
+}
+
+/// With both caches turned off every read goes to the database, and still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_can_be_turned_off() {
+    let Some(srv) = TestServer::start_with(crate::support::Backend::Sqlite, |c| {
+        c.context_cache_mb = Some(0);
+        c.credential_cache_entries = Some(0);
+    })
+    .await
+    else {
+        return;
+    };
+    let key = srv.agent("uncached", &["writer"]).await;
+    let ctx = srv.create_context(&key, sample_context()).await;
+    let path = format!("/context/{}", ctx["context_id"].as_str().unwrap());
+    for _ in 0..3 {
+        let r = srv.call(Method::GET, &path, Some(&key), None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body, ctx);
+    }
+    srv.stop().await;
+}
