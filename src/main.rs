@@ -1,5 +1,11 @@
 use clap::Parser;
 
+/// Every request allocates (headers, JSON, futures); with glibc's allocator that was a
+/// fifth of the CPU time of an MCP call under load, mimalloc's thread-local free lists
+/// make it a small fraction (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = ctxguard::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -22,7 +22,7 @@ use crate::net::fetch::Fetcher;
 use crate::oauth::access_token::{AccessTokens, LEEWAY_SECS};
 use crate::oauth::client_metadata::ClientMetadata;
 use crate::oauth::keys::Keyring;
-use crate::oauth::server::AuthServer;
+use crate::oauth::server::{AuthServer, AuthServerCache};
 use crate::service::clients::ClientService;
 use crate::service::{AdminService, ContextService};
 use crate::store::cached::CachedContexts;
@@ -124,6 +124,7 @@ async fn prepare(
         registration_token: settings.registration_token.clone(),
         registration_tenant: settings.registration_tenant.clone(),
         client_metadata: ClientMetadata::new(Fetcher::new(settings.client_metadata_allow_loopback)),
+        cache: AuthServerCache::new(settings.credential_cache_entries),
     });
     let limits = ContextLimits { max_history: settings.max_history };
     // Caches are checked against the change counters: sync once before serving.

@@ -1,8 +1,8 @@
 -- Change counters (PostgreSQL). Every replica keeps cached credentials and context
 -- heads; it polls these counters to learn which cached entries went stale. The
 -- triggers bump them in the same transaction as the change, so no write path can
--- forget to. Bucket 'auth' counts changes to principals, API keys and the token
--- deny-list; 'c00' .. 'cff' count changes to contexts whose id ends in those digits.
+-- forget to. Bucket 'auth' counts changes to principals, API keys, OAuth clients
+-- and the token deny-list; 'c00' .. 'cff' count changes to contexts whose id ends in those digits.
 CREATE TABLE change_counters (
     bucket TEXT PRIMARY KEY,
     n      BIGINT NOT NULL
@@ -30,6 +30,8 @@ END $$;
 CREATE TRIGGER principals_changed AFTER UPDATE OR DELETE ON principals
     FOR EACH ROW EXECUTE FUNCTION ctxguard_auth_changed();
 CREATE TRIGGER api_keys_changed AFTER UPDATE OR DELETE ON api_keys
+    FOR EACH ROW EXECUTE FUNCTION ctxguard_auth_changed();
+CREATE TRIGGER oauth_clients_changed AFTER UPDATE OR DELETE ON oauth_clients
     FOR EACH ROW EXECUTE FUNCTION ctxguard_auth_changed();
 CREATE TRIGGER revoked_tokens_added AFTER INSERT ON revoked_tokens
     FOR EACH ROW EXECUTE FUNCTION ctxguard_auth_changed();

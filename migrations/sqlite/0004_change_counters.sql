@@ -1,7 +1,8 @@
 -- Change counters (SQLite). Every replica keeps cached credentials and context heads;
 -- it polls these counters to learn which cached entries went stale. The triggers
 -- bump them in the same transaction as the change, so no write path can forget to.
--- Bucket 'auth' counts changes to principals, API keys and the token deny-list;
+-- Bucket 'auth' counts changes to principals, API keys, OAuth clients and the token
+-- deny-list;
 -- 'c00' .. 'cff' count changes to contexts whose id ends in those two hex digits.
 CREATE TABLE change_counters (
     bucket TEXT PRIMARY KEY,
@@ -20,6 +21,10 @@ BEGIN UPDATE change_counters SET n = n + 1 WHERE bucket = 'auth'; END;
 CREATE TRIGGER api_keys_changed AFTER UPDATE ON api_keys
 BEGIN UPDATE change_counters SET n = n + 1 WHERE bucket = 'auth'; END;
 CREATE TRIGGER api_keys_deleted AFTER DELETE ON api_keys
+BEGIN UPDATE change_counters SET n = n + 1 WHERE bucket = 'auth'; END;
+CREATE TRIGGER oauth_clients_changed AFTER UPDATE ON oauth_clients
+BEGIN UPDATE change_counters SET n = n + 1 WHERE bucket = 'auth'; END;
+CREATE TRIGGER oauth_clients_deleted AFTER DELETE ON oauth_clients
 BEGIN UPDATE change_counters SET n = n + 1 WHERE bucket = 'auth'; END;
 CREATE TRIGGER revoked_tokens_added AFTER INSERT ON revoked_tokens
 BEGIN UPDATE change_counters SET n = n + 1 WHERE bucket = 'auth'; END;

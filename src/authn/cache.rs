@@ -14,13 +14,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
 use super::Caller;
 use crate::domain::Timestamp;
 use crate::oauth::access_token::LEEWAY_SECS;
-use crate::store::{ChangeClock, Stamp};
+use crate::store::{ChangeClock, Stamp, StampedCache};
 
 /// The longest an entry is kept, whatever else happens.
 pub const TTL: Duration = Duration::from_secs(60);
@@ -51,11 +50,10 @@ impl Validity {
 struct Entry {
     caller: Caller,
     validity: Validity,
-    stamp: Stamp,
 }
 
 pub struct CredentialCache {
-    entries: Option<Cache<[u8; 32], Arc<Entry>>>,
+    entries: StampedCache<[u8; 32], Arc<Entry>>,
 }
 
 /// The cache key of a presented token.
@@ -66,24 +64,16 @@ pub fn key(token: &str) -> [u8; 32] {
 impl CredentialCache {
     /// Holds up to `capacity` credentials; 0 turns caching off.
     pub fn new(capacity: u64) -> Self {
-        let entries = (capacity > 0).then(|| Cache::builder().max_capacity(capacity).time_to_live(TTL).build());
-        Self { entries }
+        Self { entries: StampedCache::new(capacity, TTL) }
     }
 
     pub fn get(&self, key: &[u8; 32], resource: &str, changes: &ChangeClock) -> Option<Caller> {
-        let entries = self.entries.as_ref()?;
-        let entry = entries.get(key)?;
-        if !changes.is_current(entry.stamp) {
-            entries.invalidate(key);
-            return None;
-        }
+        let entry = self.entries.get(key, changes)?;
         entry.validity.holds(resource).then(|| entry.caller.clone())
     }
 
     pub fn insert(&self, key: [u8; 32], caller: Caller, validity: Validity, stamp: Stamp) {
-        if let Some(entries) = &self.entries {
-            entries.insert(key, Arc::new(Entry { caller, validity, stamp }));
-        }
+        self.entries.insert(key, Arc::new(Entry { caller, validity }), stamp);
     }
 }
 

@@ -35,7 +35,9 @@ pub struct ContextTools {
     /// Resource URIs this session subscribed to.
     subscriptions: Arc<Mutex<HashSet<String>>>,
     watching: Arc<AtomicBool>,
-    tool_router: ToolRouter<Self>,
+    /// Built once per process: building it derives every tool's JSON Schemas, which
+    /// cost more than the tool call itself when done per stateless request.
+    tool_router: Arc<ToolRouter<Self>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -172,8 +174,13 @@ impl ContextTools {
             fixed_caller,
             subscriptions: Arc::default(),
             watching: Arc::default(),
-            tool_router: Self::tool_router(),
+            tool_router: Self::shared_router(),
         }
+    }
+
+    fn shared_router() -> Arc<ToolRouter<Self>> {
+        static ROUTER: std::sync::OnceLock<Arc<ToolRouter<ContextTools>>> = std::sync::OnceLock::new();
+        ROUTER.get_or_init(|| Arc::new(Self::tool_router())).clone()
     }
 
     /// Sends `notifications/resources/updated` to this session's peer for every change

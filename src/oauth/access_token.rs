@@ -56,6 +56,7 @@ const VERIFIED_MAX: usize = 10_000;
 
 impl AccessTokens {
     pub fn new(keyring: Arc<Keyring>, issuer: String, ttl: Duration) -> Self {
+        crate::crypto::jwt_provider::install();
         Self { keyring, issuer, ttl, verified: Mutex::new(HashMap::new()) }
     }
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::RegistrationMode;
-use crate::domain::{OAuthClient, Scope, ScopeSet};
-use crate::store::Database;
+use crate::domain::{OAuthClient, Principal, PrincipalId, Scope, ScopeSet};
+use crate::store::{Bucket, Database, StampedCache};
 
 use super::access_token::AccessTokens;
 use super::client_metadata::{ClientMetadata, is_document_url};
@@ -25,6 +25,23 @@ pub struct AuthServer {
     pub registration_token: Option<String>,
     pub registration_tenant: String,
     pub client_metadata: ClientMetadata,
+    pub cache: AuthServerCache,
+}
+
+/// Registered clients (with their secret hashes) and principals, as the token endpoint
+/// reads them on every request; kept honest by the `auth` change counter like the
+/// credential cache (a disabled client or principal is never served from here).
+pub struct AuthServerCache {
+    clients: StampedCache<String, (OAuthClient, Option<String>)>,
+    principals: StampedCache<PrincipalId, Principal>,
+}
+
+impl AuthServerCache {
+    /// Up to `capacity` of each; 0 caches nothing.
+    pub fn new(capacity: u64) -> Self {
+        let ttl = crate::authn::cache::TTL;
+        Self { clients: StampedCache::new(capacity, ttl), principals: StampedCache::new(capacity, ttl) }
+    }
 }
 
 impl AuthServer {
@@ -37,11 +54,37 @@ impl AuthServer {
             };
             return Ok(self.client_metadata.resolve(client_id, tenant.id).await.map(|c| (c, None)));
         }
-        Ok(match self.db.client(client_id).await? {
+        let changes = self.db.changes();
+        let found = match self.cache.clients.get(&client_id.to_string(), changes) {
+            Some(hit) => Some(hit),
+            None => {
+                let stamp = changes.stamp(Bucket::Auth);
+                let found = self.db.client(client_id).await?;
+                if let (Some(stamp), Some(f)) = (stamp, &found) {
+                    self.cache.clients.insert(client_id.to_string(), f.clone(), stamp);
+                }
+                found
+            }
+        };
+        Ok(match found {
             Some((c, _)) if c.disabled => Err("the client is disabled".into()),
             Some(found) => Ok(found),
             None => Err("unknown client".into()),
         })
+    }
+
+    /// A principal by id, from the cache when nothing changed since it was read.
+    pub async fn principal(&self, id: PrincipalId) -> OAuthResult<Option<Principal>> {
+        let changes = self.db.changes();
+        if let Some(p) = self.cache.principals.get(&id, changes) {
+            return Ok(Some(p));
+        }
+        let stamp = changes.stamp(Bucket::Auth);
+        let found = self.db.principal(id).await?;
+        if let (Some(stamp), Some(p)) = (stamp, &found) {
+            self.cache.principals.insert(id, p.clone(), stamp);
+        }
+        Ok(found)
     }
 
     /// The audience for a token request: at most one `resource`, and one we serve.
@@ -63,8 +106,7 @@ impl AuthServer {
 
     /// The principal a grant was issued to, if it still exists and is enabled.
     pub async fn active_principal(&self, id: crate::domain::PrincipalId) -> OAuthResult<crate::domain::Principal> {
-        self.db
-            .principal(id)
+        self.principal(id)
             .await?
             .filter(|p| !p.disabled)
             .ok_or_else(|| OAuthError::invalid_grant("the principal of this grant is disabled or gone"))

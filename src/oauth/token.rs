@@ -68,7 +68,7 @@ async fn client_credentials(server: &AuthServer, c: &AuthenticatedClient, form: 
         .client
         .principal
         .ok_or_else(|| OAuthError::new(OAuthErrorCode::UnauthorizedClient, "the client has no service principal"))?;
-    let principal = server.db.principal(principal_id).await?.filter(|p| !p.disabled).ok_or_else(|| {
+    let principal = server.principal(principal_id).await?.filter(|p| !p.disabled).ok_or_else(|| {
         OAuthError::new(OAuthErrorCode::UnauthorizedClient, "the client's service principal is disabled")
     })?;
     let scopes = granted_scopes(form.get("scope")?, c.client.scopes.without(Scope::OfflineAccess))?;

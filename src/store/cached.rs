@@ -12,18 +12,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use moka::sync::Cache;
 
-use super::{Bucket, ContextStore, Database, Mutation, RawContextRecord, Stamp, VersionInfo};
+use super::{Bucket, ContextStore, Database, Mutation, RawContextRecord, StampedCache, VersionInfo};
 use crate::domain::{ContextId, Error, PrincipalId, StoreError, StoredContext, TenantId, Timestamp, Version};
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Head {
     owner: PrincipalId,
     version: Version,
     expires_at: Option<Timestamp>,
     json: Bytes,
-    stamp: Stamp,
 }
 
 /// Per-entry bookkeeping counted against the byte budget besides the body.
@@ -32,16 +30,15 @@ const ENTRY_OVERHEAD: u32 = 160;
 /// A [`ContextStore`] that answers `get_raw` from memory when it safely can.
 pub struct CachedContexts {
     db: Arc<dyn Database>,
-    heads: Cache<(TenantId, ContextId), Arc<Head>>,
+    heads: StampedCache<(TenantId, ContextId), Head>,
 }
 
 impl CachedContexts {
     /// A cache of at most `max_bytes` of context bodies.
     pub fn new(db: Arc<dyn Database>, max_bytes: u64) -> Self {
-        let heads = Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(|_, h: &Arc<Head>| u32::try_from(h.json.len()).unwrap_or(u32::MAX).saturating_add(ENTRY_OVERHEAD))
-            .build();
+        let heads = StampedCache::weighted(max_bytes, |h: &Head| {
+            u32::try_from(h.json.len()).unwrap_or(u32::MAX).saturating_add(ENTRY_OVERHEAD)
+        });
         Self { db, heads }
     }
 }
@@ -51,23 +48,20 @@ impl ContextStore for CachedContexts {
     async fn get_raw(&self, tenant: TenantId, id: ContextId) -> Result<Option<RawContextRecord>, StoreError> {
         let key = (tenant, id);
         let changes = self.db.changes();
-        if let Some(h) = self.heads.get(&key) {
-            if changes.is_current(h.stamp) {
-                return Ok(Some(RawContextRecord::Live {
-                    owner: h.owner,
-                    version: h.version,
-                    expires_at: h.expires_at,
-                    json: h.json.clone(),
-                }));
-            }
-            self.heads.invalidate(&key);
+        if let Some(h) = self.heads.get(&key, changes) {
+            return Ok(Some(RawContextRecord::Live {
+                owner: h.owner,
+                version: h.version,
+                expires_at: h.expires_at,
+                json: h.json,
+            }));
         }
         // Stamped before the read: a change that lands in between makes the entry stale.
         let stamp = changes.stamp(Bucket::of_context(id));
         let found = self.db.get_raw(tenant, id).await?;
         if let (Some(stamp), Some(RawContextRecord::Live { owner, version, expires_at, json })) = (stamp, &found) {
-            let head = Head { owner: *owner, version: *version, expires_at: *expires_at, json: json.clone(), stamp };
-            self.heads.insert(key, Arc::new(head));
+            let head = Head { owner: *owner, version: *version, expires_at: *expires_at, json: json.clone() };
+            self.heads.insert(key, head, stamp);
         }
         Ok(found)
     }

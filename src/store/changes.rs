@@ -1,7 +1,7 @@
 //! Change counters: how a replica knows whether something it cached is still true.
 //!
 //! The database keeps one counter per bucket (`change_counters`): `auth` for
-//! principals, API keys and the token deny-list, and 256 context buckets keyed by the
+//! principals, API keys, OAuth clients and the token deny-list, and 256 context buckets keyed by the
 //! last byte of the context id. Triggers bump a counter in the same transaction as the
 //! change, so no write path — this process, another replica or the CLI — can forget to.
 //!
@@ -30,7 +30,7 @@ const NEVER: u64 = u64::MAX;
 /// What a counter covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Bucket {
-    /// Principals, API keys and the access-token deny-list.
+    /// Principals, API keys, OAuth clients and the access-token deny-list.
     Auth,
     /// Contexts whose id ends in this byte.
     Context(u8),

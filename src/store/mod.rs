@@ -12,6 +12,7 @@ mod postgres;
 mod sql;
 mod sql_oauth;
 mod sqlite;
+pub mod stamped;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::domain::{
 pub use changes::{Bucket, ChangeClock, Stamp};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use stamped::StampedCache;
 
 /// The state of a context id within a tenant.
 #[derive(Clone, Debug)]

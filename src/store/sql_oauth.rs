@@ -243,6 +243,7 @@ macro_rules! impl_oauth_store {
                     .await
                     .map_err(map_sqlx)?
                     .rows_affected();
+                self.auth_changed().await?;
                 Ok(n > 0)
             }
 

@@ -88,6 +88,49 @@ backend_tests! {
         replica.stop().await;
     }
 
+    async fn a_client_deleted_on_one_replica_gets_no_token_from_another(srv) {
+        let replica = srv.replica().await;
+        let (id, secret) = srv.machine_client("cached-client", &["reader"], None).await;
+        let token_from = |base: String| {
+            let srv = &srv;
+            let (id, secret) = (id.clone(), secret.clone());
+            async move {
+                srv.http
+                    .post(format!("{base}/oauth/token"))
+                    .basic_auth(&id, Some(&secret))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body("grant_type=client_credentials")
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        for _ in 0..3 {
+            assert_eq!(token_from(replica.url.clone()).await, StatusCode::OK);
+        }
+        // A wrong secret is refused even while the client is cached.
+        let r = srv
+            .http
+            .post(format!("{}/oauth/token", replica.url))
+            .basic_auth(&id, Some("not-the-secret"))
+            .header("content-type", "application/x-www-form-urlencoded")
+                    .body("grant_type=client_credentials")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+        let r = srv.admin(Method::DELETE, &format!("/admin/clients/{id}"), None).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+        assert_eq!(token_from(srv.url.clone()).await, StatusCode::UNAUTHORIZED);
+        settles("client deletion on the other replica", || async {
+            token_from(replica.url.clone()).await == StatusCode::UNAUTHORIZED
+        })
+        .await;
+        replica.stop().await;
+    }
+
     async fn a_role_taken_away_on_one_replica_is_enforced_by_all(srv) {
         let replica = srv.replica().await;
         let principal = srv.create_principal("default", "demoted", &["writer"]).await;

@@ -3,6 +3,11 @@
 //! with a fixed JSON body of the size of a typical stored context.
 
 use axum::Router;
+
+/// The same allocator as ctxguard ("same runtime settings").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use axum::http::header;
 use axum::routing::get;
 
