@@ -45,8 +45,8 @@ pub fn credential_from_headers(headers: &HeaderMap) -> Result<Credential, AuthEr
         return Err(AuthError::Malformed("only the Bearer authorization scheme is supported"));
     }
     let token = token.trim();
-    let token68 = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
-    if token.is_empty() || !token.chars().all(token68) {
+    let token68 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+    if token.is_empty() || !token.bytes().all(token68) {
         return Err(AuthError::Malformed("the bearer token is empty or has characters a token cannot have"));
     }
     Ok(Credential::Bearer(Secret::new(token.to_string())))

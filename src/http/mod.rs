@@ -15,13 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
+use axum::http::{HeaderName, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -90,13 +89,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(mcp)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .fallback(middleware::route_not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::add_challenge))
-        .layer(axum::middleware::from_fn(middleware::track_metrics))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("x-content-type-options"),
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::response_policy))
         .layer(
             // Spans carry method, path (without the query) and request id — never
             // headers, so credentials cannot reach the logs.

@@ -18,12 +18,17 @@ backend_tests! {
         let key = srv.agent("w", &["writer"]).await;
         srv.create_context(&key, sample_context()).await;
         srv.call(Method::GET, &format!("/context/{}", uuid::Uuid::new_v4()), Some(&key), None).await;
+        // An invented method is answered and counted, but cannot add a label value.
+        let brew = srv.call(Method::from_bytes(b"BREWCOFFEE").unwrap(), "/context", Some(&key), None).await;
+        assert_eq!(brew.status, StatusCode::METHOD_NOT_ALLOWED);
         let m = srv.send(srv.request(Method::GET, "/metrics", None)).await;
         assert_eq!(m.status, StatusCode::OK);
         let text = m.body.as_str().unwrap();
         assert!(text.contains(r#"ctxguard_http_requests_total{route="/context",method="POST",status="201"}"#), "{text}");
         assert!(text.contains(r#"route="/context/{id}",method="GET",status="404""#), "{text}");
         assert!(text.contains("ctxguard_http_request_duration_seconds_bucket"), "{text}");
+        assert!(text.contains(r#"route="/context",method="OTHER",status="405""#), "{text}");
+        assert!(!text.contains("BREWCOFFEE"), "{text}");
         assert!(!text.contains(&key));
 
         let doc = srv.call(Method::GET, "/openapi.json", None, None).await;
