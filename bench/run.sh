@@ -254,3 +254,12 @@ done
 printf 'paced run: %s connections × 2 ms pause offered %s req/s (%.0f%% of the %s req/s maximum)\n' \
     "$paced_conns" "$(r "GET /context/{id} + JWT at ~50% of max" '.rps|floor')" \
     "$(bc -l <<<"100 * $(r "GET /context/{id} + JWT at ~50% of max" .rps) / $max_rps")" "${max_rps%.*}"
+
+# A smoke test must notice a broken scenario: every request of every scenario must
+# have succeeded (timings are reported, never asserted).
+failed="$(jq -r 'select(.rps != null and (.errors > 0 or .rps <= 0)) | .scenario' "$results")"
+if [ -n "$failed" ]; then
+    echo "bench: scenarios with failed requests:" >&2
+    echo "$failed" >&2
+    exit 1
+fi

@@ -106,7 +106,11 @@ pub async fn check_password(
         None => None,
     };
     let has_hash = stored.is_some();
-    let phc = stored.unwrap_or_else(|| decoy_hash().to_string());
+    let phc = match stored {
+        Some(phc) => phc,
+        // The first use computes the decoy (an argon2 hash): off the async workers.
+        None => tokio::task::spawn_blocking(|| decoy_hash().to_string()).await.unwrap_or_default(),
+    };
     let ok = password::verify(Secret::new(pw.to_string()), phc).await;
     Ok(if ok && has_hash { principal } else { None })
 }
