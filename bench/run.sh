@@ -213,15 +213,15 @@ request = function()
   return wrk.format("GET", "/context/" .. ids[math.random(#ids)], {["Authorization"] = "Bearer $apikey"})
 end
 LUA
+# The template and its clones share one creation time; they are what "N contexts" counts.
+clones_ids="SELECT context_id FROM contexts WHERE created_at_ms = (SELECT created_at_ms FROM contexts WHERE context_id = '$template')"
+clones="SELECT count(*) FROM ($clones_ids)"
 for size in "${sizes[@]}"; do
-    stored="$(sqlite3 "$work/data/ctxguard.db" 'SELECT count(*) FROM contexts')"
-    "$here/seed.sh" "$work/data/ctxguard.db" "$template" "$((size - stored))"
+    "$here/seed.sh" "$work/data/ctxguard.db" "$template" "$((size - $(sqlite3 "$work/data/ctxguard.db" "$clones")))"
     # Uniform over a fixed-size sample drawn from the whole store: the working set is
     # the same at every size, only the amount stored grows. Only the template's clones
-    # (same creation time) are sampled, so the long-history contexts above stay out.
-    sqlite3 "$work/data/ctxguard.db" \
-        "SELECT context_id FROM contexts WHERE created_at_ms = (SELECT created_at_ms FROM contexts
-         WHERE context_id = '$template') ORDER BY random() LIMIT 1000" >"$work/ids.txt"
+    # are sampled, so the long-history contexts above stay out.
+    sqlite3 "$work/data/ctxguard.db" "SELECT context_id FROM ($clones_ids) ORDER BY random() LIMIT 1000" >"$work/ids.txt"
     [ "$(wc -l <"$work/ids.txt")" -eq 1000 ] || { echo "bench: the read sample is not 1000 contexts" >&2; exit 1; }
     measure "growth: random GET, $size contexts, cache on" "$cg_pid" "$url" -s "$work/random.lua"
     measure "growth: random GET, $size contexts, cache off" "$pid_nocache" "$url_nocache" -s "$work/random.lua"
