@@ -80,26 +80,11 @@ impl CredentialCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::CredentialRef;
-    use crate::domain::{ApiKeyId, Principal, PrincipalId, PrincipalKind, RoleSet, ScopeSet, TenantId};
+    use crate::domain::ScopeSet;
     use crate::store::Bucket;
 
     fn caller() -> Caller {
-        Caller {
-            principal: Principal {
-                id: PrincipalId::new_random(),
-                tenant: TenantId::new_random(),
-                kind: PrincipalKind::Agent,
-                name: "a".into(),
-                roles: RoleSet::default(),
-                disabled: false,
-                platform_admin: false,
-                created_at: Timestamp::now(),
-                tokens_revoked_at: None,
-            },
-            scopes: ScopeSet::all(),
-            credential: CredentialRef::ApiKey(ApiKeyId::new_random()),
-        }
+        crate::authn::test_caller(&[], ScopeSet::all())
     }
 
     fn synced_clock() -> ChangeClock {

@@ -155,6 +155,26 @@ impl Authenticator {
     }
 }
 
+/// A caller with `roles` and `scopes` in a fresh tenant, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_caller(roles: &[crate::domain::Role], scopes: ScopeSet) -> Caller {
+    Caller {
+        principal: Principal {
+            id: PrincipalId::new_random(),
+            tenant: crate::domain::TenantId::new_random(),
+            kind: crate::domain::PrincipalKind::Agent,
+            name: "a".into(),
+            roles: crate::domain::RoleSet::new(roles.to_vec()),
+            disabled: false,
+            platform_admin: false,
+            created_at: Timestamp::now(),
+            tokens_revoked_at: None,
+        },
+        scopes,
+        credential: CredentialRef::ApiKey(ApiKeyId::new_random()),
+    }
+}
+
 /// Checks an API key (also used by `mcp-stdio`, which has no HTTP request).
 pub async fn authenticate_api_key(store: &dyn crate::store::AuthStore, token: &Secret) -> Result<Caller, AuthError> {
     authenticate_api_key_until(store, token).await.map(|(caller, _)| caller)

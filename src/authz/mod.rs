@@ -108,26 +108,7 @@ pub fn authorize(caller: &Caller, action: Action, resource: Resource) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::CredentialRef;
-    use crate::domain::{ApiKeyId, Principal, PrincipalKind, RoleSet, Timestamp};
-
-    fn caller(roles: &[Role], scopes: ScopeSet) -> Caller {
-        Caller {
-            principal: Principal {
-                id: PrincipalId::new_random(),
-                tenant: TenantId::new_random(),
-                kind: PrincipalKind::Agent,
-                name: "a".into(),
-                roles: RoleSet::new(roles.to_vec()),
-                disabled: false,
-                platform_admin: false,
-                created_at: Timestamp::now(),
-                tokens_revoked_at: None,
-            },
-            scopes,
-            credential: CredentialRef::ApiKey(ApiKeyId::new_random()),
-        }
-    }
+    use crate::authn::test_caller as caller;
 
     /// Role × action table for a context of the caller's tenant owned by someone else.
     #[test]
