@@ -38,6 +38,9 @@ trap cleanup EXIT
 
 wait_line() { for _ in $(seq 1 300); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "no '$2' in $1:" >&2; cat "$1" >&2; return 1; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# Resident memory the process allocated itself (RSS less the memory-mapped database
+# pages, which are the kernel's reclaimable page cache).
+anon_kb() { awk '/RssAnon/ {print $2}' "/proc/$1/status"; }
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -199,7 +202,7 @@ for n in 10 "$big_history"; do
     hid="$(new_context "$n")"
     measure "GET context with $n messages + API key" "$cg_pid" "$url/context/$hid" -H "Authorization: Bearer $apikey"
 done
-loaded_rss="$(rss_kb "$cg_pid")"
+loaded_rss="$(rss_kb "$cg_pid")"; loaded_anon="$(anon_kb "$cg_pid")"
 
 # --- 5. growth: reads of random contexts as the store grows. A second server on the
 # same database has its context cache off, so it measures the storage path itself.
@@ -227,8 +230,8 @@ for size in "${sizes[@]}"; do
     measure "growth: random GET, $size contexts, cache off" "$pid_nocache" "$url_nocache" -s "$work/random.lua"
 done
 
-jq -cn --argjson idle "$idle_rss" --argjson loaded "$loaded_rss" \
-    '{scenario: "ctxguard RSS", idle_rss_kb: $idle, loaded_rss_kb: $loaded}' | tee -a "$results"
+jq -cn --argjson idle "$idle_rss" --argjson loaded "$loaded_rss" --argjson anon "$loaded_anon" \
+    '{scenario: "ctxguard RSS", idle_rss_kb: $idle, loaded_rss_kb: $loaded, loaded_anon_kb: $anon}' | tee -a "$results"
 
 # --- summary
 commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
@@ -238,7 +241,8 @@ printf '%-58s %9s %8s %8s %6s %7s %7s %6s\n' scenario req/s p50_ms p99_ms errors
 jq -r 'select(.rps) | [.scenario, (.rps|floor), .p50_ms, .p99_ms, .errors, ((.server_rss_kb/1024*10|round)/10),
         .ratio_to_baseline, (.ratio // "")] | @tsv' "$results" \
     | awk -F'\t' '{printf "%-58s %9s %8s %8s %6s %7s %7s %6s\n", $1, $2, $3, $4, $5, $6, $7, $8}'
-printf 'ctxguard RSS: idle %.1f MB, after load %.1f MB\n' "$(bc -l <<<"$idle_rss/1024")" "$(bc -l <<<"$loaded_rss/1024")"
+printf 'ctxguard RSS: idle %.1f MB, after load %.1f MB (of which allocated by the process %.1f MB; the rest is mapped database pages)\n' \
+    "$(bc -l <<<"$idle_rss/1024")" "$(bc -l <<<"$loaded_rss/1024")" "$(bc -l <<<"$loaded_anon/1024")"
 
 # Targets of the performance issue, judged on this run.
 r() { jq -r --arg s "$1" "select(.scenario == \$s) | $2" "$results"; }
