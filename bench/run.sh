@@ -38,8 +38,7 @@ trap cleanup EXIT
 
 wait_line() { for _ in $(seq 1 300); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "no '$2' in $1:" >&2; cat "$1" >&2; return 1; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-# Resident memory the process allocated itself (RSS less the memory-mapped database
-# pages, which are the kernel's reclaimable page cache).
+# Resident memory the process allocated itself (RSS less file-backed pages).
 anon_kb() { awk '/RssAnon/ {print $2}' "/proc/$1/status"; }
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -241,7 +240,7 @@ printf '%-58s %9s %8s %8s %6s %7s %7s %6s\n' scenario req/s p50_ms p99_ms errors
 jq -r 'select(.rps) | [.scenario, (.rps|floor), .p50_ms, .p99_ms, .errors, ((.server_rss_kb/1024*10|round)/10),
         .ratio_to_baseline, (.ratio // "")] | @tsv' "$results" \
     | awk -F'\t' '{printf "%-58s %9s %8s %8s %6s %7s %7s %6s\n", $1, $2, $3, $4, $5, $6, $7, $8}'
-printf 'ctxguard RSS: idle %.1f MB, after load %.1f MB (of which allocated by the process %.1f MB; the rest is mapped database pages)\n' \
+printf 'ctxguard RSS: idle %.1f MB, after load %.1f MB (anonymous %.1f MB)\n' \
     "$(bc -l <<<"$idle_rss/1024")" "$(bc -l <<<"$loaded_rss/1024")" "$(bc -l <<<"$loaded_anon/1024")"
 
 # Targets of the performance issue, judged on this run.

@@ -26,11 +26,7 @@ impl SqliteStore {
             // and never corrupts; FULL would fsync every commit.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            // Reads served from a memory map instead of a read() per page: random reads
-            // over a million contexts went from 0.59 to 0.76 of the small-store rate
-            // (docs/benchmarks.md). Pages are the kernel's page cache, reclaimable.
-            .pragma("mmap_size", "1073741824");
+            .foreign_keys(true);
         let open = |n: u32| {
             let options = options.clone();
             async move {
