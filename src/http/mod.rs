@@ -74,7 +74,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let (routes, _) = api();
     let openapi = state.inner.openapi_json.clone();
     let mcp = Router::new()
-        .route_service(crate::mcp::http::PATH, crate::mcp::http::service(&state))
+        .route(crate::mcp::http::PATH, crate::mcp::http::routed(crate::mcp::http::service(&state)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::mcp::http::guard));
     // Request/response endpoints get a deadline; MCP's SSE streams are long-lived by
     // design and are bounded by rmcp's keep-alive and session handling instead.

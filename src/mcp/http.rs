@@ -95,6 +95,19 @@ pub fn service(state: &AppState) -> StreamableHttpService<ContextTools, LocalSes
     )
 }
 
+/// The MCP service as an axum handler that shares one instance: as a tower service it
+/// would be cloned twice per request (by the router and by rmcp's `call`), copying its
+/// configuration each time; `handle` takes `&self`.
+pub fn routed(
+    service: StreamableHttpService<ContextTools, LocalSessionManager>,
+) -> axum::routing::MethodRouter<AppState> {
+    let service = Arc::new(service);
+    axum::routing::any(move |req: Request| {
+        let service = service.clone();
+        async move { service.handle(req).await.map(Body::new) }
+    })
+}
+
 /// The scope a JSON-RPC request needs, if any.
 fn required_scope(message: &Value) -> Option<Scope> {
     match message["method"].as_str()? {
