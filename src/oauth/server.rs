@@ -54,18 +54,11 @@ impl AuthServer {
             };
             return Ok(self.client_metadata.resolve(client_id, tenant.id).await.map(|c| (c, None)));
         }
-        let changes = self.db.changes();
-        let found = match self.cache.clients.get(&client_id.to_string(), changes) {
-            Some(hit) => Some(hit),
-            None => {
-                let stamp = changes.stamp(Bucket::Auth);
-                let found = self.db.client(client_id).await?;
-                if let (Some(stamp), Some(f)) = (stamp, &found) {
-                    self.cache.clients.insert(client_id.to_string(), f.clone(), stamp);
-                }
-                found
-            }
-        };
+        let found = self
+            .cache
+            .clients
+            .get_or_load(client_id.to_string(), self.db.changes(), Bucket::Auth, || self.db.client(client_id))
+            .await?;
         Ok(match found {
             Some((c, _)) if c.disabled => Err("the client is disabled".into()),
             Some(found) => Ok(found),
@@ -75,16 +68,7 @@ impl AuthServer {
 
     /// A principal by id, from the cache when nothing changed since it was read.
     pub async fn principal(&self, id: PrincipalId) -> OAuthResult<Option<Principal>> {
-        let changes = self.db.changes();
-        if let Some(p) = self.cache.principals.get(&id, changes) {
-            return Ok(Some(p));
-        }
-        let stamp = changes.stamp(Bucket::Auth);
-        let found = self.db.principal(id).await?;
-        if let (Some(stamp), Some(p)) = (stamp, &found) {
-            self.cache.principals.insert(id, p.clone(), stamp);
-        }
-        Ok(found)
+        Ok(self.cache.principals.get_or_load(id, self.db.changes(), Bucket::Auth, || self.db.principal(id)).await?)
     }
 
     /// The audience for a token request: at most one `resource`, and one we serve.

@@ -6,13 +6,14 @@
 //! with it (a change that lands in between leaves the entry stale from the start). A
 //! `None` stamp means the clock is not fresh: read through and cache nothing.
 
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
 
-use super::{ChangeClock, Stamp};
+use super::{Bucket, ChangeClock, Stamp};
 
 struct Entry<V> {
     value: V,
@@ -51,6 +52,29 @@ where
         }
         entries.invalidate(key);
         None
+    }
+
+    /// The cached value, or else `load`'s, cached under a stamp taken before loading
+    /// (when the clock is fresh). A missing value is not cached.
+    pub async fn get_or_load<E, Fut>(
+        &self,
+        key: K,
+        clock: &ChangeClock,
+        bucket: Bucket,
+        load: impl FnOnce() -> Fut,
+    ) -> Result<Option<V>, E>
+    where
+        Fut: Future<Output = Result<Option<V>, E>>,
+    {
+        if let Some(hit) = self.get(&key, clock) {
+            return Ok(Some(hit));
+        }
+        let stamp = clock.stamp(bucket);
+        let loaded = load().await?;
+        if let (Some(stamp), Some(v)) = (stamp, &loaded) {
+            self.insert(key, v.clone(), stamp);
+        }
+        Ok(loaded)
     }
 
     pub fn insert(&self, key: K, value: V, stamp: Stamp) {
