@@ -26,6 +26,8 @@ async fn main() -> anyhow::Result<()> {
             client_id: "ctxc_bench",
             scopes: ScopeSet::all(),
             audience: "https://ctx.example",
+            binding: None,
+            delegation: None,
         };
         let n = 20_000;
         let start = Instant::now();

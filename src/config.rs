@@ -101,6 +101,13 @@ pub struct ConfigOverrides {
     /// (default 100000).
     #[arg(long, env = "CTXGUARD_CREDENTIAL_CACHE_ENTRIES")]
     pub credential_cache_entries: Option<u64>,
+    /// Directory of custom Cedar policies (*.cedar), added to the built-in role
+    /// policies; validated at start, reloaded on SIGHUP or POST /admin/policies/reload.
+    #[arg(long, env = "CTXGUARD_POLICY_DIR")]
+    pub policy_dir: Option<PathBuf>,
+    /// Longest actor chain token exchange may build (default 3; 0 disables exchange).
+    #[arg(long, env = "CTXGUARD_MAX_DELEGATION_DEPTH")]
+    pub max_delegation_depth: Option<usize>,
     /// Trusted external token issuers (config file only: `[[external_issuers]]`).
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,6 +153,8 @@ pub struct Settings {
     /// Bytes of context bodies the context cache may hold (0: no cache).
     pub context_cache_bytes: u64,
     pub credential_cache_entries: u64,
+    pub policy_dir: Option<PathBuf>,
+    pub max_delegation_depth: usize,
 }
 
 impl ConfigOverrides {
@@ -287,6 +296,8 @@ impl Settings {
                 0,
                 100_000_000,
             )?,
+            policy_dir: c.policy_dir,
+            max_delegation_depth: in_range("max_delegation_depth", c.max_delegation_depth.unwrap_or(3), 0, 16)?,
         })
     }
 }

@@ -104,7 +104,8 @@ pub async fn bootstrap(store: Arc<dyn Database>, data_dir: &Path) -> anyhow::Res
     if store.tenant_by_name(DEFAULT_TENANT).await?.is_some() {
         return Ok(Bootstrap::AlreadyInitialised);
     }
-    let admin = AdminService::new(store);
+    // Bootstrapping creates the operator itself: no caller, no policy involved.
+    let admin = AdminService::new(store, crate::authz::Authorizer::builtin());
     let tenant = match admin.create_tenant_unchecked(DEFAULT_TENANT).await {
         Ok(t) => t,
         // Another replica sharing the database got there first.

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::authn::Authenticator;
 use crate::authn::external::ExternalIssuer;
+use crate::authz::Authorizer;
 use crate::config::MAX_ACCESS_TOKEN_TTL_SECS;
 use crate::config::Settings;
 use crate::crypto::kek::Kek;
@@ -125,15 +126,24 @@ async fn prepare(
         registration_tenant: settings.registration_tenant.clone(),
         client_metadata: ClientMetadata::new(Fetcher::new(settings.client_metadata_allow_loopback)),
         cache: AuthServerCache::new(settings.credential_cache_entries),
+        max_delegation_depth: settings.max_delegation_depth,
     });
     let limits = ContextLimits { max_history: settings.max_history };
+    let authz = Authorizer::load(settings.policy_dir.clone()).map_err(|e| anyhow::anyhow!("policy: {e}"))?;
+    let admin = AdminService::new(db.clone(), authz.clone());
     // Caches are checked against the change counters: sync once before serving.
     db.sync_changes().await.context("reading the change counters")?;
     let state = AppState {
         inner: Arc::new(AppInner {
-            contexts: ContextService::new(context_store(&db, settings.context_cache_bytes), limits),
-            admin: AdminService::new(db.clone()),
-            clients: ClientService::new(db.clone()),
+            contexts: ContextService::new(
+                context_store(&db, settings.context_cache_bytes),
+                db.clone(),
+                authz.clone(),
+                limits,
+            ),
+            clients: ClientService::new(db.clone(), admin.clone()),
+            admin,
+            authz,
             oauth,
             authn: Authenticator::new(
                 db.clone(),
@@ -148,10 +158,12 @@ async fn prepare(
             openapi_json: http::openapi_json(),
         }),
     };
+    let authz_for_signal = state.inner.authz.clone();
     let app = http::router(state, settings.request_timeout);
     let (stop_tx, stop_rx) = watch::channel(false);
     let follower = tokio::spawn(changes::follow(db.clone(), store::SYNC_INTERVAL, stop_rx.clone()));
     let upkeep = tokio::spawn(telemetry::upkeep(telemetry::metrics_handle(), stop_rx.clone()));
+    let reloader = tokio::spawn(reload_on_hangup(authz_for_signal, stop_rx.clone()));
     let sweeper = tokio::spawn(sweeper::run(db.clone(), settings.sweep_interval, settings.expiry_grace, stop_rx));
     let fut = async move {
         // Streamed (SSE) responses are written in small chunks; without TCP_NODELAY each
@@ -164,6 +176,7 @@ async fn prepare(
             .await;
         let _ = stop_tx.send(true);
         let _ = sweeper.await;
+        let _ = reloader.await;
         let _ = follower.await;
         let _ = upkeep.await;
         db.close().await;
@@ -193,6 +206,38 @@ async fn external_issuers(
         out.push(ExternalIssuer::new(c, tenant.id, public_url)?);
     }
     Ok(out)
+}
+
+/// Reloads the policy directory on every SIGHUP until `stop`; a set that does not
+/// load is logged with its file and line and the previous set stays in force.
+async fn reload_on_hangup(authz: Authorizer, mut stop: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload policies with POST /admin/policies/reload");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                got = hangups.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    let authz = authz.clone();
+                    match tokio::task::spawn_blocking(move || authz.reload()).await {
+                        Ok(Ok(s)) => tracing::info!(generation = s.generation, policies = s.policies.len(), "SIGHUP: policies reloaded"),
+                        Ok(Err(e)) => tracing::error!(error = %e, "SIGHUP: policy reload refused; the previous policies stay in force"),
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: policy reload failed"),
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (authz, stop.changed().await);
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

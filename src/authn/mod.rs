@@ -12,7 +12,7 @@ pub mod secret;
 
 use std::sync::Arc;
 
-use crate::domain::{ApiKeyId, Principal, PrincipalId, ScopeSet, StoreError, Timestamp};
+use crate::domain::{ApiKeyId, ContextBinding, Principal, PrincipalId, ScopeSet, StoreError, Timestamp};
 use crate::oauth::access_token::AccessTokens;
 use crate::store::{Bucket, Database};
 
@@ -48,6 +48,8 @@ pub struct Caller {
     /// What the credential allows, before intersecting with the principal's roles.
     pub scopes: ScopeSet,
     pub credential: CredentialRef,
+    /// The contexts and actions the credential is limited to (`ctx` claim), if any.
+    pub binding: Option<Arc<ContextBinding>>,
 }
 
 /// Why a credential was refused. The text is safe to return to the presenter.
@@ -146,10 +148,17 @@ impl Authenticator {
         if jti_revoked || principal.revoked_token_issued_at(claims.iat) {
             return Err(AuthError::InvalidToken("the token has been revoked"));
         }
+        // A token minted by token exchange dies with every token it was exchanged from.
+        for parent in &claims.parents {
+            if self.store.is_jti_revoked(parent).await? {
+                return Err(AuthError::InvalidToken("the token this one was exchanged from has been revoked"));
+            }
+        }
         let caller = Caller {
             principal,
             scopes: ScopeSet::parse_known(&claims.scope),
             credential: CredentialRef::AccessToken(jti),
+            binding: claims.ctx.map(Arc::new),
         };
         Ok((caller, Validity::AccessToken { not_before: claims.nbf, expires: claims.exp, audience: claims.aud }))
     }
@@ -172,6 +181,7 @@ pub(crate) fn test_caller(roles: &[crate::domain::Role], scopes: ScopeSet) -> Ca
         },
         scopes,
         credential: CredentialRef::ApiKey(ApiKeyId::new_random()),
+        binding: None,
     }
 }
 
@@ -202,6 +212,7 @@ async fn authenticate_api_key_until(
         principal,
         scopes: key.scopes.unwrap_or_else(ScopeSet::all),
         credential: CredentialRef::ApiKey(key.id),
+        binding: None,
     };
     Ok((caller, validity))
 }

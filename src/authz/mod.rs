@@ -1,17 +1,35 @@
-//! Authorization: the one decision function every HTTP (and later MCP) request passes
-//! through. Today it evaluates the built-in roles of DESIGN.md section 3 in code; the
-//! Cedar engine will replace the body of [`authorize`] without changing its callers.
+//! Authorization: the one decision every HTTP and MCP operation passes through,
+//! [`Authorizer::authorize`]. DESIGN.md section 3: the effective permission is
+//! roles ∩ scopes ∩ the token's context binding, then the Cedar policy engine decides
+//! with the built-in role policies plus any custom policies.
 //!
-//! The effective permission is roles ∩ scopes. Order matters for what a refused caller
-//! learns: a resource the principal may not even read is *not visible* (the caller
-//! answers 404, like a missing one); a visible one whose action the roles forbid is
-//! `forbidden`; one the roles allow but the credential's scopes do not is
-//! `insufficient_scope`, naming every scope the operation needs.
+//! Some rules are not policies and no policy can lift them, because they bound what a
+//! *credential* or a *tenant* is, not what a role means: the tenant boundary, the
+//! platform-operator actions, the credential's scopes and its context binding. They are
+//! checked in code around the Cedar decision.
+//!
+//! Order matters for what a refused caller learns: a resource the principal may not
+//! even read is *not visible* (the caller answers 404, like a missing one); a visible
+//! one whose action the policies deny is `forbidden`; one the policies allow but the
+//! credential's scopes do not is `insufficient_scope`, naming every scope it needs.
+
+mod engine;
+pub mod policies;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::authn::Caller;
-use crate::domain::{PrincipalId, Role, Scope, ScopeSet, TenantId};
+#[cfg(test)]
+use crate::domain::Principal;
+use crate::domain::grant::granted_roles;
+use crate::domain::{ContextAction, ContextFacts, Role, RoleSet, Scope, ScopeSet, TenantId};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub use engine::Decision;
+use engine::Engine;
+pub use policies::{PolicyError, PolicyInfo};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
     Read,
     List,
@@ -23,11 +41,22 @@ pub enum Action {
     Share,
     /// The admin API of a tenant.
     Admin,
-    /// Create tenants: the platform operator only.
-    ManageTenants,
+    /// Create tenants, reload policies: the platform operator only (not a policy).
+    ManagePlatform,
 }
 
 impl Action {
+    pub const CEDAR: [Action; 8] = [
+        Action::Read,
+        Action::List,
+        Action::Inject,
+        Action::Create,
+        Action::Write,
+        Action::Delete,
+        Action::Share,
+        Action::Admin,
+    ];
+
     pub fn required_scopes(self) -> ScopeSet {
         let scope = match self {
             Action::Read | Action::List => Scope::ContextRead,
@@ -35,35 +64,50 @@ impl Action {
             Action::Create | Action::Write => Scope::ContextWrite,
             Action::Delete => Scope::ContextDelete,
             Action::Share => Scope::ContextShare,
-            Action::Admin | Action::ManageTenants => Scope::Admin,
+            Action::Admin | Action::ManagePlatform => Scope::Admin,
         };
         [scope].into_iter().collect()
     }
 
-    /// The least role that allows the action; `own` is whether the caller owns the
-    /// context (writers may change their own contexts only).
-    fn minimum_role(self, own: bool) -> Role {
+    /// The Cedar action id (`Ctxguard::Action::"<name>"`).
+    pub fn as_str(self) -> &'static str {
         match self {
-            Action::Read | Action::List => Role::Reader,
-            Action::Inject => Role::Injector,
-            Action::Create => Role::Writer,
-            Action::Write if own => Role::Writer,
-            Action::Write | Action::Delete | Action::Share => Role::Maintainer,
-            Action::Admin | Action::ManageTenants => Role::Admin,
+            Action::Read => "read",
+            Action::List => "list",
+            Action::Inject => "inject",
+            Action::Create => "create",
+            Action::Write => "write",
+            Action::Delete => "delete",
+            Action::Share => "share",
+            Action::Admin => "admin",
+            Action::ManagePlatform => "manage_platform",
         }
+    }
+
+    /// The action as a context binding names it (actions on one context only).
+    pub fn on_context(self) -> Option<ContextAction> {
+        Some(match self {
+            Action::Read => ContextAction::Read,
+            Action::Inject => ContextAction::Inject,
+            Action::Write => ContextAction::Write,
+            Action::Delete => ContextAction::Delete,
+            Action::Share => ContextAction::Share,
+            _ => return None,
+        })
     }
 }
 
 #[derive(Clone, Copy, Debug)]
-pub enum Resource {
+pub enum Resource<'a> {
     Tenant(TenantId),
-    Context { tenant: TenantId, owner: PrincipalId },
+    Context(&'a ContextFacts),
 }
 
-impl Resource {
+impl Resource<'_> {
     fn tenant(&self) -> TenantId {
         match self {
-            Resource::Tenant(t) | Resource::Context { tenant: t, .. } => *t,
+            Resource::Tenant(t) => *t,
+            Resource::Context(c) => c.tenant,
         }
     }
 }
@@ -76,102 +120,141 @@ pub enum Denial {
     InsufficientScope(ScopeSet),
 }
 
-pub fn authorize(caller: &Caller, action: Action, resource: Resource) -> Result<(), Denial> {
-    let p = &caller.principal;
-    let platform = p.platform_admin && matches!(action, Action::Admin | Action::ManageTenants);
-    if action == Action::ManageTenants && !p.platform_admin {
-        return Err(Denial::Forbidden("only the platform administrator may manage tenants".into()));
+/// The loaded policies, as `GET /admin/policies` shows them.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PolicySummary {
+    /// Increases with every successful reload.
+    pub generation: u64,
+    pub files: Vec<String>,
+    pub policies: Vec<PolicySummaryItem>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PolicySummaryItem {
+    pub id: String,
+    pub effect: &'static str,
+    pub file: String,
+    pub line: usize,
+}
+
+/// The policy decision point. Cheap to clone; a reload swaps the whole policy set at
+/// once, so a decision sees either the old set or the new one, never a mixture.
+#[derive(Clone)]
+pub struct Authorizer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Read for every decision (a pointer copy under a lock never held across an await);
+    /// written only by a reload.
+    engine: RwLock<Arc<Engine>>,
+    dir: Option<PathBuf>,
+    /// Serialises reloads so that generations are assigned in order.
+    reloading: Mutex<()>,
+}
+
+impl Authorizer {
+    /// The built-in policies plus those of `dir`; fails with the file and line at fault.
+    pub fn load(dir: Option<PathBuf>) -> Result<Self, PolicyError> {
+        let loaded = policies::load(dir.as_deref())?;
+        let engine = Engine::new(loaded, 1);
+        Ok(Self { inner: Arc::new(Inner { engine: RwLock::new(Arc::new(engine)), dir, reloading: Mutex::new(()) }) })
     }
-    if resource.tenant() != p.tenant && !platform {
-        return Err(Denial::NotVisible);
+
+    /// Only the built-in role policies (the CLI and tests).
+    pub fn builtin() -> Self {
+        // The built-ins are compiled in and validated by the tests; they cannot fail.
+        Self::load(None).unwrap_or_else(|e| panic!("the built-in policies are invalid: {e}"))
     }
-    if matches!(resource, Resource::Context { .. }) && !p.roles.at_least(Role::Reader) {
-        return Err(Denial::NotVisible);
+
+    /// Re-reads the policy directory. On any error the current set stays in force.
+    pub fn reload(&self) -> Result<PolicySummary, PolicyError> {
+        let _one_at_a_time = self.inner.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let loaded = policies::load(self.inner.dir.as_deref())?;
+        let generation = self.engine().generation() + 1;
+        let engine = Arc::new(Engine::new(loaded, generation));
+        *self.inner.engine.write().unwrap_or_else(|p| p.into_inner()) = engine;
+        Ok(self.summary())
     }
-    let own = matches!(resource, Resource::Context { owner, .. } if owner == p.id);
-    let needed = action.minimum_role(own);
-    if !platform && !p.roles.at_least(needed) {
-        let held = p.roles.highest().map_or("no role", Role::as_str);
-        return Err(Denial::Forbidden(format!(
-            "this operation requires the {} role{}; the principal holds {held}",
-            needed.as_str(),
-            if action == Action::Write { " (writers may change only their own contexts)" } else { "" },
-        )));
+
+    pub fn summary(&self) -> PolicySummary {
+        self.engine().summary()
     }
+
+    fn engine(&self) -> Arc<Engine> {
+        self.inner.engine.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Decides whether `caller` may perform `action` on `resource`. On success the
+    /// decision names the policies that determined it (for the audit record).
+    pub fn authorize(&self, caller: &Caller, action: Action, resource: Resource<'_>) -> Result<Decision, Denial> {
+        let p = &caller.principal;
+        if action == Action::ManagePlatform {
+            if !p.platform_admin {
+                return Err(Denial::Forbidden("only the platform operator may do this".into()));
+            }
+            check_scopes(caller, action)?;
+            return Ok(Decision::platform_operator());
+        }
+        let cross_tenant_admin = p.platform_admin && action == Action::Admin;
+        if resource.tenant() != p.tenant && !cross_tenant_admin {
+            return Err(Denial::NotVisible);
+        }
+        if let Some(binding) = &caller.binding {
+            match resource {
+                Resource::Context(c) if !binding.covers(c.id) => return Err(Denial::NotVisible),
+                Resource::Tenant(_) if action != Action::List => {
+                    return Err(Denial::Forbidden(format!(
+                        "the token is bound to specific contexts ({binding}) and may not {}",
+                        action.as_str()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        let granted = match resource {
+            Resource::Context(c) => granted_roles(&c.grants, p.id, &p.roles),
+            Resource::Tenant(_) => RoleSet::default(),
+        };
+        let engine = self.engine();
+        let decision = engine.decide(p, action, resource, &granted);
+        if !decision.allowed {
+            if let Resource::Context(_) = resource {
+                let visible = action != Action::Read && engine.decide(p, Action::Read, resource, &granted).allowed;
+                if !visible {
+                    return Err(Denial::NotVisible);
+                }
+            }
+            return Err(Denial::Forbidden(decision.refusal(action, p.roles.highest().or(granted.highest()))));
+        }
+        check_scopes(caller, action)?;
+        if let (Some(binding), Resource::Context(c), Some(a)) = (&caller.binding, resource, action.on_context())
+            && !binding.allows(c.id, a)
+        {
+            return Err(Denial::Forbidden(format!(
+                "the token is bound to {binding}; it may not {} this context",
+                a.as_str()
+            )));
+        }
+        Ok(decision)
+    }
+
+    /// Whether `caller` may read the context (for filtering listings).
+    pub fn can_read(&self, caller: &Caller, context: &ContextFacts) -> bool {
+        self.authorize(caller, Action::Read, Resource::Context(context)).is_ok()
+    }
+}
+
+fn check_scopes(caller: &Caller, action: Action) -> Result<(), Denial> {
     let required = action.required_scopes();
-    if !required.iter().all(|s| caller.scopes.contains(s)) {
-        return Err(Denial::InsufficientScope(required));
-    }
-    Ok(())
+    if required.is_subset_of(&caller.scopes) { Ok(()) } else { Err(Denial::InsufficientScope(required)) }
+}
+
+/// The roles `roles` stands for, cumulative (a writer is also an injector and a reader).
+fn cumulative(roles: &RoleSet) -> impl Iterator<Item = Role> + '_ {
+    let top = roles.highest();
+    Role::ALL.into_iter().filter(move |r| top.is_some_and(|t| *r <= t))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::authn::test_caller as caller;
-
-    /// Role × action table for a context of the caller's tenant owned by someone else.
-    #[test]
-    fn role_table_on_foreign_owned_context() {
-        use Action::*;
-        let expected: [(Role, &[Action]); 5] = [
-            (Role::Reader, &[Read, List]),
-            (Role::Injector, &[Read, List, Inject]),
-            (Role::Writer, &[Read, List, Inject, Create]),
-            (Role::Maintainer, &[Read, List, Inject, Create, Write, Delete, Share]),
-            (Role::Admin, &[Read, List, Inject, Create, Write, Delete, Share, Admin]),
-        ];
-        for (role, allowed) in expected {
-            let c = caller(&[role], ScopeSet::all());
-            let res = Resource::Context { tenant: c.principal.tenant, owner: PrincipalId::new_random() };
-            for action in [Read, List, Inject, Create, Write, Delete, Share, Admin] {
-                let got = authorize(&c, action, res).is_ok();
-                assert_eq!(got, allowed.contains(&action), "{role:?} {action:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn writer_may_write_own_context_only() {
-        let c = caller(&[Role::Writer], ScopeSet::all());
-        let own = Resource::Context { tenant: c.principal.tenant, owner: c.principal.id };
-        assert!(authorize(&c, Action::Write, own).is_ok());
-        assert!(matches!(authorize(&c, Action::Delete, own), Err(Denial::Forbidden(_))));
-    }
-
-    #[test]
-    fn other_tenant_is_not_visible_even_to_admins() {
-        let c = caller(&[Role::Admin], ScopeSet::all());
-        let res = Resource::Context { tenant: TenantId::new_random(), owner: c.principal.id };
-        assert_eq!(authorize(&c, Action::Read, res), Err(Denial::NotVisible));
-        assert_eq!(authorize(&c, Action::Admin, Resource::Tenant(TenantId::new_random())), Err(Denial::NotVisible));
-    }
-
-    #[test]
-    fn principal_without_roles_cannot_see_contexts() {
-        let c = caller(&[], ScopeSet::all());
-        let res = Resource::Context { tenant: c.principal.tenant, owner: PrincipalId::new_random() };
-        assert_eq!(authorize(&c, Action::Read, res), Err(Denial::NotVisible));
-    }
-
-    #[test]
-    fn scopes_narrow_roles() {
-        let c = caller(&[Role::Admin], ScopeSet::parse("context:read").unwrap());
-        let res = Resource::Context { tenant: c.principal.tenant, owner: PrincipalId::new_random() };
-        assert!(authorize(&c, Action::Read, res).is_ok());
-        assert_eq!(
-            authorize(&c, Action::Inject, res),
-            Err(Denial::InsufficientScope(ScopeSet::parse("context:inject").unwrap()))
-        );
-    }
-
-    #[test]
-    fn only_platform_admin_manages_tenants() {
-        let mut c = caller(&[Role::Admin], ScopeSet::all());
-        let t = Resource::Tenant(c.principal.tenant);
-        assert!(matches!(authorize(&c, Action::ManageTenants, t), Err(Denial::Forbidden(_))));
-        c.principal.platform_admin = true;
-        assert!(authorize(&c, Action::ManageTenants, t).is_ok());
-        assert!(authorize(&c, Action::Admin, Resource::Tenant(TenantId::new_random())).is_ok());
-    }
-}
+mod tests;

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::authn::{Caller, CredentialRef};
+use crate::authz::Authorizer;
 use crate::config::{self, ConfigOverrides, Settings};
 use crate::domain::{PrincipalId, PrincipalKind, Role, RoleSet, ScopeSet};
 use crate::init::{DEFAULT_TENANT, OPERATOR_NAME};
@@ -79,6 +80,25 @@ pub enum Command {
         #[command(subcommand)]
         command: oauth::KeysCommand,
     },
+    /// Cedar policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Validate the built-in policies plus the policy directory against the schema.
+    Validate {
+        /// Policy directory to check (default: the configured policy_dir).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        common: Box<Common>,
+    },
+    /// Print the Cedar schema custom policies are written against.
+    Schema,
 }
 
 #[derive(Subcommand, Debug)]
@@ -183,7 +203,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config { command: ConfigCommand::Check(common) } => {
             let s = settings(&common)?;
-            println!("configuration is valid: bind {}, data dir {}", s.bind, s.data_dir.display());
+            let policies = validate_policies(s.policy_dir.clone())?;
+            println!("configuration is valid: bind {}, data dir {}; {policies}", s.bind, s.data_dir.display());
+            Ok(())
+        }
+        Command::Policy { command: PolicyCommand::Validate { dir, common } } => {
+            let dir = match dir {
+                Some(d) => Some(d),
+                None => settings(&common)?.policy_dir,
+            };
+            println!("{}", validate_policies(dir)?);
+            Ok(())
+        }
+        Command::Policy { command: PolicyCommand::Schema } => {
+            print!("{}", crate::authz::policies::SCHEMA);
             Ok(())
         }
         Command::Tenant { command } => tenant(command).await,
@@ -193,6 +226,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Client { command } => oauth::client(command).await,
         Command::Keys { command } => oauth::keys(command).await,
     }
+}
+
+/// Loads and validates the policies; the error names file, line and reason.
+fn validate_policies(dir: Option<std::path::PathBuf>) -> anyhow::Result<String> {
+    let loaded = crate::authz::policies::load(dir.as_deref()).map_err(|e| anyhow::anyhow!("policy: {e}"))?;
+    let custom = loaded.policies.iter().filter(|p| p.file != crate::authz::policies::BUILTIN_FILE).count();
+    Ok(format!(
+        "policies are valid: {} built-in, {custom} custom from {}",
+        loaded.policies.len() - custom,
+        dir.map_or("no policy directory".into(), |d| d.display().to_string())
+    ))
 }
 
 /// The local operator: the bootstrap platform administrator.
@@ -213,10 +257,18 @@ impl Local {
             .await?
             .filter(|p| p.platform_admin)
             .context("the database has no platform operator")?;
+        // The operator's actions are not policy-dependent; the configured policies are
+        // still loaded so that a bad policy directory is reported here too.
+        let authz = Authorizer::load(s.policy_dir.clone()).map_err(|e| anyhow::anyhow!("policy: {e}"))?;
         Ok(Local {
-            admin: AdminService::new(db.clone()),
+            admin: AdminService::new(db.clone(), authz),
             db,
-            caller: Caller { principal: operator, scopes: ScopeSet::all(), credential: CredentialRef::LocalOperator },
+            caller: Caller {
+                principal: operator,
+                scopes: ScopeSet::all(),
+                credential: CredentialRef::LocalOperator,
+                binding: None,
+            },
             settings: s,
         })
     }

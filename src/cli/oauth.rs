@@ -177,7 +177,7 @@ pub async fn client(command: ClientCommand) -> anyhow::Result<()> {
                 application_type: if native { ApplicationType::Native } else { ApplicationType::Web },
                 public,
             };
-            let registered = ClientService::new(l.db.clone()).create(&l.caller, new).await?;
+            let registered = ClientService::new(l.db.clone(), l.admin.clone()).create(&l.caller, new).await?;
             print_json(&registered)?;
             if registered.client_secret.is_some() {
                 eprintln!("ctxguard: store the client secret now; it cannot be shown again");
@@ -186,12 +186,14 @@ pub async fn client(command: ClientCommand) -> anyhow::Result<()> {
         }
         ClientCommand::List { tenant, common } => {
             let l = Local::open(&common).await?;
-            print_json(&ClientService::new(l.db.clone()).list(&l.caller, Some(&TenantRef(tenant))).await?)?;
+            print_json(
+                &ClientService::new(l.db.clone(), l.admin.clone()).list(&l.caller, Some(&TenantRef(tenant))).await?,
+            )?;
             l.close().await;
         }
         ClientCommand::Delete { client_id, common } => {
             let l = Local::open(&common).await?;
-            ClientService::new(l.db.clone()).delete(&l.caller, &client_id).await?;
+            ClientService::new(l.db.clone(), l.admin.clone()).delete(&l.caller, &client_id).await?;
             eprintln!("ctxguard: client {client_id} disabled and its tokens revoked");
             l.close().await;
         }

@@ -10,14 +10,20 @@ pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
     ClientCredentials,
+    /// RFC 8693: exchange a token for a narrower one (sub-agents, downstream services).
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    TokenExchange,
 }
 
 impl GrantType {
+    pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
     pub fn as_str(self) -> &'static str {
         match self {
             GrantType::AuthorizationCode => "authorization_code",
             GrantType::RefreshToken => "refresh_token",
             GrantType::ClientCredentials => "client_credentials",
+            GrantType::TokenExchange => Self::TOKEN_EXCHANGE,
         }
     }
 
@@ -26,8 +32,11 @@ impl GrantType {
             "authorization_code" => Ok(Self::AuthorizationCode),
             "refresh_token" => Ok(Self::RefreshToken),
             "client_credentials" => Ok(Self::ClientCredentials),
+            Self::TOKEN_EXCHANGE => Ok(Self::TokenExchange),
             other => Err(format!(
-                "unsupported grant type {other:?}; supported: authorization_code, refresh_token, client_credentials"
+                "unsupported grant type {other:?}; supported: authorization_code, refresh_token, \
+                 client_credentials, {}",
+                Self::TOKEN_EXCHANGE
             )),
         }
     }

@@ -33,6 +33,9 @@ pub enum Error {
     NotFound { what: &'static str },
     #[error("{0}")]
     Conflict(String),
+    /// The policy directory does not load (file, line and reason); the old set stays.
+    #[error("the policies were not reloaded: {0}")]
+    InvalidPolicy(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -77,6 +77,10 @@ uuid_id!(
     /// The public id of an API key (never the key itself).
     ApiKeyId
 );
+uuid_id!(
+    /// The id of one grant (a role shared on one context).
+    GrantId
+);
 
 #[cfg(test)]
 mod tests {

@@ -5,9 +5,11 @@
 //! values that are already known to be valid.
 
 pub mod api_key;
+pub mod binding;
 pub mod client;
 pub mod context;
 pub mod error;
+pub mod grant;
 pub mod ids;
 pub mod merge_patch;
 pub mod principal;
@@ -15,10 +17,12 @@ pub mod scope;
 pub mod time;
 
 pub use api_key::ApiKey;
+pub use binding::{ContextAction, ContextActions, ContextBinding};
 pub use client::{ApplicationType, GrantType, OAuthClient};
 pub use context::{ContextInput, Message, MessageRole, Session, StoredContext, Version};
 pub use error::{Error, StoreError};
-pub use ids::{ApiKeyId, ContextId, PrincipalId, TenantId};
+pub use grant::{ContextFacts, ContextGrant, Grantee};
+pub use ids::{ApiKeyId, ContextId, GrantId, PrincipalId, TenantId};
 pub use principal::{Principal, PrincipalKind, Role, RoleSet, Tenant};
 pub use scope::{Scope, ScopeSet};
 pub use time::Timestamp;

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ErrorBody, HttpError, HttpResult};
 use super::extract::{Authenticated, JsonBody, QueryParams};
-use crate::authz::{Action, Resource, authorize};
+use crate::authz::{Action, Resource};
 use crate::domain::{Error, OAuthClient};
 use crate::oauth::keys::{KeyAlg, Keyring};
 use crate::service::admin::TenantRef;
@@ -72,19 +72,19 @@ async fn delete_client(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn platform_only(caller: &crate::authn::Caller) -> Result<(), HttpError> {
-    authorize(caller, Action::ManageTenants, Resource::Tenant(caller.principal.tenant)).map_err(|d| {
-        HttpError::Domain(match d {
-            crate::authz::Denial::InsufficientScope(required) => Error::InsufficientScope { required },
-            _ => Error::Forbidden { reason: "signing keys are managed by the platform administrator".into() },
-        })
-    })
+fn platform_only(state: &AppState, caller: &crate::authn::Caller) -> Result<(), HttpError> {
+    let authz = state.inner.admin.authorizer();
+    match authz.authorize(caller, Action::ManagePlatform, Resource::Tenant(caller.principal.tenant)) {
+        Ok(_) => Ok(()),
+        Err(crate::authz::Denial::InsufficientScope(required)) => Err(Error::InsufficientScope { required }.into()),
+        Err(_) => Err(Error::Forbidden { reason: "this is managed by the platform operator".into() }.into()),
+    }
 }
 
 /// Signing keys and their status (current, previous, retired).
 #[utoipa::path(get, path = "/admin/keys", tag = "admin", responses((status = 200)), security(("bearer" = [])))]
 async fn list_keys(State(state): State<AppState>, Authenticated(caller): Authenticated) -> HttpResult<Response> {
-    platform_only(&caller)?;
+    platform_only(&state, &caller)?;
     let keys = Keyring::list(&*state.inner.db).await.map_err(|_| HttpError::Internal)?;
     Ok(Json(keys).into_response())
 }
@@ -106,7 +106,7 @@ async fn rotate_keys(
     Authenticated(caller): Authenticated,
     JsonBody(body): JsonBody<Rotate>,
 ) -> HttpResult<Response> {
-    platform_only(&caller)?;
+    platform_only(&state, &caller)?;
     let keyring = state.inner.oauth.tokens.keyring();
     let alg = body.alg.unwrap_or(keyring.keys().current.alg);
     let kid = keyring.rotate(alg).await.map_err(|e| {

@@ -78,6 +78,7 @@ impl HttpError {
                 Error::InsufficientScope { .. } => (S::FORBIDDEN, "insufficient_scope", None),
                 Error::NotFound { .. } => (S::NOT_FOUND, "not_found", None),
                 Error::Conflict(_) => (S::CONFLICT, "conflict", None),
+                Error::InvalidPolicy(_) => (S::UNPROCESSABLE_ENTITY, "invalid_policy", None),
                 Error::Store(StoreError::Duplicate) => (S::CONFLICT, "conflict", None),
                 Error::Store(StoreError::Backend(_)) => (S::SERVICE_UNAVAILABLE, "store_unavailable", None),
                 Error::Store(StoreError::Corrupt(_)) => (S::INTERNAL_SERVER_ERROR, "store_corrupt", None),

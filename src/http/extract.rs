@@ -99,6 +99,21 @@ impl<S: Send + Sync> FromRequestParts<S> for VersionPath {
     }
 }
 
+/// `/context/{id}/grants/{grant_id}`.
+pub struct GrantPath(pub ContextId, pub crate::domain::GrantId);
+
+impl<S: Send + Sync> FromRequestParts<S> for GrantPath {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
+        let Path((id, grant)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| HttpError::Domain(Error::invalid("path", e.body_text())))?;
+        let grant = grant.parse().map_err(|m: String| HttpError::Domain(Error::invalid("grant_id", m)))?;
+        Ok(GrantPath(parse_context_id(&id)?, grant))
+    }
+}
+
 pub fn parse_context_id(raw: &str) -> Result<ContextId, HttpError> {
     raw.parse().map_err(|m: String| HttpError::Domain(Error::invalid("context_id", m)))
 }

@@ -3,9 +3,11 @@
 
 pub mod admin_api;
 pub mod admin_oauth_api;
+pub mod admin_policy_api;
 pub mod context_api;
 pub mod error;
 pub mod extract;
+pub mod grants_api;
 pub mod json;
 pub mod middleware;
 pub mod openapi;
@@ -44,6 +46,8 @@ pub struct AppInner {
     pub contexts: ContextService,
     pub admin: AdminService,
     pub clients: ClientService,
+    /// The policy decision point (also held by the services); reloads go through here.
+    pub authz: crate::authz::Authorizer,
     pub oauth: Arc<AuthServer>,
     pub authn: Authenticator,
     pub db: Arc<dyn Database>,
@@ -58,8 +62,10 @@ pub struct AppInner {
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(context_api::routes())
+        .merge(grants_api::routes())
         .merge(admin_api::routes())
         .merge(admin_oauth_api::routes())
+        .merge(admin_policy_api::routes())
         .merge(ops::routes())
         .split_for_parts()
 }

@@ -7,6 +7,7 @@ use rmcp::ServiceExt;
 
 use super::tools::ContextTools;
 use crate::authn::{Secret, authenticate_api_key};
+use crate::authz::Authorizer;
 use crate::config::Settings;
 use crate::domain::context::ContextLimits;
 use crate::server;
@@ -19,7 +20,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let caller = authenticate_api_key(&*db, &Secret::new(key))
         .await
         .map_err(|e| anyhow::anyhow!("CTXGUARD_API_KEY refused: {e}"))?;
-    let contexts = ContextService::new(db.clone(), ContextLimits { max_history: settings.max_history });
+    let authz = Authorizer::load(settings.policy_dir.clone()).map_err(|e| anyhow::anyhow!("policy: {e}"))?;
+    let limits = ContextLimits { max_history: settings.max_history };
+    let contexts = ContextService::new(db.clone(), db.clone(), authz, limits);
     let running = ContextTools::for_caller(contexts, caller)
         .serve(rmcp::transport::stdio())
         .await

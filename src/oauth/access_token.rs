@@ -13,7 +13,7 @@ use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::keys::Keyring;
-use crate::domain::{PrincipalId, ScopeSet, TenantId, Timestamp};
+use crate::domain::{ContextBinding, PrincipalId, ScopeSet, TenantId, Timestamp};
 
 pub const TYP: &str = "at+jwt";
 pub const LEEWAY_SECS: u64 = 30;
@@ -30,15 +30,54 @@ pub struct AccessClaims {
     pub client_id: String,
     pub scope: String,
     pub tenant: String,
+    /// Context binding (DESIGN.md section 5): the token works only on these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<ContextBinding>,
+    /// RFC 8693 section 4.1: who acts for `sub`, with the earlier actors nested inside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+    /// The `jti`s of the tokens this one was exchanged from, nearest first: revoking
+    /// any of them revokes this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<String>,
+}
+
+/// An actor (RFC 8693 section 4.1): the party acting, and who acted before it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
+
+impl Actor {
+    /// How many actors the chain names.
+    pub fn depth(&self) -> usize {
+        1 + self.act.as_ref().map_or(0, |a| a.depth())
+    }
 }
 
 /// What a token is minted for.
+#[derive(Clone, Copy)]
 pub struct Grant<'a> {
     pub principal: PrincipalId,
     pub tenant: TenantId,
     pub client_id: &'a str,
     pub scopes: ScopeSet,
     pub audience: &'a str,
+    pub binding: Option<&'a ContextBinding>,
+    /// Set by token exchange only.
+    pub delegation: Option<&'a Delegation>,
+}
+
+/// What token exchange adds to a token: the actor chain, the ancestry and a lifetime
+/// that may not outlast the subject token's.
+pub struct Delegation {
+    pub act: Actor,
+    pub parents: Vec<String>,
+    pub expires_at: i64,
 }
 
 pub struct AccessTokens {
@@ -74,17 +113,27 @@ impl AccessTokens {
 
     pub fn issue(&self, grant: &Grant<'_>) -> anyhow::Result<(String, AccessClaims)> {
         let now = Timestamp::now().millis() / 1000;
+        let mut exp = now + self.ttl.as_secs() as i64;
+        let (mut act, mut parents) = (None, Vec::new());
+        if let Some(d) = grant.delegation {
+            exp = exp.min(d.expires_at);
+            act = Some(d.act.clone());
+            parents = d.parents.clone();
+        }
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             sub: grant.principal.to_string(),
             aud: grant.audience.to_string(),
-            exp: now + self.ttl.as_secs() as i64,
+            exp,
             iat: now,
             nbf: now,
             jti: uuid::Uuid::new_v4().to_string(),
             client_id: grant.client_id.to_string(),
             scope: grant.scopes.to_string(),
             tenant: grant.tenant.to_string(),
+            ctx: grant.binding.cloned(),
+            act,
+            parents,
         };
         let keys = self.keyring.keys();
         let key = &keys.current;
@@ -187,6 +236,8 @@ mod tests {
             client_id: "c",
             scopes: ScopeSet::all(),
             audience,
+            binding: None,
+            delegation: None,
         }
     }
 

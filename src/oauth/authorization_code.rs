@@ -4,6 +4,7 @@
 
 use subtle::ConstantTimeEq;
 
+use super::access_token::Grant;
 use super::client_auth::AuthenticatedClient;
 use super::error::{OAuthError, OAuthErrorCode, OAuthResult};
 use super::form::Form;
@@ -62,28 +63,38 @@ pub async fn exchange(server: &AuthServer, c: &AuthenticatedClient, form: &Form)
     }
     let principal = server.active_principal(grant.principal).await?;
     let scopes = ScopeSet::parse_known(&grant.scope);
+    // RFC 9396 section 6.1: the token request may narrow the consented binding, never widen it.
+    let binding = match (super::token::requested_binding(form)?, grant.binding) {
+        (None, consented) => consented,
+        (Some(asked), Some(consented)) if asked.is_within(&consented) => Some(asked),
+        (Some(_), _) => {
+            return Err(OAuthError::new(
+                OAuthErrorCode::InvalidAuthorizationDetails,
+                "authorization_details must stay within what was consented at the authorization endpoint",
+            ));
+        }
+    };
     // Public clients get a refresh token only when offline_access was consented;
     // confidential clients of the code flow always (when registered for refresh).
     let wants_refresh =
         c.client.allows(GrantType::RefreshToken) && (c.client.confidential || scopes.contains(Scope::OfflineAccess));
+    let token_grant = Grant {
+        principal: principal.id,
+        tenant: principal.tenant,
+        client_id: &c.client.client_id,
+        scopes,
+        audience: &grant.resource,
+        binding: binding.as_ref(),
+        delegation: None,
+    };
     let (refresh, family) = if wants_refresh {
-        let (t, f) = super::refresh::issue(
-            server,
-            None,
-            &c.client.client_id,
-            principal.id,
-            principal.tenant,
-            scopes,
-            &grant.resource,
-        )
-        .await?;
+        let (t, f) = super::refresh::issue(server, None, &token_grant).await?;
         (Some(t), Some(f))
     } else {
         (None, None)
     };
-    let (response, jti) =
-        mint(server, principal.id, principal.tenant, &c.client.client_id, scopes, &grant.resource, refresh)?;
-    server.db.record_code_issue(&hash, &jti, family.as_deref()).await?;
+    let (response, claims) = mint(server, &token_grant, refresh)?;
+    server.db.record_code_issue(&hash, &claims.jti, family.as_deref()).await?;
     Ok(response)
 }
 

@@ -16,7 +16,7 @@ use super::redirect_uri;
 use super::server::{AuthServer, granted_scopes};
 use super::session::{self, Cookies};
 use crate::crypto::token;
-use crate::domain::{GrantType, OAuthClient, ScopeSet, Timestamp};
+use crate::domain::{ContextBinding, GrantType, OAuthClient, ScopeSet, Timestamp};
 use crate::http::AppState;
 use crate::store::CodeGrant;
 
@@ -30,6 +30,7 @@ struct AuthzRequest {
     scopes: ScopeSet,
     audience: String,
     code_challenge: String,
+    binding: Option<ContextBinding>,
 }
 
 /// Why a request is refused: before the redirect URI is trusted we may only show a
@@ -80,7 +81,15 @@ async fn validate(server: &AuthServer, raw: &str) -> Result<AuthzRequest, Refusa
     }
     let scopes = granted_scopes(get("scope")?, client.scopes).map_err(back)?;
     let audience = server.audience(&q.all("resource")).map_err(back)?;
+    let binding = get("authorization_details")?
+        .map(|text| {
+            ContextBinding::from_authorization_details(text).map_err(|m| {
+                back(OAuthError::new(OAuthErrorCode::InvalidAuthorizationDetails, format!("authorization_details {m}")))
+            })
+        })
+        .transpose()?;
     Ok(AuthzRequest {
+        binding,
         redirect_uri: redirect.to_string(),
         state: state.clone(),
         scopes,
@@ -135,6 +144,7 @@ pub async fn authorize(State(state): State<AppState>, headers: HeaderMap, RawQue
             user: &principal.name,
             scopes: req.scopes,
             resource: &req.audience,
+            binding: req.binding.as_ref(),
             request: &raw,
             csrf: &s.csrf_token,
         }),
@@ -241,6 +251,7 @@ pub async fn consent(State(state): State<AppState>, headers: HeaderMap, form: Fo
         scope: req.scopes.to_string(),
         resource: req.audience.clone(),
         expires_at: now.plus_secs(CODE_TTL_SECS),
+        binding: req.binding.clone(),
     };
     if server.db.insert_code(&token::hash(code.expose()), &grant, now).await.is_err() {
         return unavailable();

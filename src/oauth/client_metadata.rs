@@ -120,6 +120,7 @@ fn validate(doc: Document, client_id: &str, tenant: TenantId) -> Result<OAuthCli
                 return Err("client_credentials needs a registered confidential client".into());
             }
             GrantType::RefreshToken => grants.push(GrantType::RefreshToken),
+            GrantType::TokenExchange => grants.push(GrantType::TokenExchange),
             GrantType::AuthorizationCode => {}
         }
     }

@@ -21,6 +21,8 @@ pub enum OAuthErrorCode {
     UnsupportedResponseType,
     InvalidRedirectUri,
     InvalidClientMetadata,
+    /// RFC 9396 section 5.
+    InvalidAuthorizationDetails,
     ServerError,
     TemporarilyUnavailable,
 }
@@ -40,6 +42,7 @@ impl OAuthErrorCode {
             UnsupportedResponseType => "unsupported_response_type",
             InvalidRedirectUri => "invalid_redirect_uri",
             InvalidClientMetadata => "invalid_client_metadata",
+            InvalidAuthorizationDetails => "invalid_authorization_details",
             ServerError => "server_error",
             TemporarilyUnavailable => "temporarily_unavailable",
         }
@@ -60,7 +63,8 @@ impl OAuthErrorCode {
             | AccessDenied
             | UnsupportedResponseType
             | InvalidRedirectUri
-            | InvalidClientMetadata => StatusCode::BAD_REQUEST,
+            | InvalidClientMetadata
+            | InvalidAuthorizationDetails => StatusCode::BAD_REQUEST,
         }
     }
 }

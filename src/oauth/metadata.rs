@@ -7,7 +7,7 @@ use jsonwebtoken::jwk::JwkSet;
 use serde_json::{Value, json};
 
 use crate::config::RegistrationMode;
-use crate::domain::{Scope, ScopeSet};
+use crate::domain::{GrantType, Scope, ScopeSet};
 use crate::http::AppState;
 
 pub async fn authorization_server(State(state): State<AppState>) -> Json<Value> {
@@ -24,7 +24,8 @@ pub async fn authorization_server(State(state): State<AppState>) -> Json<Value> 
         "scopes_supported": scopes,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", GrantType::TOKEN_EXCHANGE],
+        "authorization_details_types_supported": [crate::domain::binding::DETAILS_TYPE],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

@@ -7,6 +7,7 @@ pub mod authorize;
 pub mod client_auth;
 pub mod client_metadata;
 pub mod error;
+pub mod exchange;
 pub mod form;
 pub mod introspect;
 pub mod keys;

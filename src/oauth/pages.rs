@@ -93,6 +93,8 @@ pub struct Consent<'a> {
     pub user: &'a str,
     pub scopes: ScopeSet,
     pub resource: &'a str,
+    /// The contexts the token will be limited to, if the client asked for a binding.
+    pub binding: Option<&'a crate::domain::ContextBinding>,
     pub request: &'a str,
     pub csrf: &'a str,
 }
@@ -106,7 +108,7 @@ pub fn consent_page(c: &Consent<'_>) -> Response {
         &format!(
             "<p>Signed in as <strong>{}</strong>.</p>\
              <p><strong>{}</strong> (<code>{}</code>) asks to:</p><ul>{items}</ul>\
-             <p>on the resource <code>{}</code>.</p>\
+             <p>on the resource <code>{}</code>{}.</p>\
              <form method=\"post\" action=\"consent\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <input type=\"hidden\" name=\"request\" value=\"{}\">\
@@ -116,6 +118,7 @@ pub fn consent_page(c: &Consent<'_>) -> Response {
             esc(c.client_name),
             esc(c.client_id),
             esc(c.resource),
+            c.binding.map(|b| format!(", limited to: {}", esc(&b.to_string()))).unwrap_or_default(),
             esc(c.csrf),
             esc(c.request)
         ),

@@ -2,45 +2,41 @@
 //! are opaque, stored as hashes, rotated on every use; presenting a spent one revokes
 //! its whole family (the legitimate holder and the thief both lose it).
 
+use super::access_token::Grant;
 use super::client_auth::AuthenticatedClient;
 use super::error::{OAuthError, OAuthResult};
 use super::form::Form;
 use super::server::{AuthServer, granted_scopes};
 use super::token::{TokenResponse, mint};
 use crate::crypto::token;
-use crate::domain::{PrincipalId, ScopeSet, TenantId, Timestamp};
+use crate::domain::{ScopeSet, Timestamp};
 use crate::store::{OneTime, RefreshGrant};
 
 pub const PREFIX: &str = "ctxr_";
 
-/// Creates a refresh token in `family` (a new family when `None`) and returns it.
-pub async fn issue(
-    server: &AuthServer,
-    family: Option<String>,
-    client_id: &str,
-    principal: PrincipalId,
-    tenant: TenantId,
-    scope: ScopeSet,
-    resource: &str,
-) -> OAuthResult<(String, String)> {
+/// Creates a refresh token in `family` (a new family when `None`) standing for `what`
+/// (its scopes, audience and binding are what every refresh may ask for), and returns
+/// it with its family id.
+pub async fn issue(server: &AuthServer, family: Option<String>, what: &Grant<'_>) -> OAuthResult<(String, String)> {
     let now = Timestamp::now();
     let family_id = match family {
         Some(f) => f,
         None => {
             let f = uuid::Uuid::new_v4().to_string();
-            server.db.create_refresh_family(&f, client_id, principal, now).await?;
+            server.db.create_refresh_family(&f, what.client_id, what.principal, now).await?;
             f
         }
     };
     let secret = token::generate(PREFIX);
     let grant = RefreshGrant {
         family_id: family_id.clone(),
-        client_id: client_id.to_string(),
-        principal,
-        tenant,
-        scope: scope.to_string(),
-        resource: resource.to_string(),
+        client_id: what.client_id.to_string(),
+        principal: what.principal,
+        tenant: what.tenant,
+        scope: what.scopes.to_string(),
+        resource: what.audience.to_string(),
         expires_at: now.plus_secs(server.refresh_ttl.as_secs() as i64),
+        binding: what.binding.cloned(),
     };
     server.db.insert_refresh_token(&token::hash(secret.expose()), &grant, now).await?;
     Ok((secret.expose().to_string(), family_id))
@@ -82,17 +78,31 @@ pub async fn exchange(server: &AuthServer, c: &AuthenticatedClient, form: &Form)
         ));
     }
     let principal = server.active_principal(grant.principal).await?;
-    // Rotation keeps the original scope in the family, so a narrower request now does
-    // not shrink what later refreshes may ask for.
-    let (next, _) = issue(
-        server,
-        Some(grant.family_id.clone()),
-        &grant.client_id,
-        principal.id,
-        principal.tenant,
-        original,
-        &grant.resource,
-    )
-    .await?;
-    Ok(mint(server, principal.id, principal.tenant, &grant.client_id, scopes, &grant.resource, Some(next))?.0)
+    // The binding consented with the family holds for every refresh; a request may
+    // narrow it for this one access token.
+    let binding = match (super::token::requested_binding(form)?, &grant.binding) {
+        (None, consented) => consented.clone(),
+        (Some(asked), Some(consented)) if asked.is_within(consented) => Some(asked),
+        (Some(asked), None) => Some(asked),
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::new(
+                super::error::OAuthErrorCode::InvalidAuthorizationDetails,
+                "authorization_details must stay within the refresh token's binding",
+            ));
+        }
+    };
+    // Rotation keeps the original scope and binding in the family, so a narrower
+    // request now does not shrink what later refreshes may ask for.
+    let family = Grant {
+        principal: principal.id,
+        tenant: principal.tenant,
+        client_id: &grant.client_id,
+        scopes: original,
+        audience: &grant.resource,
+        binding: grant.binding.as_ref(),
+        delegation: None,
+    };
+    let (next, _) = issue(server, Some(grant.family_id.clone()), &family).await?;
+    let token_grant = Grant { scopes, binding: binding.as_ref(), ..family };
+    Ok(mint(server, &token_grant, Some(next))?.0)
 }

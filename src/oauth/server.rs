@@ -26,6 +26,8 @@ pub struct AuthServer {
     pub registration_tenant: String,
     pub client_metadata: ClientMetadata,
     pub cache: AuthServerCache,
+    /// Longest actor chain token exchange may build (0: exchange disabled).
+    pub max_delegation_depth: usize,
 }
 
 /// Registered clients (with their secret hashes) and principals, as the token endpoint

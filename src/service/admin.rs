@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::denial_error;
 use crate::authn::{Caller, Secret, api_key, password};
-use crate::authz::{Action, Resource, authorize};
+use crate::authz::{Action, Authorizer, Resource};
 use crate::domain::{
     ApiKey, ApiKeyId, Error, Principal, PrincipalId, PrincipalKind, RoleSet, ScopeSet, StoreError, Tenant, TenantId,
     Timestamp,
@@ -66,15 +66,21 @@ const MAX_KEY_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
 #[derive(Clone)]
 pub struct AdminService {
     store: Arc<dyn Database>,
+    authz: Authorizer,
 }
 
 impl AdminService {
-    pub fn new(store: Arc<dyn Database>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Database>, authz: Authorizer) -> Self {
+        Self { store, authz }
+    }
+
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.authz
     }
 
     pub async fn create_tenant(&self, caller: &Caller, name: &str) -> Result<Tenant, Error> {
-        authorize(caller, Action::ManageTenants, Resource::Tenant(caller.principal.tenant))
+        self.authz
+            .authorize(caller, Action::ManagePlatform, Resource::Tenant(caller.principal.tenant))
             .map_err(|d| denial_error(d, "tenant"))?;
         self.create_tenant_unchecked(name).await
     }
@@ -91,7 +97,8 @@ impl AdminService {
     }
 
     pub async fn list_tenants(&self, caller: &Caller) -> Result<Vec<Tenant>, Error> {
-        authorize(caller, Action::Admin, Resource::Tenant(caller.principal.tenant))
+        self.authz
+            .authorize(caller, Action::Admin, Resource::Tenant(caller.principal.tenant))
             .map_err(|d| denial_error(d, "tenant"))?;
         let all = self.store.tenants().await?;
         Ok(if caller.principal.platform_admin {
@@ -112,7 +119,9 @@ impl AdminService {
             },
         };
         let tenant = found.ok_or(Error::NotFound { what: "tenant" })?;
-        authorize(caller, Action::Admin, Resource::Tenant(tenant.id)).map_err(|d| denial_error(d, "tenant"))?;
+        self.authz
+            .authorize(caller, Action::Admin, Resource::Tenant(tenant.id))
+            .map_err(|d| denial_error(d, "tenant"))?;
         Ok(tenant)
     }
 
@@ -166,7 +175,9 @@ impl AdminService {
     /// A principal the caller may see in the admin API, or "not found".
     pub async fn principal(&self, caller: &Caller, id: PrincipalId) -> Result<Principal, Error> {
         let p = self.store.principal(id).await?.ok_or(Error::NotFound { what: "principal" })?;
-        authorize(caller, Action::Admin, Resource::Tenant(p.tenant)).map_err(|d| denial_error(d, "principal"))?;
+        self.authz
+            .authorize(caller, Action::Admin, Resource::Tenant(p.tenant))
+            .map_err(|d| denial_error(d, "principal"))?;
         Ok(p)
     }
 
@@ -258,7 +269,9 @@ impl AdminService {
 
     pub async fn revoke_api_key(&self, caller: &Caller, id: ApiKeyId) -> Result<(), Error> {
         let key = self.store.api_key(id).await?.ok_or(Error::NotFound { what: "api key" })?;
-        authorize(caller, Action::Admin, Resource::Tenant(key.tenant)).map_err(|d| denial_error(d, "api key"))?;
+        self.authz
+            .authorize(caller, Action::Admin, Resource::Tenant(key.tenant))
+            .map_err(|d| denial_error(d, "api key"))?;
         self.managed_principal(caller, key.principal).await?;
         // Revoking twice is not an error: the key is revoked either way.
         self.store.revoke_api_key(id, Timestamp::now()).await?;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::admin::{AdminService, NewPrincipal, TenantRef};
 use super::denial_error;
 use crate::authn::Caller;
-use crate::authz::{Action, Resource, authorize};
+use crate::authz::{Action, Resource};
 use crate::crypto::token;
 use crate::domain::{
     ApplicationType, Error, GrantType, OAuthClient, PrincipalKind, RoleSet, Scope, ScopeSet, StoreError, TenantId,
@@ -65,8 +65,8 @@ pub struct ClientService {
 }
 
 impl ClientService {
-    pub fn new(db: Arc<dyn Database>) -> Self {
-        Self { admin: AdminService::new(db.clone()), db }
+    pub fn new(db: Arc<dyn Database>, admin: AdminService) -> Self {
+        Self { admin, db }
     }
 
     pub async fn create(&self, caller: &Caller, new: NewClient) -> Result<RegisteredClient, Error> {
@@ -164,7 +164,10 @@ impl ClientService {
     /// client, every token of its service principal.
     pub async fn delete(&self, caller: &Caller, client_id: &str) -> Result<(), Error> {
         let (client, _) = self.db.client(client_id).await?.ok_or(Error::NotFound { what: "client" })?;
-        authorize(caller, Action::Admin, Resource::Tenant(client.tenant)).map_err(|d| denial_error(d, "client"))?;
+        self.admin
+            .authorizer()
+            .authorize(caller, Action::Admin, Resource::Tenant(client.tenant))
+            .map_err(|d| denial_error(d, "client"))?;
         let now = Timestamp::now();
         self.db.disable_client(client_id).await?;
         self.db.revoke_client_families(client_id, now).await?;

@@ -10,11 +10,11 @@ use serde_json::{Map, Value};
 
 use super::context_denial;
 use crate::authn::Caller;
-use crate::authz::{Action, Resource, authorize};
+use crate::authz::{Action, Authorizer, Resource};
 use crate::domain::TenantId;
 use crate::domain::context::{AppendInput, ContextLimits, append_messages, apply_patch};
-use crate::domain::{ContextId, ContextInput, Error, PrincipalId, StoreError, StoredContext, Timestamp, Version};
-use crate::store::{ContextRecord, ContextStore, RawContextRecord, VersionInfo, decode_context};
+use crate::domain::{ContextFacts, ContextId, ContextInput, Error, StoreError, StoredContext, Timestamp, Version};
+use crate::store::{AuthStore, ContextRecord, ContextStore, RawContextRecord, VersionInfo, decode_context};
 
 /// An `If-Match` precondition (RFC 9110 section 13.1.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,10 +75,17 @@ type NextVersion<'a> = Box<dyn FnOnce(&StoredContext, Timestamp) -> Result<Store
 
 pub const MAX_PAGE: u32 = 200;
 pub const DEFAULT_PAGE: u32 = 50;
+/// How many stored contexts one listing request looks at, at most, while filtering for
+/// those the caller may read; a page may come back short (with a cursor to go on) when
+/// the caller can read only a few contexts of a large tenant.
+const MAX_LIST_SCAN: usize = 2_000;
 
 #[derive(Clone)]
 pub struct ContextService {
-    store: Arc<dyn ContextStore>,
+    pub(super) store: Arc<dyn ContextStore>,
+    /// Principals, to check the grantee of a grant.
+    pub(super) principals: Arc<dyn AuthStore>,
+    pub(super) authz: Authorizer,
     limits: ContextLimits,
     /// Every successful write, for MCP resource subscriptions (this process only).
     changes: tokio::sync::broadcast::Sender<ContextChange>,
@@ -92,9 +99,18 @@ pub struct ContextChange {
 }
 
 impl ContextService {
-    pub fn new(store: Arc<dyn ContextStore>, limits: ContextLimits) -> Self {
+    pub fn new(
+        store: Arc<dyn ContextStore>,
+        principals: Arc<dyn AuthStore>,
+        authz: Authorizer,
+        limits: ContextLimits,
+    ) -> Self {
         let (changes, _) = tokio::sync::broadcast::channel(256);
-        Self { store, limits, changes }
+        Self { store, principals, authz, limits, changes }
+    }
+
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.authz
     }
 
     /// Changes from now on. A slow receiver may miss some (it is told it lagged).
@@ -102,14 +118,16 @@ impl ContextService {
         self.changes.subscribe()
     }
 
-    fn changed(&self, tenant: TenantId, context_id: ContextId) {
+    pub(super) fn changed(&self, tenant: TenantId, context_id: ContextId) {
         // No receivers is the common case and not an error.
         let _ = self.changes.send(ContextChange { tenant, context_id });
     }
 
     pub async fn create(&self, caller: &Caller, input: ContextInput) -> Result<StoredContext, Error> {
         let tenant = caller.principal.tenant;
-        authorize(caller, Action::Create, Resource::Tenant(tenant)).map_err(|d| super::denial_error(d, "tenant"))?;
+        self.authz
+            .authorize(caller, Action::Create, Resource::Tenant(tenant))
+            .map_err(|d| super::denial_error(d, "tenant"))?;
         let id = input.context_id.unwrap_or_else(ContextId::new_random);
         let ctx = input.into_new(id, Timestamp::now())?;
         self.limits.check(&ctx)?;
@@ -186,12 +204,12 @@ impl ContextService {
     pub async fn delete(&self, caller: &Caller, id: ContextId, if_match: Option<IfMatch>) -> Result<(), Error> {
         let tenant = caller.principal.tenant;
         let record = self.store.get(tenant, id).await?;
-        let (owner, current) = match record {
+        let (facts, current) = match record {
             None => return Err(Error::ContextNotFound(id)),
-            Some(ContextRecord::Tombstone { owner }) => return Err(deleted(caller, owner, id)),
-            Some(ContextRecord::Live { owner, context }) => (owner, context),
+            Some(ContextRecord::Tombstone { facts }) => return Err(self.deleted(caller, &facts)),
+            Some(ContextRecord::Live { facts, context }) => (facts, context),
         };
-        authorize(caller, Action::Delete, Resource::Context { tenant, owner }).map_err(|d| context_denial(id, d))?;
+        self.authz.authorize(caller, Action::Delete, Resource::Context(&facts)).map_err(|d| context_denial(id, d))?;
         if let Some(cond) = &if_match {
             cond.check(id, current.version)?;
         }
@@ -209,32 +227,52 @@ impl ContextService {
         }
     }
 
+    /// The contexts the caller may read, newest first. Filtering happens here, per item,
+    /// with the same decision a `GET` would get: a foreign or unreadable id never
+    /// appears, and a principal with grants only sees exactly what was shared with it.
     pub async fn list(&self, caller: &Caller, cursor: Option<Cursor>, limit: Option<u32>) -> Result<Page, Error> {
         let tenant = caller.principal.tenant;
-        authorize(caller, Action::List, Resource::Tenant(tenant)).map_err(|d| super::denial_error(d, "tenant"))?;
+        self.authz
+            .authorize(caller, Action::List, Resource::Tenant(tenant))
+            .map_err(|d| super::denial_error(d, "tenant"))?;
         let limit = match limit {
             None => DEFAULT_PAGE,
             Some(n @ 1..=MAX_PAGE) => n,
             Some(_) => {
                 return Err(Error::invalid("limit", format!("must be between 1 and {MAX_PAGE}")));
             }
+        } as usize;
+        let now = Timestamp::now();
+        let mut before = cursor.map(|c| c.0);
+        let mut items = Vec::with_capacity(limit);
+        let mut scanned = 0;
+        let next_cursor = loop {
+            let batch = (limit + 1).max(64) as u32;
+            let rows = self.store.list(tenant, now, before, batch).await?;
+            let exhausted = rows.len() < batch as usize;
+            let mut left_over = false;
+            for row in rows {
+                if items.len() == limit {
+                    left_over = true;
+                    break;
+                }
+                scanned += 1;
+                before = Some(row.seq);
+                if self.authz.can_read(caller, &row.facts) {
+                    items.push(summary(row.context));
+                }
+            }
+            let position = before.map(|s| Cursor(s).encode());
+            if items.len() == limit {
+                break if left_over || !exhausted { position } else { None };
+            }
+            if exhausted {
+                break None;
+            }
+            if scanned >= MAX_LIST_SCAN {
+                break position;
+            }
         };
-        let mut rows = self.store.list(tenant, Timestamp::now(), cursor.map(|c| c.0), limit + 1).await?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let next_cursor = if more { rows.last().map(|(seq, _)| Cursor(*seq).encode()) } else { None };
-        let items = rows
-            .into_iter()
-            .map(|(_, c)| ContextSummary {
-                context_id: c.context_id,
-                message_count: c.session.history.len(),
-                metadata: c.metadata,
-                expires: c.expires,
-                version: c.version,
-                created_at: c.created_at,
-                updated_at: c.updated_at,
-            })
-            .collect();
         Ok(Page { items, next_cursor })
     }
 
@@ -250,9 +288,9 @@ impl ContextService {
         let tenant = caller.principal.tenant;
         match self.store.get_raw(tenant, id).await? {
             None => Err(Error::ContextNotFound(id)),
-            Some(RawContextRecord::Tombstone { owner }) => Err(deleted(caller, owner, id)),
-            Some(RawContextRecord::Live { owner, version, expires_at, json }) => {
-                authorize(caller, action, Resource::Context { tenant, owner }).map_err(|d| context_denial(id, d))?;
+            Some(RawContextRecord::Tombstone { facts }) => Err(self.deleted(caller, &facts)),
+            Some(RawContextRecord::Live { facts, version, expires_at, json }) => {
+                self.authz.authorize(caller, action, Resource::Context(&facts)).map_err(|d| context_denial(id, d))?;
                 if expires_at.is_some_and(|e| e <= Timestamp::now()) {
                     return Err(Error::ContextExpired(id));
                 }
@@ -277,14 +315,14 @@ impl ContextService {
     ) -> Result<StoredContext, Error> {
         let tenant = caller.principal.tenant;
         let limits = self.limits;
+        let authz = &self.authz;
         let result = self
             .store
             .update(
                 tenant,
                 id,
-                Box::new(|owner, current| {
-                    authorize(caller, action, Resource::Context { tenant, owner })
-                        .map_err(|d| context_denial(id, d))?;
+                Box::new(|facts, current| {
+                    authz.authorize(caller, action, Resource::Context(facts)).map_err(|d| context_denial(id, d))?;
                     let now = Timestamp::now();
                     if current.is_expired_at(now) {
                         return Err(Error::ContextExpired(id));
@@ -301,7 +339,7 @@ impl ContextService {
         match result {
             // A tombstone answers "deleted" only to those who could read the context.
             Err(Error::ContextDeleted(_)) => match self.store.get(tenant, id).await? {
-                Some(ContextRecord::Tombstone { owner }) => Err(deleted(caller, owner, id)),
+                Some(ContextRecord::Tombstone { facts }) => Err(self.deleted(caller, &facts)),
                 _ => Err(Error::ContextNotFound(id)),
             },
             Ok(next) => {
@@ -313,12 +351,25 @@ impl ContextService {
     }
 }
 
-/// A tombstone answers "deleted" only to those who could have read the context.
-fn deleted(caller: &Caller, owner: PrincipalId, id: ContextId) -> Error {
-    let resource = Resource::Context { tenant: caller.principal.tenant, owner };
-    match authorize(caller, Action::Read, resource) {
-        Ok(()) => Error::ContextDeleted(id),
-        Err(d) => context_denial(id, d),
+impl ContextService {
+    /// A tombstone answers "deleted" only to those who could have read the context.
+    pub(super) fn deleted(&self, caller: &Caller, facts: &ContextFacts) -> Error {
+        match self.authz.authorize(caller, Action::Read, Resource::Context(facts)) {
+            Ok(_) => Error::ContextDeleted(facts.id),
+            Err(d) => context_denial(facts.id, d),
+        }
+    }
+}
+
+fn summary(c: StoredContext) -> ContextSummary {
+    ContextSummary {
+        context_id: c.context_id,
+        message_count: c.session.history.len(),
+        metadata: c.metadata,
+        expires: c.expires,
+        version: c.version,
+        created_at: c.created_at,
+        updated_at: c.updated_at,
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod clients;
 pub mod contexts;
+pub mod grants;
 
 use crate::authz::Denial;
 use crate::domain::{ContextId, Error};
@@ -21,7 +22,7 @@ fn context_denial(id: ContextId, denial: Denial) -> Error {
 }
 
 /// Maps a denial on a non-context resource (`what` names it for the 404).
-fn denial_error(denial: Denial, what: &'static str) -> Error {
+pub(crate) fn denial_error(denial: Denial, what: &'static str) -> Error {
     match denial {
         Denial::NotVisible => Error::NotFound { what },
         Denial::Forbidden(reason) => Error::Forbidden { reason },

@@ -2,7 +2,7 @@
 //!
 //! A read of a context is the hot path of every agent; without this every `GET` costs
 //! a database round trip. Entries are the stored bytes plus what a read must check
-//! (owner for authorization, version, expiry — expiry is still checked on every read
+//! (authorization facts, version, expiry — expiry is still checked on every read
 //! by the service). Staleness is ruled out by the change counters (see `changes.rs`):
 //! an entry is served only while its bucket's counter is the one it was filled under
 //! and this process's mirror is fresh. Writes made here drop the entry at once.
@@ -13,12 +13,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Bucket, ContextStore, Database, Mutation, RawContextRecord, StampedCache, VersionInfo};
-use crate::domain::{ContextId, Error, PrincipalId, StoreError, StoredContext, TenantId, Timestamp, Version};
+use super::{
+    Bucket, ContextStore, Database, GrantMutation, ListedContext, Mutation, RawContextRecord, StampedCache, VersionInfo,
+};
+use crate::domain::{
+    ContextFacts, ContextGrant, ContextId, Error, PrincipalId, StoreError, StoredContext, TenantId, Timestamp, Version,
+};
 
 #[derive(Clone, Debug)]
 struct Head {
-    owner: PrincipalId,
+    facts: ContextFacts,
     version: Version,
     expires_at: Option<Timestamp>,
     json: Bytes,
@@ -50,7 +54,7 @@ impl ContextStore for CachedContexts {
         let changes = self.db.changes();
         if let Some(h) = self.heads.get(&key, changes) {
             return Ok(Some(RawContextRecord::Live {
-                owner: h.owner,
+                facts: h.facts,
                 version: h.version,
                 expires_at: h.expires_at,
                 json: h.json,
@@ -59,8 +63,8 @@ impl ContextStore for CachedContexts {
         // Stamped before the read: a change that lands in between makes the entry stale.
         let stamp = changes.stamp(Bucket::of_context(id));
         let found = self.db.get_raw(tenant, id).await?;
-        if let (Some(stamp), Some(RawContextRecord::Live { owner, version, expires_at, json })) = (stamp, &found) {
-            let head = Head { owner: *owner, version: *version, expires_at: *expires_at, json: json.clone() };
+        if let (Some(stamp), Some(RawContextRecord::Live { facts, version, expires_at, json })) = (stamp, &found) {
+            let head = Head { facts: facts.clone(), version: *version, expires_at: *expires_at, json: json.clone() };
             self.heads.insert(key, head, stamp);
         }
         Ok(found)
@@ -95,8 +99,19 @@ impl ContextStore for CachedContexts {
         now: Timestamp,
         before_seq: Option<i64>,
         limit: u32,
-    ) -> Result<Vec<(i64, StoredContext)>, StoreError> {
+    ) -> Result<Vec<ListedContext>, StoreError> {
         self.db.list(tenant, now, before_seq, limit).await
+    }
+
+    async fn update_grants(
+        &self,
+        tenant: TenantId,
+        id: ContextId,
+        mutate: GrantMutation<'_>,
+    ) -> Result<Vec<ContextGrant>, Error> {
+        let result = self.db.update_grants(tenant, id, mutate).await;
+        self.heads.invalidate(&(tenant, id));
+        result
     }
 
     async fn delete(

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    ApiKey, ApiKeyId, ContextId, Error, OAuthClient, Principal, PrincipalId, RoleSet, StoreError, StoredContext,
-    Tenant, TenantId, Timestamp, Version,
+    ApiKey, ApiKeyId, ContextFacts, ContextGrant, ContextId, Error, OAuthClient, Principal, PrincipalId, RoleSet,
+    StoreError, StoredContext, Tenant, TenantId, Timestamp, Version,
 };
 
 pub use changes::{Bucket, ChangeClock, Stamp};
@@ -33,26 +33,46 @@ pub use stamped::StampedCache;
 #[derive(Clone, Debug)]
 pub enum ContextRecord {
     Live {
-        owner: PrincipalId,
+        facts: ContextFacts,
         context: StoredContext,
     },
     /// Deleted or swept after expiry: the id stays reserved.
     Tombstone {
-        owner: PrincipalId,
+        facts: ContextFacts,
     },
 }
 
 /// The latest version as stored (JSON text), with what is needed to decide whether it
-/// may be served without parsing it: owner, version and expiry.
+/// may be served without parsing it: authorization facts, version and expiry.
 #[derive(Clone, Debug)]
 pub enum RawContextRecord {
-    Live { owner: PrincipalId, version: Version, expires_at: Option<Timestamp>, json: bytes::Bytes },
-    Tombstone { owner: PrincipalId },
+    Live { facts: ContextFacts, version: Version, expires_at: Option<Timestamp>, json: bytes::Bytes },
+    Tombstone { facts: ContextFacts },
+}
+
+/// One entry of a listing: its position, its authorization facts and the context.
+#[derive(Clone, Debug)]
+pub struct ListedContext {
+    pub seq: i64,
+    pub facts: ContextFacts,
+    pub context: StoredContext,
 }
 
 /// Parses a stored context body.
 pub fn decode_context(json: &[u8]) -> Result<StoredContext, StoreError> {
     serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(format!("context body: {e}")))
+}
+
+/// The labels of a stored body, for rows written before labels had their own column.
+pub(crate) fn labels_of_body(json: &[u8]) -> Result<Vec<String>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct MetadataOnly {
+        #[serde(default)]
+        metadata: serde_json::Map<String, serde_json::Value>,
+    }
+    let m: MetadataOnly =
+        serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(format!("context body: {e}")))?;
+    Ok(crate::domain::grant::labels_of(&m.metadata))
 }
 
 /// One entry of a version listing.
@@ -64,7 +84,12 @@ pub struct VersionInfo {
 
 /// Computes the next version from the current one inside the store's write transaction.
 /// It is called with the row locked, so read-modify-write cannot lose an update.
-pub type Mutation<'a> = Box<dyn FnOnce(PrincipalId, &StoredContext) -> Result<StoredContext, Error> + Send + 'a>;
+pub type Mutation<'a> = Box<dyn FnOnce(&ContextFacts, &StoredContext) -> Result<StoredContext, Error> + Send + 'a>;
+
+/// Computes a context's new grant list from its facts and current version, inside the
+/// write transaction with the row locked.
+pub type GrantMutation<'a> =
+    Box<dyn FnOnce(&ContextFacts, &StoredContext) -> Result<Vec<ContextGrant>, Error> + Send + 'a>;
 
 #[async_trait]
 pub trait ContextStore: Send + Sync {
@@ -75,9 +100,9 @@ pub trait ContextStore: Send + Sync {
     async fn get(&self, tenant: TenantId, id: ContextId) -> Result<Option<ContextRecord>, StoreError> {
         Ok(match self.get_raw(tenant, id).await? {
             None => None,
-            Some(RawContextRecord::Tombstone { owner }) => Some(ContextRecord::Tombstone { owner }),
-            Some(RawContextRecord::Live { owner, json, .. }) => {
-                Some(ContextRecord::Live { owner, context: decode_context(&json)? })
+            Some(RawContextRecord::Tombstone { facts }) => Some(ContextRecord::Tombstone { facts }),
+            Some(RawContextRecord::Live { facts, json, .. }) => {
+                Some(ContextRecord::Live { facts, context: decode_context(&json)? })
             }
         })
     }
@@ -99,7 +124,15 @@ pub trait ContextStore: Send + Sync {
         now: Timestamp,
         before_seq: Option<i64>,
         limit: u32,
-    ) -> Result<Vec<(i64, StoredContext)>, StoreError>;
+    ) -> Result<Vec<ListedContext>, StoreError>;
+    /// Atomically replaces a live context's grants with `mutate(facts, latest)`; the
+    /// context's version does not change (grants are not part of the OCP object).
+    async fn update_grants(
+        &self,
+        tenant: TenantId,
+        id: ContextId,
+        mutate: GrantMutation<'_>,
+    ) -> Result<Vec<ContextGrant>, Error>;
     /// Tombstones a context and drops its versions. False if it was not live, or its
     /// latest version is not `expected` when that is given.
     async fn delete(
@@ -242,6 +275,8 @@ pub struct RefreshGrant {
     pub scope: String,
     pub resource: String,
     pub expires_at: Timestamp,
+    /// The context binding the grant was consented with, if any.
+    pub binding: Option<crate::domain::ContextBinding>,
 }
 
 /// What an authorization code stands for.
@@ -255,6 +290,8 @@ pub struct CodeGrant {
     pub scope: String,
     pub resource: String,
     pub expires_at: Timestamp,
+    /// The context binding the grant was consented with, if any.
+    pub binding: Option<crate::domain::ContextBinding>,
 }
 
 /// The result of presenting a one-time credential (code or refresh token).

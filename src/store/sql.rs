@@ -85,6 +85,36 @@ macro_rules! impl_sql_stores {
             })
         }
 
+        /// The authorization facts of a head row (`labels`, `grants`, `owner_id`); legacy
+        /// rows without a labels column value take their labels from `body`.
+        fn facts_from_row(
+            row: &DbRow,
+            tenant: TenantId,
+            id: ContextId,
+            body: Option<&str>,
+        ) -> Result<crate::domain::ContextFacts, StoreError> {
+            let labels: Option<String> = row.try_get("labels").map_err(map_sqlx)?;
+            let labels: Vec<String> = match (labels, body) {
+                (Some(l), _) => serde_json::from_str(&l).map_err(|e| corrupt("labels", e))?,
+                (None, Some(b)) => crate::store::labels_of_body(b.as_bytes())?,
+                (None, None) => Vec::new(),
+            };
+            let grants: String = row.try_get("grants").map_err(map_sqlx)?;
+            let grants: Vec<crate::domain::ContextGrant> =
+                serde_json::from_str(&grants).map_err(|e| corrupt("grants", e))?;
+            Ok(crate::domain::ContextFacts {
+                id,
+                tenant,
+                owner: parse_col(row, "owner_id")?,
+                labels: labels.into(),
+                grants: grants.into(),
+            })
+        }
+
+        fn labels_text(ctx: &StoredContext) -> String {
+            serde_json::to_string(&crate::domain::grant::labels_of(&ctx.metadata)).unwrap_or_else(|_| "[]".into())
+        }
+
         const PRINCIPAL_COLS: &str =
             "id, tenant_id, kind, name, roles, disabled, platform_admin, created_at_ms, tokens_revoked_at_ms";
         const API_KEY_COLS: &str = "id, principal_id, tenant_id, scopes, expires_at_ms, revoked_at_ms, created_at_ms";
@@ -93,7 +123,8 @@ macro_rules! impl_sql_stores {
         impl ContextStore for $store {
             async fn get_raw(&self, tenant: TenantId, id: ContextId) -> Result<Option<RawContextRecord>, StoreError> {
                 let row = sqlx::query(
-                    "SELECT c.owner_id, c.deleted_at_ms, c.version, c.expires_at_ms, v.body FROM contexts c \
+                    "SELECT c.owner_id, c.labels, c.grants, c.deleted_at_ms, c.version, c.expires_at_ms, v.body \
+                     FROM contexts c \
                      LEFT JOIN context_versions v ON v.tenant_id = c.tenant_id \
                        AND v.context_id = c.context_id AND v.version = c.version \
                      WHERE c.tenant_id = $1 AND c.context_id = $2",
@@ -104,13 +135,13 @@ macro_rules! impl_sql_stores {
                 .await
                 .map_err(map_sqlx)?;
                 let Some(row) = row else { return Ok(None) };
-                let owner: PrincipalId = parse_col(&row, "owner_id")?;
                 let deleted: Option<i64> = row.try_get("deleted_at_ms").map_err(map_sqlx)?;
                 let body: Option<String> = row.try_get("body").map_err(map_sqlx)?;
+                let facts = facts_from_row(&row, tenant, id, body.as_deref())?;
                 Ok(Some(match (deleted, body) {
                     (None, Some(json)) => RawContextRecord::Live {
                         json: bytes::Bytes::from(json),
-                        owner,
+                        facts,
                         version: Version(row.try_get("version").map_err(map_sqlx)?),
                         expires_at: row
                             .try_get::<Option<i64>, _>("expires_at_ms")
@@ -118,7 +149,7 @@ macro_rules! impl_sql_stores {
                             .map(Timestamp::from_millis),
                     },
                     (None, None) => return Err(corrupt("context", "live context without its latest version")),
-                    (Some(_), _) => RawContextRecord::Tombstone { owner },
+                    (Some(_), _) => RawContextRecord::Tombstone { facts },
                 }))
             }
 
@@ -170,7 +201,7 @@ macro_rules! impl_sql_stores {
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 sqlx::query(
                     "INSERT INTO contexts (tenant_id, context_id, owner_id, version, expires_at_ms, \
-                     created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                     created_at_ms, updated_at_ms, labels) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
                 )
                 .bind(tenant.to_string())
                 .bind(ctx.context_id.to_string())
@@ -178,6 +209,7 @@ macro_rules! impl_sql_stores {
                 .bind(ctx.version.0)
                 .bind(ctx.expires.map(|e| e.millis()))
                 .bind(ctx.created_at.millis())
+                .bind(labels_text(ctx))
                 .execute(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
@@ -192,41 +224,15 @@ macro_rules! impl_sql_stores {
                 mutate: Mutation<'_>,
             ) -> Result<StoredContext, Error> {
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
-                let head = sqlx::query(concat!(
-                    "SELECT owner_id, version, deleted_at_ms FROM contexts \
-                     WHERE tenant_id = $1 AND context_id = $2 ",
-                    $lock
-                ))
-                .bind(tenant.to_string())
-                .bind(id.to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_sqlx)?;
-                let Some(head) = head else { return Err(Error::ContextNotFound(id)) };
-                let deleted: Option<i64> = head.try_get("deleted_at_ms").map_err(map_sqlx)?;
-                if deleted.is_some() {
-                    return Err(Error::ContextDeleted(id));
-                }
-                let owner: PrincipalId = parse_col(&head, "owner_id")?;
-                let version = Version(head.try_get("version").map_err(map_sqlx)?);
-                let body: String = sqlx::query_scalar(
-                    "SELECT body FROM context_versions WHERE tenant_id = $1 AND context_id = $2 AND version = $3",
-                )
-                .bind(tenant.to_string())
-                .bind(id.to_string())
-                .bind(version.0)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(map_sqlx)?;
-                let current = crate::store::decode_context(body.as_bytes())?;
-                let next = mutate(owner, &current)?;
+                let (facts, current, version) = locked_head(&mut tx, tenant, id).await?;
+                let next = mutate(&facts, &current)?;
                 if next.version != version.next() || next.context_id != id {
                     return Err(corrupt("update", "mutation produced a non-successor version").into());
                 }
                 let next_body = encode_body(&next)?;
                 insert_version(&mut tx, tenant, &next, &next_body).await?;
                 sqlx::query(
-                    "UPDATE contexts SET version = $3, expires_at_ms = $4, updated_at_ms = $5 \
+                    "UPDATE contexts SET version = $3, expires_at_ms = $4, updated_at_ms = $5, labels = $6 \
                      WHERE tenant_id = $1 AND context_id = $2",
                 )
                 .bind(tenant.to_string())
@@ -234,6 +240,7 @@ macro_rules! impl_sql_stores {
                 .bind(next.version.0)
                 .bind(next.expires.map(|e| e.millis()))
                 .bind(next.updated_at.millis())
+                .bind(labels_text(&next))
                 .execute(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
@@ -250,9 +257,10 @@ macro_rules! impl_sql_stores {
                 now: Timestamp,
                 before_seq: Option<i64>,
                 limit: u32,
-            ) -> Result<Vec<(i64, StoredContext)>, StoreError> {
+            ) -> Result<Vec<crate::store::ListedContext>, StoreError> {
                 let rows = sqlx::query(
-                    "SELECT c.seq, v.body FROM contexts c JOIN context_versions v \
+                    "SELECT c.seq, c.context_id, c.owner_id, c.labels, c.grants, v.body \
+                     FROM contexts c JOIN context_versions v \
                        ON v.tenant_id = c.tenant_id AND v.context_id = c.context_id AND v.version = c.version \
                      WHERE c.tenant_id = $1 AND c.deleted_at_ms IS NULL \
                        AND (c.expires_at_ms IS NULL OR c.expires_at_ms > $2) AND c.seq < $3 \
@@ -269,9 +277,36 @@ macro_rules! impl_sql_stores {
                     .map(|r| {
                         let seq: i64 = r.try_get("seq").map_err(map_sqlx)?;
                         let body: String = r.try_get("body").map_err(map_sqlx)?;
-                        Ok((seq, crate::store::decode_context(body.as_bytes())?))
+                        let id: ContextId = parse_col(r, "context_id")?;
+                        let facts = facts_from_row(r, tenant, id, Some(&body))?;
+                        let context = crate::store::decode_context(body.as_bytes())?;
+                        Ok(crate::store::ListedContext { seq, facts, context })
                     })
                     .collect()
+            }
+
+            async fn update_grants(
+                &self,
+                tenant: TenantId,
+                id: ContextId,
+                mutate: crate::store::GrantMutation<'_>,
+            ) -> Result<Vec<crate::domain::ContextGrant>, Error> {
+                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
+                let (facts, current, _) = locked_head(&mut tx, tenant, id).await?;
+                let grants = mutate(&facts, &current)?;
+                let text = serde_json::to_string(&grants).map_err(|e| corrupt("grants", e))?;
+                sqlx::query("UPDATE contexts SET grants = $3 WHERE tenant_id = $1 AND context_id = $2")
+                    .bind(tenant.to_string())
+                    .bind(id.to_string())
+                    .bind(text)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                let bucket = Bucket::of_context(id);
+                let n = counter_in(&mut tx, bucket).await?;
+                tx.commit().await.map_err(map_sqlx)?;
+                self.changes.observe(bucket, n);
+                Ok(grants)
             }
 
             async fn delete(
@@ -337,6 +372,42 @@ macro_rules! impl_sql_stores {
                 }
                 Ok(swept)
             }
+        }
+
+        /// The head of a live context, locked for update, with its latest version.
+        async fn locked_head(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            tenant: TenantId,
+            id: ContextId,
+        ) -> Result<(crate::domain::ContextFacts, StoredContext, Version), Error> {
+            let head = sqlx::query(concat!(
+                "SELECT owner_id, labels, grants, version, deleted_at_ms FROM contexts \
+                 WHERE tenant_id = $1 AND context_id = $2 ",
+                $lock
+            ))
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(map_sqlx)?;
+            let Some(head) = head else { return Err(Error::ContextNotFound(id)) };
+            let deleted: Option<i64> = head.try_get("deleted_at_ms").map_err(map_sqlx)?;
+            if deleted.is_some() {
+                return Err(Error::ContextDeleted(id));
+            }
+            let version = Version(head.try_get("version").map_err(map_sqlx)?);
+            let body: String = sqlx::query_scalar(
+                "SELECT body FROM context_versions WHERE tenant_id = $1 AND context_id = $2 AND version = $3",
+            )
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .bind(version.0)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(map_sqlx)?;
+            let facts = facts_from_row(&head, tenant, id, Some(&body))?;
+            let current = crate::store::decode_context(body.as_bytes())?;
+            Ok((facts, current, version))
         }
 
         /// A counter as this transaction sees it, its own triggers included.

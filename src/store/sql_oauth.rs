@@ -41,6 +41,15 @@ macro_rules! impl_oauth_store {
             Ok(row.try_get::<Option<i64>, _>(col).map_err(map_sqlx)?.map(Timestamp::from_millis))
         }
 
+        fn binding_from_row(row: &DbRow) -> Result<Option<crate::domain::ContextBinding>, StoreError> {
+            let text: Option<String> = row.try_get("authorization_details").map_err(map_sqlx)?;
+            text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("authorization_details", e))).transpose()
+        }
+
+        fn binding_text(b: &Option<crate::domain::ContextBinding>) -> Option<String> {
+            b.as_ref().map(|b| serde_json::to_string(b).unwrap_or_default())
+        }
+
         fn refresh_from_row(row: &DbRow) -> Result<RefreshGrant, StoreError> {
             Ok(RefreshGrant {
                 family_id: row.try_get("family_id").map_err(map_sqlx)?,
@@ -50,6 +59,7 @@ macro_rules! impl_oauth_store {
                 scope: row.try_get("scope").map_err(map_sqlx)?,
                 resource: row.try_get("resource").map_err(map_sqlx)?,
                 expires_at: Timestamp::from_millis(row.try_get("expires_ms").map_err(map_sqlx)?),
+                binding: binding_from_row(row)?,
             })
         }
 
@@ -63,6 +73,7 @@ macro_rules! impl_oauth_store {
                 scope: row.try_get("scope").map_err(map_sqlx)?,
                 resource: row.try_get("resource").map_err(map_sqlx)?,
                 expires_at: Timestamp::from_millis(row.try_get("expires_ms").map_err(map_sqlx)?),
+                binding: binding_from_row(row)?,
             })
         }
 
@@ -319,7 +330,8 @@ macro_rules! impl_oauth_store {
             async fn insert_refresh_token(&self, hash: &str, g: &RefreshGrant, now: Timestamp) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO refresh_tokens (token_hash, family_id, client_id, principal_id, tenant_id, scope, \
-                     resource, expires_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     resource, expires_ms, created_at_ms, authorization_details) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(hash)
                 .bind(&g.family_id)
@@ -330,6 +342,7 @@ macro_rules! impl_oauth_store {
                 .bind(&g.resource)
                 .bind(g.expires_at.millis())
                 .bind(now.millis())
+                .bind(binding_text(&g.binding))
                 .execute(self.writes())
                 .await
                 .map_err(map_sqlx)?;
@@ -340,7 +353,7 @@ macro_rules! impl_oauth_store {
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 let row = sqlx::query(concat!(
                     "SELECT t.family_id, t.client_id, t.principal_id, t.tenant_id, t.scope, t.resource, t.expires_ms, \
-                            t.used_at_ms, f.revoked_at_ms \
+                            t.authorization_details, t.used_at_ms, f.revoked_at_ms \
                      FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id \
                      WHERE t.token_hash = $1 ",
                     $lock
@@ -371,7 +384,7 @@ macro_rules! impl_oauth_store {
             async fn refresh_token(&self, hash: &str) -> Result<Option<(RefreshGrant, bool, bool)>, StoreError> {
                 let row = sqlx::query(
                     "SELECT t.family_id, t.client_id, t.principal_id, t.tenant_id, t.scope, t.resource, t.expires_ms, \
-                            t.used_at_ms, f.revoked_at_ms \
+                            t.authorization_details, t.used_at_ms, f.revoked_at_ms \
                      FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id \
                      WHERE t.token_hash = $1",
                 )
@@ -422,8 +435,8 @@ macro_rules! impl_oauth_store {
             async fn insert_code(&self, hash: &str, g: &CodeGrant, now: Timestamp) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO authorization_codes (code_hash, client_id, principal_id, tenant_id, redirect_uri, \
-                     code_challenge, scope, resource, expires_ms, created_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     code_challenge, scope, resource, expires_ms, created_at_ms, authorization_details) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(hash)
                 .bind(&g.client_id)
@@ -435,6 +448,7 @@ macro_rules! impl_oauth_store {
                 .bind(&g.resource)
                 .bind(g.expires_at.millis())
                 .bind(now.millis())
+                .bind(binding_text(&g.binding))
                 .execute(self.writes())
                 .await
                 .map_err(map_sqlx)?;
@@ -445,7 +459,7 @@ macro_rules! impl_oauth_store {
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 let row = sqlx::query(concat!(
                     "SELECT client_id, principal_id, tenant_id, redirect_uri, code_challenge, scope, resource, \
-                            expires_ms, used_at_ms, issued_jti, issued_family \
+                            expires_ms, authorization_details, used_at_ms, issued_jti, issued_family \
                      FROM authorization_codes WHERE code_hash = $1 ",
                     $lock
                 ))

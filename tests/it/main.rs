@@ -15,4 +15,5 @@ mod oauth;
 mod oauth_flow;
 mod ops;
 mod process;
+mod sharing;
 mod third_party;

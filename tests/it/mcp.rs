@@ -13,7 +13,7 @@ const V2025: &str = "2025-06-18";
 
 /// Sends one JSON-RPC message to /mcp and returns the HTTP status, headers and the
 /// JSON-RPC messages in the answer (from a JSON body or an SSE stream).
-async fn rpc(
+pub(crate) async fn rpc(
     srv: &TestServer,
     key: Option<&str>,
     body: &Value,

@@ -1,0 +1,267 @@
+//! The decision table of DESIGN.md section 3 at the unit level: every built-in role ×
+//! action × resource relation (own, other's, shared, foreign tenant) × credential
+//! binding, plus reload and the rules no policy can lift.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::authn::test_caller as caller;
+use crate::domain::{ContextBinding, ContextGrant, GrantId, Grantee, PrincipalId, Timestamp};
+
+fn context(tenant: TenantId, owner: PrincipalId) -> ContextFacts {
+    ContextFacts {
+        id: crate::domain::ContextId::new_random(),
+        tenant,
+        owner,
+        labels: Arc::from(Vec::<String>::new()),
+        grants: Arc::from(Vec::<ContextGrant>::new()),
+    }
+}
+
+fn with_grant(mut c: ContextFacts, grantee: Grantee, role: Role) -> ContextFacts {
+    c.grants = Arc::from(vec![ContextGrant {
+        id: GrantId::new_random(),
+        grantee,
+        role,
+        granted_by: PrincipalId::new_random(),
+        created_at: Timestamp::now(),
+    }]);
+    c
+}
+
+fn bound(c: &ContextFacts, actions: &str) -> Option<Arc<ContextBinding>> {
+    let details = format!(r#"[{{"type":"ctxguard_context","context_ids":["{}"],"actions":{actions}}}]"#, c.id);
+    Some(Arc::new(ContextBinding::from_authorization_details(&details).unwrap()))
+}
+
+/// "A" allowed, "404" not visible, "403" forbidden.
+fn outcome(r: &Result<Decision, Denial>) -> &'static str {
+    match r {
+        Ok(_) => "A",
+        Err(Denial::NotVisible) => "404",
+        Err(Denial::Forbidden(_)) => "403",
+        Err(Denial::InsufficientScope(_)) => "403s",
+    }
+}
+
+const CONTEXT_ACTIONS: [Action; 5] = [Action::Read, Action::Inject, Action::Write, Action::Delete, Action::Share];
+
+#[test]
+fn role_table_on_contexts() {
+    use Role::*;
+    let authz = Authorizer::builtin();
+    // Expected outcome per role for read, inject, write, delete, share — on a context
+    // owned by someone else, on the caller's own context, and on a foreign tenant's.
+    let table: [(Option<Role>, [&str; 5], [&str; 5]); 6] = [
+        (None, ["404"; 5], ["404"; 5]),
+        (Some(Reader), ["A", "403", "403", "403", "403"], ["A", "403", "403", "403", "403"]),
+        (Some(Injector), ["A", "A", "403", "403", "403"], ["A", "A", "403", "403", "403"]),
+        (Some(Writer), ["A", "A", "403", "403", "403"], ["A", "A", "A", "403", "403"]),
+        (Some(Maintainer), ["A"; 5], ["A"; 5]),
+        (Some(Admin), ["A"; 5], ["A"; 5]),
+    ];
+    for (role, others, own) in table {
+        let c = caller(role.as_slice(), ScopeSet::all());
+        let theirs = context(c.principal.tenant, PrincipalId::new_random());
+        let mine = context(c.principal.tenant, c.principal.id);
+        let foreign = context(TenantId::new_random(), c.principal.id);
+        for (i, action) in CONTEXT_ACTIONS.into_iter().enumerate() {
+            let got = outcome(&authz.authorize(&c, action, Resource::Context(&theirs)));
+            assert_eq!(got, others[i], "{role:?} {action:?} on another's context");
+            let got = outcome(&authz.authorize(&c, action, Resource::Context(&mine)));
+            assert_eq!(got, own[i], "{role:?} {action:?} on own context");
+            let got = outcome(&authz.authorize(&c, action, Resource::Context(&foreign)));
+            assert_eq!(got, "404", "{role:?} {action:?} on a foreign tenant's context");
+        }
+    }
+}
+
+#[test]
+fn role_table_on_tenants() {
+    use Role::*;
+    let authz = Authorizer::builtin();
+    // list, create, admin on the own tenant.
+    let table: [(Option<Role>, [&str; 3]); 6] = [
+        (None, ["A", "403", "403"]),
+        (Some(Reader), ["A", "403", "403"]),
+        (Some(Injector), ["A", "403", "403"]),
+        (Some(Writer), ["A", "A", "403"]),
+        (Some(Maintainer), ["A", "A", "403"]),
+        (Some(Admin), ["A", "A", "A"]),
+    ];
+    for (role, expected) in table {
+        let c = caller(role.as_slice(), ScopeSet::all());
+        for (i, action) in [Action::List, Action::Create, Action::Admin].into_iter().enumerate() {
+            let own = outcome(&authz.authorize(&c, action, Resource::Tenant(c.principal.tenant)));
+            assert_eq!(own, expected[i], "{role:?} {action:?}");
+            let foreign = outcome(&authz.authorize(&c, action, Resource::Tenant(TenantId::new_random())));
+            assert_eq!(foreign, "404", "{role:?} {action:?} on a foreign tenant");
+        }
+    }
+}
+
+#[test]
+fn grants_extend_roles_on_one_context_only() {
+    let authz = Authorizer::builtin();
+    let c = caller(&[], ScopeSet::all());
+    let shared = with_grant(
+        context(c.principal.tenant, PrincipalId::new_random()),
+        Grantee::Principal(c.principal.id),
+        Role::Injector,
+    );
+    let other = context(c.principal.tenant, PrincipalId::new_random());
+    let got: Vec<&str> =
+        CONTEXT_ACTIONS.iter().map(|a| outcome(&authz.authorize(&c, *a, Resource::Context(&shared)))).collect();
+    assert_eq!(got, ["A", "A", "403", "403", "403"]);
+    assert_eq!(outcome(&authz.authorize(&c, Action::Read, Resource::Context(&other))), "404");
+    // A role grant reaches everyone holding that role (or more), nobody else.
+    let readers = with_grant(
+        context(c.principal.tenant, PrincipalId::new_random()),
+        Grantee::Role(Role::Reader),
+        Role::Maintainer,
+    );
+    let reader = caller(&[Role::Reader], ScopeSet::all());
+    let reader_in_tenant =
+        Caller { principal: Principal { tenant: readers.tenant, ..reader.principal.clone() }, ..reader };
+    assert_eq!(outcome(&authz.authorize(&reader_in_tenant, Action::Delete, Resource::Context(&readers))), "A");
+    assert_eq!(outcome(&authz.authorize(&c, Action::Read, Resource::Context(&readers))), "404");
+    // A grant is useless across tenants: the grantee id is from another tenant.
+    let foreign = with_grant(
+        context(TenantId::new_random(), PrincipalId::new_random()),
+        Grantee::Principal(c.principal.id),
+        Role::Maintainer,
+    );
+    assert_eq!(outcome(&authz.authorize(&c, Action::Read, Resource::Context(&foreign))), "404");
+}
+
+#[test]
+fn binding_limits_contexts_and_actions() {
+    let authz = Authorizer::builtin();
+    let mut c = caller(&[Role::Maintainer], ScopeSet::all());
+    let a = context(c.principal.tenant, PrincipalId::new_random());
+    let b = context(c.principal.tenant, PrincipalId::new_random());
+    c.binding = bound(&a, r#"["read","inject"]"#);
+    assert_eq!(outcome(&authz.authorize(&c, Action::Read, Resource::Context(&a))), "A");
+    assert_eq!(outcome(&authz.authorize(&c, Action::Inject, Resource::Context(&a))), "A");
+    assert_eq!(outcome(&authz.authorize(&c, Action::Delete, Resource::Context(&a))), "403");
+    for action in CONTEXT_ACTIONS {
+        assert_eq!(outcome(&authz.authorize(&c, action, Resource::Context(&b))), "404", "{action:?} on B");
+    }
+    assert_eq!(outcome(&authz.authorize(&c, Action::Create, Resource::Tenant(c.principal.tenant))), "403");
+    assert_eq!(outcome(&authz.authorize(&c, Action::List, Resource::Tenant(c.principal.tenant))), "A");
+    // The binding never adds what the roles lack.
+    let mut reader = caller(&[Role::Reader], ScopeSet::all());
+    let r = context(reader.principal.tenant, PrincipalId::new_random());
+    reader.binding = bound(&r, r#"["read","delete"]"#);
+    assert_eq!(outcome(&authz.authorize(&reader, Action::Delete, Resource::Context(&r))), "403");
+}
+
+#[test]
+fn scopes_narrow_roles() {
+    let authz = Authorizer::builtin();
+    let c = caller(&[Role::Admin], ScopeSet::parse("context:read").unwrap());
+    let res = context(c.principal.tenant, PrincipalId::new_random());
+    assert!(authz.authorize(&c, Action::Read, Resource::Context(&res)).is_ok());
+    assert_eq!(
+        authz.authorize(&c, Action::Inject, Resource::Context(&res)),
+        Err(Denial::InsufficientScope(ScopeSet::parse("context:inject").unwrap()))
+    );
+}
+
+#[test]
+fn platform_actions_are_for_the_operator_only() {
+    let authz = Authorizer::builtin();
+    let mut c = caller(&[Role::Admin], ScopeSet::all());
+    let t = Resource::Tenant(c.principal.tenant);
+    assert!(matches!(authz.authorize(&c, Action::ManagePlatform, t), Err(Denial::Forbidden(_))));
+    c.principal.platform_admin = true;
+    assert!(authz.authorize(&c, Action::ManagePlatform, t).is_ok());
+    assert!(authz.authorize(&c, Action::Admin, Resource::Tenant(TenantId::new_random())).is_ok());
+    // The operator's reach into other tenants is the admin API, not their contexts.
+    let foreign = context(TenantId::new_random(), PrincipalId::new_random());
+    assert_eq!(authz.authorize(&c, Action::Read, Resource::Context(&foreign)), Err(Denial::NotVisible));
+}
+
+#[test]
+fn decisions_name_the_determining_policies() {
+    let authz = Authorizer::builtin();
+    let c = caller(&[Role::Reader], ScopeSet::all());
+    let res = context(c.principal.tenant, PrincipalId::new_random());
+    let d = authz.authorize(&c, Action::Read, Resource::Context(&res)).unwrap();
+    assert_eq!(d.policies, ["builtin.reader"]);
+}
+
+fn write_policy(dir: &std::path::Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+#[test]
+fn custom_policies_apply_and_reload_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    write_policy(
+        dir.path(),
+        "agents.cedar",
+        "@id(\"agents-never-delete\")\nforbid (principal is Ctxguard::Agent, action == Ctxguard::Action::\"delete\", resource);\n",
+    );
+    let authz = Authorizer::load(Some(dir.path().to_path_buf())).unwrap();
+    let agent = caller(&[Role::Maintainer], ScopeSet::all()); // test callers are agents
+    let res = context(agent.principal.tenant, PrincipalId::new_random());
+    match authz.authorize(&agent, Action::Delete, Resource::Context(&res)) {
+        Err(Denial::Forbidden(why)) => assert!(why.contains("agents-never-delete"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(authz.authorize(&agent, Action::Write, Resource::Context(&res)).is_ok());
+    // A broken file: the reload fails with file and line, and the old set stays.
+    write_policy(dir.path(), "zz-broken.cedar", "permit (principal, action, resource)\nwhen { principal.nope };");
+    let err = authz.reload().unwrap_err();
+    assert!(err.file.ends_with("zz-broken.cedar") && err.line == Some(2), "{err}");
+    assert_eq!(authz.summary().generation, 1);
+    assert!(authz.authorize(&agent, Action::Delete, Resource::Context(&res)).is_err());
+    // Fixed: the new set is in force at once.
+    std::fs::remove_file(dir.path().join("zz-broken.cedar")).unwrap();
+    std::fs::remove_file(dir.path().join("agents.cedar")).unwrap();
+    assert_eq!(authz.reload().unwrap().generation, 2);
+    assert!(authz.authorize(&agent, Action::Delete, Resource::Context(&res)).is_ok());
+}
+
+#[test]
+fn a_custom_permit_cannot_cross_tenants_scopes_or_bindings() {
+    let dir = tempfile::tempdir().unwrap();
+    write_policy(dir.path(), "open.cedar", "permit (principal, action, resource);");
+    let authz = Authorizer::load(Some(dir.path().to_path_buf())).unwrap();
+    let mut c = caller(&[], ScopeSet::parse("context:read").unwrap());
+    let own_tenant = context(c.principal.tenant, PrincipalId::new_random());
+    let foreign = context(TenantId::new_random(), PrincipalId::new_random());
+    // Inside the tenant the permit-everything policy widens roles (that is its point)…
+    assert!(authz.authorize(&c, Action::Read, Resource::Context(&own_tenant)).is_ok());
+    // …but never past the tenant, the scopes or the binding.
+    assert_eq!(authz.authorize(&c, Action::Read, Resource::Context(&foreign)), Err(Denial::NotVisible));
+    assert!(matches!(
+        authz.authorize(&c, Action::Delete, Resource::Context(&own_tenant)),
+        Err(Denial::InsufficientScope(_))
+    ));
+    let other = context(c.principal.tenant, PrincipalId::new_random());
+    c.binding = bound(&other, r#"["read"]"#);
+    assert_eq!(authz.authorize(&c, Action::Read, Resource::Context(&own_tenant)), Err(Denial::NotVisible));
+}
+
+#[test]
+fn labels_reach_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    write_policy(
+        dir.path(),
+        "pii.cedar",
+        "@id(\"pii-users-only\")\nforbid (principal, action, resource is Ctxguard::Context)\n\
+         when { resource.labels.contains(\"pii\") } unless { principal is Ctxguard::User };",
+    );
+    let authz = Authorizer::load(Some(dir.path().to_path_buf())).unwrap();
+    let agent = caller(&[Role::Admin], ScopeSet::all());
+    let mut res = context(agent.principal.tenant, PrincipalId::new_random());
+    assert!(authz.authorize(&agent, Action::Read, Resource::Context(&res)).is_ok());
+    res.labels = Arc::from(vec!["pii".to_string()]);
+    assert_eq!(authz.authorize(&agent, Action::Read, Resource::Context(&res)), Err(Denial::NotVisible));
+    let mut user = caller(&[Role::Admin], ScopeSet::all());
+    user.principal.kind = crate::domain::PrincipalKind::User;
+    user.principal.tenant = agent.principal.tenant;
+    assert!(authz.authorize(&user, Action::Read, Resource::Context(&res)).is_ok());
+}
