@@ -161,6 +161,17 @@ impl Authorizer {
         Ok(Self { inner: Arc::new(Inner { engine: RwLock::new(Arc::new(engine)), dir, reloading: Mutex::new(()) }) })
     }
 
+    /// The built-ins plus policies given as `(file name, text)` (tests).
+    #[cfg(test)]
+    pub(crate) fn from_sources(custom: &[(String, String)]) -> Result<Self, PolicyError> {
+        let mut sources = vec![(policies::BUILTIN_FILE.to_string(), policies::BUILTIN.to_string())];
+        sources.extend_from_slice(custom);
+        let engine = Engine::new(policies::build(&sources)?, 1);
+        Ok(Self {
+            inner: Arc::new(Inner { engine: RwLock::new(Arc::new(engine)), dir: None, reloading: Mutex::new(()) }),
+        })
+    }
+
     /// Only the built-in role policies (the CLI and tests).
     pub fn builtin() -> Self {
         // The built-ins are compiled in and validated by the tests; they cannot fail.
@@ -195,6 +206,11 @@ impl Authorizer {
             }
             check_scopes(caller, action)?;
             return Ok(Decision::platform_operator());
+        }
+        // Context actions apply to contexts, the others to tenants (the Cedar schema's
+        // `appliesTo`); a mismatch is a caller bug, and a bug must not grant anything.
+        if matches!(resource, Resource::Context(_)) != action.on_context().is_some() {
+            return Err(Denial::Forbidden(format!("{} does not apply to this kind of resource", action.as_str())));
         }
         let cross_tenant_admin = p.platform_admin && action == Action::Admin;
         if resource.tenant() != p.tenant && !cross_tenant_admin {

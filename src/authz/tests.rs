@@ -265,3 +265,130 @@ fn labels_reach_policies() {
     user.principal.tenant = agent.principal.tenant;
     assert!(authz.authorize(&user, Action::Read, Resource::Context(&res)).is_ok());
 }
+
+mod properties {
+    //! No grant set, custom policy set, role or binding lets a principal act across
+    //! tenants; none lifts the credential's scopes or binding.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Custom policies as an operator might write them, from harmless to reckless.
+    const POLICY_POOL: [&str; 8] = [
+        "permit (principal, action, resource);",
+        "permit (principal, action, resource) when { principal.platform_admin == false };",
+        "permit (principal, action, resource is Ctxguard::Context) when { resource.labels.contains(\"public\") };",
+        "permit (principal, action, resource is Ctxguard::Context) when { context.is_owner };",
+        "permit (principal, action, resource is Ctxguard::Context) when { context.granted_roles.contains(\"reader\") };",
+        "forbid (principal, action == Ctxguard::Action::\"delete\", resource);",
+        "permit (principal is Ctxguard::Agent, action, resource is Ctxguard::Tenant);",
+        "permit (principal, action in [Ctxguard::Action::\"admin\", Ctxguard::Action::\"create\"], resource);",
+    ];
+    const ACTIONS: [Action; 8] = Action::CEDAR;
+
+    fn role(i: u8) -> Option<Role> {
+        Role::ALL.get(usize::from(i)).copied()
+    }
+
+    prop_compose! {
+        fn grants(me: PrincipalId)(specs in prop::collection::vec((any::<bool>(), 0u8..5, 0u8..5), 0..6)) -> Vec<ContextGrant> {
+            specs.into_iter().map(|(to_me, grantee_role, granted)| ContextGrant {
+                id: GrantId::new_random(),
+                grantee: if to_me { Grantee::Principal(me) } else { Grantee::Role(role(grantee_role).unwrap_or(Role::Reader)) },
+                role: role(granted).unwrap_or(Role::Maintainer),
+                granted_by: PrincipalId::new_random(),
+                created_at: Timestamp::now(),
+            }).collect()
+        }
+    }
+
+    fn setup(policy_mask: u8, caller_role: u8, platform: bool, scope_bits: u8) -> (Authorizer, Caller) {
+        let custom: Vec<(String, String)> = POLICY_POOL
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| policy_mask & (1 << i) != 0)
+            .map(|(i, p)| (format!("p{i}.cedar"), p.to_string()))
+            .collect();
+        let authz = Authorizer::from_sources(&custom).unwrap();
+        let scopes: ScopeSet =
+            Scope::ALL.into_iter().enumerate().filter(|(i, _)| scope_bits & (1 << i) != 0).map(|(_, s)| s).collect();
+        let mut c = caller(role(caller_role).as_slice(), scopes);
+        c.principal.platform_admin = platform;
+        (authz, c)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn nothing_crosses_tenants(
+            policy_mask in any::<u8>(),
+            caller_role in 0u8..6,
+            platform in any::<bool>(),
+            action_i in 0usize..8,
+            labels in prop::collection::vec(prop_oneof![Just("public".to_string()), "[a-z]{1,6}"], 0..3),
+            seed_grants in grants(PrincipalId::new_random()),
+            owned in any::<bool>(),
+        ) {
+            let (authz, c) = setup(policy_mask, caller_role, platform, 0x3f);
+            // Grants in the foreign context name the caller directly, too.
+            let mut gs = seed_grants;
+            gs.push(ContextGrant { grantee: Grantee::Principal(c.principal.id), ..gs.first().cloned().unwrap_or(ContextGrant {
+                id: GrantId::new_random(), grantee: Grantee::Role(Role::Reader), role: Role::Maintainer,
+                granted_by: PrincipalId::new_random(), created_at: Timestamp::now() }) });
+            let foreign = ContextFacts {
+                id: crate::domain::ContextId::new_random(),
+                tenant: TenantId::new_random(),
+                owner: if owned { c.principal.id } else { PrincipalId::new_random() },
+                labels: Arc::from(labels),
+                grants: Arc::from(gs),
+            };
+            let action = ACTIONS[action_i];
+            let on_context = authz.authorize(&c, action, Resource::Context(&foreign));
+            if action.on_context().is_some() {
+                prop_assert_eq!(on_context, Err(Denial::NotVisible));
+            } else {
+                prop_assert!(matches!(on_context, Err(Denial::Forbidden(_))), "{:?}", on_context);
+            }
+            let on_tenant = authz.authorize(&c, action, Resource::Tenant(foreign.tenant));
+            if platform && action == Action::Admin {
+                prop_assert!(on_tenant.is_ok());
+            } else if action.on_context().is_some() {
+                prop_assert!(matches!(on_tenant, Err(Denial::Forbidden(_))), "{:?}", on_tenant);
+            } else {
+                prop_assert_eq!(on_tenant, Err(Denial::NotVisible));
+            }
+        }
+
+        #[test]
+        fn scopes_and_bindings_always_hold(
+            policy_mask in any::<u8>(),
+            caller_role in 0u8..6,
+            scope_bits in any::<u8>(),
+            action_i in 0usize..8,
+            bind in any::<bool>(),
+            seed_grants in grants(PrincipalId::new_random()),
+        ) {
+            let (authz, mut c) = setup(policy_mask, caller_role, false, scope_bits);
+            let mine = ContextFacts { grants: Arc::from(seed_grants), ..context(c.principal.tenant, PrincipalId::new_random()) };
+            let elsewhere = context(c.principal.tenant, PrincipalId::new_random());
+            if bind {
+                c.binding = bound(&elsewhere, r#"["read"]"#);
+            }
+            let action = ACTIONS[action_i];
+            if authz.authorize(&c, action, Resource::Context(&mine)).is_ok() {
+                prop_assert!(action.on_context().is_some());
+                prop_assert!(action.required_scopes().is_subset_of(&c.scopes));
+                prop_assert!(!bind, "a token bound elsewhere reached this context");
+            }
+            if authz.authorize(&c, action, Resource::Tenant(c.principal.tenant)).is_ok() {
+                prop_assert!(action.required_scopes().is_subset_of(&c.scopes));
+                prop_assert!(!bind || action == Action::List, "a bound token did {:?} on the tenant", action);
+            }
+            if bind && authz.authorize(&c, action, Resource::Context(&elsewhere)).is_ok() {
+                prop_assert_eq!(action, Action::Read);
+            }
+        }
+    }
+}

@@ -38,6 +38,12 @@ pub struct Introspection {
     token_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tenant: Option<String>,
+    /// RFC 8693 section 4.1: the actor chain of an exchanged token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    act: Option<super::access_token::Actor>,
+    /// RFC 9396 section 9.1: the context binding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorization_details: Option<serde_json::Value>,
 }
 
 pub async fn introspect(
@@ -77,6 +83,11 @@ pub async fn introspect(
     if claims.tenant != tenant || server.db.is_jti_revoked(&claims.jti).await? {
         return Ok(inactive);
     }
+    for parent in &claims.parents {
+        if server.db.is_jti_revoked(parent).await? {
+            return Ok(inactive);
+        }
+    }
     let principal = match claims.sub.parse() {
         Ok(id) => server.db.principal(id).await?,
         Err(_) => None,
@@ -98,5 +109,7 @@ pub async fn introspect(
         jti: Some(claims.jti),
         token_type: Some("Bearer"),
         tenant: Some(claims.tenant),
+        authorization_details: claims.ctx.as_ref().map(crate::domain::ContextBinding::to_authorization_details),
+        act: claims.act,
     }))
 }

@@ -4,12 +4,12 @@
 
 use super::access_token::Grant;
 use super::client_auth::AuthenticatedClient;
-use super::error::{OAuthError, OAuthResult};
+use super::error::{OAuthError, OAuthErrorCode, OAuthResult};
 use super::form::Form;
 use super::server::{AuthServer, granted_scopes};
 use super::token::{TokenResponse, mint};
 use crate::crypto::token;
-use crate::domain::{ScopeSet, Timestamp};
+use crate::domain::{ContextBinding, ScopeSet, Timestamp};
 use crate::store::{OneTime, RefreshGrant};
 
 pub const PREFIX: &str = "ctxr_";
@@ -45,7 +45,16 @@ pub async fn issue(server: &AuthServer, family: Option<String>, what: &Grant<'_>
 pub async fn exchange(server: &AuthServer, c: &AuthenticatedClient, form: &Form) -> OAuthResult<TokenResponse> {
     let presented = form.require("refresh_token")?;
     let now = Timestamp::now();
-    let grant = match server.db.use_refresh_token(&token::hash(presented), now).await? {
+    let hash = token::hash(presented);
+    // Check the request against the grant before spending the token: a request the
+    // server refuses (bad scope, resource or binding) must not cost the client its
+    // refresh token. The grant's fields never change, so the check still holds below.
+    if let Some((g, false, false)) = server.db.refresh_token(&hash).await?
+        && g.client_id == c.client.client_id
+    {
+        narrowed(form, &g)?;
+    }
+    let grant = match server.db.use_refresh_token(&hash, now).await? {
         OneTime::Unknown => return Err(OAuthError::invalid_grant("unknown, expired or revoked refresh token")),
         OneTime::Replayed { grant, .. } => {
             server.db.revoke_refresh_family(&grant.family_id, now).await?;
@@ -69,28 +78,8 @@ pub async fn exchange(server: &AuthServer, c: &AuthenticatedClient, form: &Form)
         return Err(OAuthError::invalid_grant("the refresh token has expired"));
     }
     let original = ScopeSet::parse_known(&grant.scope);
-    let scopes = granted_scopes(form.get("scope")?, original)?;
-    let resources = form.all("resource");
-    if !(resources.is_empty() || resources == [grant.resource.as_str()]) {
-        return Err(OAuthError::new(
-            super::error::OAuthErrorCode::InvalidTarget,
-            "a refresh token is good only for the resource it was issued for",
-        ));
-    }
+    let (scopes, binding) = narrowed(form, &grant)?;
     let principal = server.active_principal(grant.principal).await?;
-    // The binding consented with the family holds for every refresh; a request may
-    // narrow it for this one access token.
-    let binding = match (super::token::requested_binding(form)?, &grant.binding) {
-        (None, consented) => consented.clone(),
-        (Some(asked), Some(consented)) if asked.is_within(consented) => Some(asked),
-        (Some(asked), None) => Some(asked),
-        (Some(_), Some(_)) => {
-            return Err(OAuthError::new(
-                super::error::OAuthErrorCode::InvalidAuthorizationDetails,
-                "authorization_details must stay within the refresh token's binding",
-            ));
-        }
-    };
     // Rotation keeps the original scope and binding in the family, so a narrower
     // request now does not shrink what later refreshes may ask for.
     let family = Grant {
@@ -105,4 +94,30 @@ pub async fn exchange(server: &AuthServer, c: &AuthenticatedClient, form: &Form)
     let (next, _) = issue(server, Some(grant.family_id.clone()), &family).await?;
     let token_grant = Grant { scopes, binding: binding.as_ref(), ..family };
     Ok(mint(server, &token_grant, Some(next))?.0)
+}
+
+/// What this refresh request asks for within its grant: a scope subset, the grant's
+/// resource, and a binding within the grant's (the consented binding holds for every
+/// refresh; a request may narrow it for one access token).
+fn narrowed(form: &Form, grant: &RefreshGrant) -> OAuthResult<(ScopeSet, Option<ContextBinding>)> {
+    let scopes = granted_scopes(form.get("scope")?, ScopeSet::parse_known(&grant.scope))?;
+    let resources = form.all("resource");
+    if !(resources.is_empty() || resources == [grant.resource.as_str()]) {
+        return Err(OAuthError::new(
+            OAuthErrorCode::InvalidTarget,
+            "a refresh token is good only for the resource it was issued for",
+        ));
+    }
+    let binding = match (super::token::requested_binding(form)?, &grant.binding) {
+        (None, consented) => consented.clone(),
+        (Some(asked), Some(consented)) if asked.is_within(consented) => Some(asked),
+        (Some(asked), None) => Some(asked),
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::new(
+                OAuthErrorCode::InvalidAuthorizationDetails,
+                "authorization_details must stay within the refresh token's binding",
+            ));
+        }
+    };
+    Ok((scopes, binding))
 }

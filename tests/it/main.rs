@@ -8,6 +8,7 @@ mod auth;
 mod cache;
 mod concurrency;
 mod contexts;
+mod delegation;
 mod external;
 mod limits;
 mod mcp;

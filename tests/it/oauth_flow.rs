@@ -131,7 +131,7 @@ async fn allow(b: &mut Browser, url: &str, csrf: &str, query: &str) -> String {
     query_of(p.location.as_deref().unwrap())["code"].clone()
 }
 
-async fn user(srv: &TestServer, name: &str, roles: &[&str]) {
+pub(crate) async fn user(srv: &TestServer, name: &str, roles: &[&str]) {
     let r = srv
         .admin(
             Method::POST,
@@ -142,7 +142,7 @@ async fn user(srv: &TestServer, name: &str, roles: &[&str]) {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
 
-async fn register_public_native(srv: &TestServer) -> String {
+pub(crate) async fn register_public_native(srv: &TestServer) -> String {
     let r = srv
         .call(
             Method::POST,
