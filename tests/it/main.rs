@@ -15,6 +15,7 @@ mod mcp;
 mod oauth;
 mod oauth_flow;
 mod ops;
+mod policies;
 mod process;
 mod sharing;
 mod third_party;

@@ -12,12 +12,12 @@ use serde_json::{Value, json};
 
 use crate::support::{PgSchema, sample_context};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ctxguard");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_ctxguard");
 
 /// A `ctxguard serve` child process with its stderr captured to a file.
-struct Proc {
-    child: Child,
-    url: String,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) url: String,
     log: std::path::PathBuf,
 }
 
@@ -32,12 +32,17 @@ fn command(data: &Path, db_url: Option<&str>, args: &[&str]) -> Command {
 }
 
 fn serve(data: &Path, db_url: Option<&str>, log: &Path) -> Proc {
+    serve_with(data, db_url, log, &[])
+}
+
+pub(crate) fn serve_with(data: &Path, db_url: Option<&str>, log: &Path, extra: &[&str]) -> Proc {
     crate::support::tls_init();
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data);
+        .arg(data)
+        .args(extra);
     if let Some(url) = db_url {
         cmd.arg("--database-url").arg(url);
     }
@@ -66,7 +71,7 @@ impl Drop for Proc {
 
 impl Proc {
     /// SIGTERM, then the process must exit 0 on its own (graceful shutdown).
-    fn terminate(mut self) -> String {
+    pub(crate) fn terminate(mut self) -> String {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
