@@ -4,15 +4,20 @@
 # oidc-provider) in the same run, on the same machine, and prints one table plus a JSON
 # line per scenario. Absolute numbers on a shared machine are noise; ratios are the result.
 #
-# Usage: bench/run.sh [--quick]
+# Usage: bench/run.sh [--quick | --hot]
 #   --quick: short runs and small stores (1k, 10k contexts): a smoke test of the whole
 #            harness for CI, with no timing assertion.
+#   --hot:   full-length runs of the hot path only (baseline, authenticated GETs, MCP
+#            tools/call): the quick way to see what a change costs there.
+# BENCH_CTXGUARD_BIN=/path/to/ctxguard measures another build (e.g. the previous commit)
+# with the same harness and baseline.
 # Needs: cargo, python3, npm; installs wrk, jq, sqlite3 and bc with apt-get if missing,
 # the Python peer into bench/.venv and the Node peer into bench/peers/node_modules.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 quick=false; [ "${1:-}" = "--quick" ] && quick=true
+hot=false; [ "${1:-}" = "--hot" ] && hot=true
 if $quick; then duration=2s; conns=4; warmup=1s; sizes=(1000 10000); big_history=500
 else duration=10s; conns=8; warmup=2s; sizes=(1000 100000 1000000); big_history=5000; fi
 
@@ -22,6 +27,7 @@ for tool in wrk jq sqlite3 bc; do command -v "$tool" >/dev/null || missing+=("$t
 if [ "${#missing[@]}" -gt 0 ]; then apt-get update -qq >/dev/null && apt-get install -y -qq "${missing[@]}" >/dev/null; fi
 (cd "$root" && cargo build --release --quiet --locked --bins -p ctxguard -p ctxguard-bench-baseline)
 target="${CARGO_TARGET_DIR:-$root/target}/release"
+ctxguard_bin="${BENCH_CTXGUARD_BIN:-$target/ctxguard}"
 [ -x "$here/.venv/bin/python" ] || python3 -m venv "$here/.venv"
 "$here/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/peers/requirements.txt"
 npm install --prefix "$here/peers" --no-audit --no-fund --loglevel=error >/dev/null 2>&1
@@ -74,7 +80,7 @@ measure() {
 # start_ctxguard NAME [flags...]: starts a server; sets pid_<NAME> and url_<NAME>.
 start_ctxguard() {
     local name="$1"; shift
-    "${srv_cpu[@]}" "$target/ctxguard" serve --bind 127.0.0.1:0 --data-dir "$work/data" --log warn \
+    "${srv_cpu[@]}" "$ctxguard_bin" serve --bind 127.0.0.1:0 --data-dir "$work/data" --log warn \
         --max-history 1000000 "$@" >"$work/$name.out" 2>"$work/$name.err" &
     pids+=($!); printf -v "pid_$name" '%s' $!
     wait_line "$work/$name.out" "listening on"
@@ -161,6 +167,28 @@ LUA
 
 measure "GET /context/{id} + JWT" "$cg_pid" "$url/context/$read_id" -H "Authorization: Bearer $jwt"
 measure "GET /context/{id} + API key" "$cg_pid" "$url/context/$read_id" -H "Authorization: Bearer $apikey"
+# Policy features on the read path (builds without them answer these requests with an
+# error and the scenarios are skipped): a context-bound token, and a reader with no
+# tenant role who sees the context through a per-context grant.
+details="[{\"type\":\"ctxguard_context\",\"context_ids\":[\"$read_id\"],\"actions\":[\"read\"]}]"
+bound_reply="$(curl -sf -u "$cid:$secret" -d grant_type=client_credentials --data-urlencode "authorization_details=$details" "$url/oauth/token")"
+if jq -e 'has("authorization_details")' <<<"$bound_reply" >/dev/null; then
+    jwt_bound="$(jq -r .access_token <<<"$bound_reply")"
+    measure "GET /context/{id} + context-bound JWT" "$cg_pid" "$url/context/$read_id" -H "Authorization: Bearer $jwt_bound"
+fi
+guest="$(api -X POST "$url/admin/principals" -d '{"kind":"agent","name":"bench-guest","roles":[]}' | jq -r .id)"
+guest_key="$(api -X POST "$url/admin/api-keys" -d "{\"principal\":\"$guest\"}" | jq -r .key)"
+if api -X POST "$url/context/$read_id/grants" -d "{\"grantee\":{\"principal\":\"$guest\"},\"role\":\"reader\"}" >/dev/null 2>&1; then
+    measure "GET /context/{id} via a grant + API key" "$cg_pid" "$url/context/$read_id" -H "Authorization: Bearer $guest_key"
+fi
+if $hot; then
+    measure "MCP tools/call context_get + JWT" "$cg_pid" "$url/mcp" -s "$work/mcp.lua"
+    echo
+    echo "ctxguard bench --hot — $(date -u +%Y-%m-%dT%H:%MZ), $("$ctxguard_bin" --version 2>/dev/null || true) $ctxguard_bin, $split, wrk 1 thread × $conns connections × $duration"
+    jq -r 'select(.rps) | [.scenario, (.rps|floor), .p50_ms, .p99_ms, .errors, .ratio_to_baseline] | @tsv' "$results" \
+        | awk -F'\t' '{printf "%-58s %9s %8s %8s %6s %7s\n", $1, $2, $3, $4, $5, $6}'
+    exit 0
+fi
 measure "90% GET / 10% append + JWT" "$cg_pid" "$url" -s "$work/mix.lua"
 measure "POST /context + JWT" "$cg_pid" "$url/context" -s "$work/create.lua"
 measure "POST /oauth/token client_credentials" "$cg_pid" "$url/oauth/token" -s "$work/token.lua"

@@ -105,6 +105,10 @@ pub struct ConfigOverrides {
     /// policies; validated at start, reloaded on SIGHUP or POST /admin/policies/reload.
     #[arg(long, env = "CTXGUARD_POLICY_DIR")]
     pub policy_dir: Option<PathBuf>,
+    /// Authorization decisions remembered by their complete input; 0 turns the memo off
+    /// (default 100000).
+    #[arg(long, env = "CTXGUARD_DECISION_CACHE_ENTRIES")]
+    pub decision_cache_entries: Option<u64>,
     /// Longest actor chain token exchange may build (default 3; 0 disables exchange).
     #[arg(long, env = "CTXGUARD_MAX_DELEGATION_DEPTH")]
     pub max_delegation_depth: Option<usize>,
@@ -154,6 +158,7 @@ pub struct Settings {
     pub context_cache_bytes: u64,
     pub credential_cache_entries: u64,
     pub policy_dir: Option<PathBuf>,
+    pub decision_cache_entries: u64,
     pub max_delegation_depth: usize,
 }
 
@@ -297,6 +302,12 @@ impl Settings {
                 100_000_000,
             )?,
             policy_dir: c.policy_dir,
+            decision_cache_entries: in_range(
+                "decision_cache_entries",
+                c.decision_cache_entries.unwrap_or(crate::authz::DEFAULT_MEMO_ENTRIES),
+                0,
+                100_000_000,
+            )?,
             max_delegation_depth: in_range("max_delegation_depth", c.max_delegation_depth.unwrap_or(3), 0, 16)?,
         })
     }

@@ -129,7 +129,8 @@ async fn prepare(
         max_delegation_depth: settings.max_delegation_depth,
     });
     let limits = ContextLimits { max_history: settings.max_history };
-    let authz = Authorizer::load(settings.policy_dir.clone()).map_err(|e| anyhow::anyhow!("policy: {e}"))?;
+    let authz = Authorizer::load_with_memo(settings.policy_dir.clone(), settings.decision_cache_entries)
+        .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
     let admin = AdminService::new(db.clone(), authz.clone());
     // Caches are checked against the change counters: sync once before serving.
     db.sync_changes().await.context("reading the change counters")?;

@@ -1,10 +1,16 @@
 //! One Cedar evaluation: builds the principal and resource entities and the request
 //! context from what the caller and the store already hold, and asks the policy set.
 //! No I/O, no await: a decision is a pure function of its inputs.
+//!
+//! Because it is a pure function, decisions are memoised by their complete input (every
+//! attribute Cedar sees is part of the key), per policy set: an entry can never be stale,
+//! only evicted, and a reload starts with an empty memo. A Cedar evaluation costs ~14 µs
+//! here, about as much as the rest of an authenticated read; a memo hit costs a hash and
+//! a lookup.
 
 use std::collections::HashSet;
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use cedar_policy::{
     Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, Request, RestrictedExpression,
@@ -12,7 +18,48 @@ use cedar_policy::{
 
 use super::policies::{LoadedPolicies, PolicyInfo};
 use super::{Action, PolicySummary, PolicySummaryItem, Resource, cumulative};
-use crate::domain::{Principal, PrincipalKind, Role, RoleSet};
+use crate::domain::{ContextId, Principal, PrincipalId, PrincipalKind, Role, RoleSet, TenantId};
+
+/// Everything an evaluation depends on besides the policy set.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct DecisionKey {
+    action: Action,
+    principal: PrincipalId,
+    kind: PrincipalKind,
+    tenant: TenantId,
+    name: String,
+    roles: Option<Role>,
+    platform_admin: bool,
+    resource: ResourceKey,
+    granted: Option<Role>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum ResourceKey {
+    Tenant(TenantId),
+    Context { id: ContextId, tenant: TenantId, owner: PrincipalId, labels: Arc<[String]> },
+}
+
+impl DecisionKey {
+    fn of(p: &Principal, action: Action, resource: Resource<'_>, granted: &RoleSet) -> Self {
+        Self {
+            action,
+            principal: p.id,
+            kind: p.kind,
+            tenant: p.tenant,
+            name: p.name.clone(),
+            roles: p.roles.highest(),
+            platform_admin: p.platform_admin,
+            resource: match resource {
+                Resource::Tenant(t) => ResourceKey::Tenant(t),
+                Resource::Context(c) => {
+                    ResourceKey::Context { id: c.id, tenant: c.tenant, owner: c.owner, labels: c.labels.clone() }
+                }
+            },
+            granted: granted.highest(),
+        }
+    }
+}
 
 /// The outcome of a decision and the policies that determined it: the permits that
 /// allowed it, or the forbids that refused it (none when nothing permitted it).
@@ -79,16 +126,20 @@ pub struct Engine {
     infos: Vec<PolicyInfo>,
     files: Vec<String>,
     cedar: cedar_policy::Authorizer,
+    /// Decisions of this policy set by their complete input (`None`: no memo).
+    memo: Option<moka::sync::Cache<DecisionKey, Arc<Decision>>>,
 }
 
 impl Engine {
-    pub fn new(loaded: LoadedPolicies, generation: u64) -> Self {
+    /// `memo_entries` bounds the decision memo (0: none).
+    pub fn new(loaded: LoadedPolicies, generation: u64, memo_entries: u64) -> Self {
         Self {
             generation,
             set: loaded.set,
             infos: loaded.policies,
             files: loaded.files,
             cedar: cedar_policy::Authorizer::new(),
+            memo: (memo_entries > 0).then(|| moka::sync::Cache::new(memo_entries)),
         }
     }
 
@@ -110,7 +161,23 @@ impl Engine {
 
     /// Evaluates one request. `granted` are the roles per-context grants give `p` on
     /// the resource (empty for tenants).
-    pub fn decide(&self, p: &Principal, action: Action, resource: Resource<'_>, granted: &RoleSet) -> Decision {
+    pub fn decide(&self, p: &Principal, action: Action, resource: Resource<'_>, granted: &RoleSet) -> Arc<Decision> {
+        let Some(memo) = &self.memo else {
+            return Arc::new(self.decide_now(p, action, resource, granted));
+        };
+        let key = DecisionKey::of(p, action, resource, granted);
+        if let Some(d) = memo.get(&key) {
+            return d;
+        }
+        let d = Arc::new(self.decide_now(p, action, resource, granted));
+        // Decisions whose evaluation hit errors are not remembered: they are logged each time.
+        if d.errors.is_empty() {
+            memo.insert(key, d.clone());
+        }
+        d
+    }
+
+    fn decide_now(&self, p: &Principal, action: Action, resource: Resource<'_>, granted: &RoleSet) -> Decision {
         match self.evaluate(p, action, resource, granted) {
             Ok(d) => d,
             // Entities are built from validated values; failing here is a bug, and the

@@ -29,6 +29,9 @@ pub use engine::Decision;
 use engine::Engine;
 pub use policies::{PolicyError, PolicyInfo};
 
+/// Decisions remembered per policy set by default (see `engine.rs`).
+pub const DEFAULT_MEMO_ENTRIES: u64 = 100_000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
     Read,
@@ -149,6 +152,7 @@ struct Inner {
     /// written only by a reload.
     engine: RwLock<Arc<Engine>>,
     dir: Option<PathBuf>,
+    memo_entries: u64,
     /// Serialises reloads so that generations are assigned in order.
     reloading: Mutex<()>,
 }
@@ -156,9 +160,18 @@ struct Inner {
 impl Authorizer {
     /// The built-in policies plus those of `dir`; fails with the file and line at fault.
     pub fn load(dir: Option<PathBuf>) -> Result<Self, PolicyError> {
+        Self::load_with_memo(dir, DEFAULT_MEMO_ENTRIES)
+    }
+
+    /// As [`Authorizer::load`], remembering up to `memo_entries` decisions (0: none).
+    pub fn load_with_memo(dir: Option<PathBuf>, memo_entries: u64) -> Result<Self, PolicyError> {
         let loaded = policies::load(dir.as_deref())?;
-        let engine = Engine::new(loaded, 1);
-        Ok(Self { inner: Arc::new(Inner { engine: RwLock::new(Arc::new(engine)), dir, reloading: Mutex::new(()) }) })
+        Ok(Self::with_engine(Engine::new(loaded, 1, memo_entries), dir, memo_entries))
+    }
+
+    fn with_engine(engine: Engine, dir: Option<PathBuf>, memo_entries: u64) -> Self {
+        let engine = RwLock::new(Arc::new(engine));
+        Self { inner: Arc::new(Inner { engine, dir, memo_entries, reloading: Mutex::new(()) }) }
     }
 
     /// The built-ins plus policies given as `(file name, text)` (tests).
@@ -166,10 +179,11 @@ impl Authorizer {
     pub(crate) fn from_sources(custom: &[(String, String)]) -> Result<Self, PolicyError> {
         let mut sources = vec![(policies::BUILTIN_FILE.to_string(), policies::BUILTIN.to_string())];
         sources.extend_from_slice(custom);
-        let engine = Engine::new(policies::build(&sources)?, 1);
-        Ok(Self {
-            inner: Arc::new(Inner { engine: RwLock::new(Arc::new(engine)), dir: None, reloading: Mutex::new(()) }),
-        })
+        Ok(Self::with_engine(
+            Engine::new(policies::build(&sources)?, 1, DEFAULT_MEMO_ENTRIES),
+            None,
+            DEFAULT_MEMO_ENTRIES,
+        ))
     }
 
     /// Only the built-in role policies (the CLI and tests).
@@ -183,7 +197,7 @@ impl Authorizer {
         let _one_at_a_time = self.inner.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let loaded = policies::load(self.inner.dir.as_deref())?;
         let generation = self.engine().generation() + 1;
-        let engine = Arc::new(Engine::new(loaded, generation));
+        let engine = Arc::new(Engine::new(loaded, generation, self.inner.memo_entries));
         *self.inner.engine.write().unwrap_or_else(|p| p.into_inner()) = engine;
         Ok(self.summary())
     }
@@ -198,14 +212,14 @@ impl Authorizer {
 
     /// Decides whether `caller` may perform `action` on `resource`. On success the
     /// decision names the policies that determined it (for the audit record).
-    pub fn authorize(&self, caller: &Caller, action: Action, resource: Resource<'_>) -> Result<Decision, Denial> {
+    pub fn authorize(&self, caller: &Caller, action: Action, resource: Resource<'_>) -> Result<Arc<Decision>, Denial> {
         let p = &caller.principal;
         if action == Action::ManagePlatform {
             if !p.platform_admin {
                 return Err(Denial::Forbidden("only the platform operator may do this".into()));
             }
             check_scopes(caller, action)?;
-            return Ok(Decision::platform_operator());
+            return Ok(Arc::new(Decision::platform_operator()));
         }
         // Context actions apply to contexts, the others to tenants (the Cedar schema's
         // `appliesTo`); a mismatch is a caller bug, and a bug must not grant anything.

@@ -35,7 +35,7 @@ fn bound(c: &ContextFacts, actions: &str) -> Option<Arc<ContextBinding>> {
 }
 
 /// "A" allowed, "404" not visible, "403" forbidden.
-fn outcome(r: &Result<Decision, Denial>) -> &'static str {
+fn outcome(r: &Result<Arc<Decision>, Denial>) -> &'static str {
     match r {
         Ok(_) => "A",
         Err(Denial::NotVisible) => "404",
@@ -391,4 +391,78 @@ mod properties {
             }
         }
     }
+}
+
+/// The example policies of docs/policies.md do what the page says.
+#[test]
+fn the_documented_example_policies() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies");
+    let authz = Authorizer::load(Some(dir)).unwrap();
+    let maintainer_agent = caller(&[Role::Maintainer], ScopeSet::all());
+    let tenant = maintainer_agent.principal.tenant;
+    let in_tenant = |mut c: Caller, kind: crate::domain::PrincipalKind| {
+        c.principal.tenant = tenant;
+        c.principal.kind = kind;
+        c
+    };
+    use crate::domain::PrincipalKind::{Agent, Service, User};
+    let plain = context(tenant, PrincipalId::new_random());
+    // Agents never delete; people still do.
+    assert!(matches!(
+        authz.authorize(&maintainer_agent, Action::Delete, Resource::Context(&plain)),
+        Err(Denial::Forbidden(_))
+    ));
+    assert!(authz.authorize(&maintainer_agent, Action::Write, Resource::Context(&plain)).is_ok());
+    let person = in_tenant(caller(&[Role::Maintainer], ScopeSet::all()), User);
+    assert!(authz.authorize(&person, Action::Delete, Resource::Context(&plain)).is_ok());
+    // Confidential: not for tenant-wide roles, but for owner, people and grantees.
+    let mut secret = context(tenant, PrincipalId::new_random());
+    secret.labels = Arc::from(vec!["confidential".to_string()]);
+    let reader = in_tenant(caller(&[Role::Reader], ScopeSet::all()), Agent);
+    assert_eq!(authz.authorize(&reader, Action::Read, Resource::Context(&secret)), Err(Denial::NotVisible));
+    assert!(authz.authorize(&person, Action::Read, Resource::Context(&secret)).is_ok());
+    let owned = ContextFacts { owner: reader.principal.id, ..secret.clone() };
+    assert!(authz.authorize(&reader, Action::Read, Resource::Context(&owned)).is_ok());
+    let shared = with_grant(secret.clone(), Grantee::Principal(reader.principal.id), Role::Reader);
+    assert!(authz.authorize(&reader, Action::Read, Resource::Context(&shared)).is_ok());
+    // Auditors: service clients named client:audit-* read audit-visible contexts with no role.
+    let mut visible = context(tenant, PrincipalId::new_random());
+    visible.labels = Arc::from(vec!["audit-visible".to_string()]);
+    let mut auditor = in_tenant(caller(&[], ScopeSet::all()), Service);
+    auditor.principal.name = "client:audit-eu".into();
+    assert!(authz.authorize(&auditor, Action::Read, Resource::Context(&visible)).is_ok());
+    assert!(matches!(
+        authz.authorize(&auditor, Action::Inject, Resource::Context(&visible)),
+        Err(Denial::Forbidden(_))
+    ));
+    let mut stranger = auditor.clone();
+    stranger.principal.name = "client:billing".into();
+    assert_eq!(authz.authorize(&stranger, Action::Read, Resource::Context(&visible)), Err(Denial::NotVisible));
+}
+
+/// The decision memo is keyed by every input: the same principal and context id with
+/// other grants, labels, roles or owner get a fresh decision, never a remembered one.
+#[test]
+fn the_memo_never_answers_for_changed_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    write_policy(
+        dir.path(),
+        "l.cedar",
+        "forbid (principal, action, resource is Ctxguard::Context) when { resource.labels.contains(\"x\") };",
+    );
+    let authz = Authorizer::load(Some(dir.path().to_path_buf())).unwrap();
+    let mut c = caller(&[], ScopeSet::all());
+    let bare = context(c.principal.tenant, PrincipalId::new_random());
+    assert_eq!(authz.authorize(&c, Action::Read, Resource::Context(&bare)), Err(Denial::NotVisible));
+    let shared = with_grant(bare.clone(), Grantee::Principal(c.principal.id), Role::Reader);
+    assert!(authz.authorize(&c, Action::Read, Resource::Context(&shared)).is_ok());
+    let labelled = ContextFacts { labels: Arc::from(vec!["x".to_string()]), ..shared.clone() };
+    assert_eq!(authz.authorize(&c, Action::Read, Resource::Context(&labelled)), Err(Denial::NotVisible));
+    assert!(matches!(authz.authorize(&c, Action::Inject, Resource::Context(&shared)), Err(Denial::Forbidden(_))));
+    c.principal.roles = RoleSet::new(vec![Role::Injector]);
+    assert!(authz.authorize(&c, Action::Inject, Resource::Context(&shared)).is_ok());
+    c.principal.roles = RoleSet::new(vec![Role::Writer]);
+    assert!(matches!(authz.authorize(&c, Action::Write, Resource::Context(&shared)), Err(Denial::Forbidden(_))));
+    let owned = ContextFacts { owner: c.principal.id, ..shared };
+    assert!(authz.authorize(&c, Action::Write, Resource::Context(&owned)).is_ok());
 }

@@ -100,7 +100,8 @@ impl Modify for BearerAuth {
     modifiers(&BearerAuth),
     tags(
         (name = "contexts", description = "OCP context store"),
-        (name = "admin", description = "Tenants, principals and API keys"),
+        (name = "sharing", description = "Per-context grants"),
+        (name = "admin", description = "Tenants, principals, API keys, clients, signing keys and policies"),
         (name = "operations", description = "Health, readiness, metrics and discovery"),
     )
 )]
