@@ -118,7 +118,7 @@ impl ContextService {
         self.changes.subscribe()
     }
 
-    pub(super) fn changed(&self, tenant: TenantId, context_id: ContextId) {
+    fn changed(&self, tenant: TenantId, context_id: ContextId) {
         // No receivers is the common case and not an error.
         let _ = self.changes.send(ContextChange { tenant, context_id });
     }
@@ -336,15 +336,26 @@ impl ContextService {
                 }),
             )
             .await;
+        self.after_write(caller, id, result).await
+    }
+
+    /// What a locked write on context `id` answers: a tombstone says "deleted" only to
+    /// those who could read the context; a success is announced to subscribers.
+    pub(super) async fn after_write<T>(
+        &self,
+        caller: &Caller,
+        id: ContextId,
+        result: Result<T, Error>,
+    ) -> Result<T, Error> {
+        let tenant = caller.principal.tenant;
         match result {
-            // A tombstone answers "deleted" only to those who could read the context.
             Err(Error::ContextDeleted(_)) => match self.store.get(tenant, id).await? {
                 Some(ContextRecord::Tombstone { facts }) => Err(self.deleted(caller, &facts)),
                 _ => Err(Error::ContextNotFound(id)),
             },
-            Ok(next) => {
+            Ok(done) => {
                 self.changed(tenant, id);
-                Ok(next)
+                Ok(done)
             }
             other => other,
         }

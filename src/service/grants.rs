@@ -11,7 +11,7 @@ use crate::authn::Caller;
 use crate::authz::{Action, Resource};
 use crate::domain::grant::{MAX_GRANTS_PER_CONTEXT, granted_roles};
 use crate::domain::{ContextGrant, ContextId, Error, GrantId, Grantee, Role, Timestamp};
-use crate::store::{ContextRecord, RawContextRecord};
+use crate::store::RawContextRecord;
 
 /// `POST /context/{id}/grants`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -127,16 +127,6 @@ impl ContextService {
                 }),
             )
             .await;
-        match result {
-            Err(Error::ContextDeleted(_)) => match self.store.get(tenant, id).await? {
-                Some(ContextRecord::Tombstone { facts }) => Err(self.deleted(caller, &facts)),
-                _ => Err(Error::ContextNotFound(id)),
-            },
-            Ok(grants) => {
-                self.changed(tenant, id);
-                Ok(grants)
-            }
-            other => other,
-        }
+        self.after_write(caller, id, result).await
     }
 }

@@ -10,6 +10,7 @@ pub mod cached;
 pub mod changes;
 mod postgres;
 mod sql;
+mod sql_auth;
 mod sql_oauth;
 mod sqlite;
 pub mod stamped;

@@ -41,4 +41,5 @@ impl PostgresStore {
 }
 
 super::sql::impl_sql_stores!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE", backend = "postgres");
+super::sql_auth::impl_auth_store!(PostgresStore);
 super::sql_oauth::impl_oauth_store!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE");

@@ -77,4 +77,5 @@ fn restrict_permissions(path: &Path) -> anyhow::Result<()> {
 }
 
 super::sql::impl_sql_stores!(SqliteStore, Sqlite, lock_suffix = "", backend = "sqlite");
+super::sql_auth::impl_auth_store!(SqliteStore);
 super::sql_oauth::impl_oauth_store!(SqliteStore, Sqlite, lock_suffix = "");
