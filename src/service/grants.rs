@@ -47,6 +47,9 @@ impl ContextService {
         if new.role == Role::Admin {
             return Err(Error::invalid("role", "admin is a tenant role; grant at most maintainer on a context"));
         }
+        // Decide first (visibility, `share`, expiry), so that only someone who may share
+        // the context learns whether a grantee exists; decided again under the lock below.
+        self.grants(caller, id).await?;
         if let Grantee::Principal(p) = new.grantee {
             let found = self.principals.principal(p).await?;
             if found.is_none_or(|g| g.tenant != caller.principal.tenant) {

@@ -261,8 +261,10 @@ backend_tests! {
         let id = fresh_context(&srv, &maintainer_key).await;
         let grants = format!("/context/{id}/grants");
         let grant = |who: Value, role: &str| json!({"grantee": who, "role": role});
-        // An injector may not share at all.
+        // An injector may not share at all — and does not learn whether a grantee exists.
         srv.call(Method::POST, &grants, Some(&injector_key), Some(grant(json!({"principal": injector}), "reader"))).await
+            .assert_error(StatusCode::FORBIDDEN, "forbidden");
+        srv.call(Method::POST, &grants, Some(&injector_key), Some(grant(json!({"principal": uuid::Uuid::new_v4()}), "reader"))).await
             .assert_error(StatusCode::FORBIDDEN, "forbidden");
         // Admin is a tenant role, not a context role.
         srv.call(Method::POST, &grants, Some(&maintainer_key), Some(grant(json!({"principal": injector}), "admin"))).await
