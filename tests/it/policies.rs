@@ -179,3 +179,41 @@ async fn the_admin_api_reloads_for_the_operator_only() {
     assert_eq!((r.status, r.body["generation"].as_u64()), (StatusCode::OK, Some(2)), "{}", r.body);
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_of_contexts_written_before_the_labels_column_still_count() {
+    const HIDE_X: &str = "@id(\"hide-x\")\nforbid (principal, action, resource is Ctxguard::Context)\n\
+        when { resource.labels.contains(\"x\") };\n";
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let policies = policy_dir(&[("hide.cedar", HIDE_X)]);
+        let dir = policies.path().to_path_buf();
+        let Some(srv) = TestServer::start_with(backend, |c| c.policy_dir = Some(dir)).await else { continue };
+        let key = srv.agent("w", &["maintainer"]).await;
+        let mut labelled = sample_context();
+        labelled["metadata"]["labels"] = json!(["x", 7, "y"]);
+        let id = srv.create_context(&key, labelled).await["context_id"].as_str().unwrap().to_string();
+        let plain = srv.create_context(&key, sample_context()).await["context_id"].as_str().unwrap().to_string();
+        srv.call(Method::GET, &format!("/context/{id}"), Some(&key), None)
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "context_not_found");
+        // As if written before migration 0005: the column is empty, the body has the labels.
+        srv.raw_sql("UPDATE contexts SET labels = NULL").await;
+        tokio::time::sleep(Duration::from_millis(600)).await; // the change counters reach the caches
+        srv.call(Method::GET, &format!("/context/{id}"), Some(&key), None)
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "context_not_found");
+        let list = srv.call(Method::GET, "/context", Some(&key), None).await;
+        let ids: Vec<&str> =
+            list.body["items"].as_array().unwrap().iter().map(|i| i["context_id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [plain.as_str()], "{backend:?}");
+        // A write stores the labels again: labelling the plain context hides it too.
+        let r = srv
+            .call(Method::PATCH, &format!("/context/{plain}"), Some(&key), Some(json!({"metadata": {"labels": ["x"]}})))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        srv.call(Method::GET, &format!("/context/{plain}"), Some(&key), None)
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "context_not_found");
+        srv.stop().await;
+    }
+}

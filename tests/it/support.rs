@@ -361,6 +361,24 @@ impl TestServer {
         self.form("/oauth/token", &params, Some((id, secret))).await
     }
 
+    /// Runs one SQL statement directly on the server's database, behind its back (for
+    /// tests of data written by older versions or altered outside the server).
+    pub async fn raw_sql(&self, statement: &str) {
+        match &self.settings.database {
+            ctxguard::store::DatabaseLocation::Sqlite(path) => {
+                let url = format!("sqlite://{}", path.display());
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            ctxguard::store::DatabaseLocation::Postgres { url, .. } => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
     /// The server's current signing key, read the way the server reads it (database +
     /// KEK), so tests can sign tokens whose claims are wrong but whose signature is real.
     pub async fn signing_key(&self) -> std::sync::Arc<ctxguard::oauth::keys::SigningKey> {
