@@ -186,6 +186,37 @@ backend_tests! {
         .await;
         replica.stop().await;
     }
+
+    async fn a_grant_given_or_revoked_on_one_replica_is_enforced_by_all(srv) {
+        let replica = srv.replica().await;
+        let owner = srv.agent("sharing-owner", &["maintainer"]).await;
+        let friend = srv.create_principal("default", "friend", &[]).await;
+        let friend_key = srv.api_key(&friend, None, None).await.1;
+        let ctx = srv.create_context(&owner, sample_context()).await;
+        let path = format!("/context/{}", ctx["context_id"].as_str().unwrap());
+        // The replica holds the context's head (and its empty grant list) in its cache.
+        warm(&srv, &replica, &path, &owner).await;
+        assert_eq!(get_status(&srv, &replica.url, &path, &friend_key).await, StatusCode::NOT_FOUND);
+
+        let r = srv.call(Method::POST, &format!("{path}/grants"), Some(&owner), Some(json!({"grantee": {"principal": friend}, "role": "reader"}))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let grant = r.body["id"].as_str().unwrap().to_string();
+        assert_eq!(get_status(&srv, &srv.url, &path, &friend_key).await, StatusCode::OK, "the granting replica at once");
+        settles("grant on the other replica", || async {
+            get_status(&srv, &replica.url, &path, &friend_key).await == StatusCode::OK
+        })
+        .await;
+        warm(&srv, &replica, &path, &friend_key).await;
+
+        let r = srv.call(Method::DELETE, &format!("{path}/grants/{grant}"), Some(&owner), None).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        assert_eq!(get_status(&srv, &srv.url, &path, &friend_key).await, StatusCode::NOT_FOUND, "revoked at once here");
+        settles("grant revocation on the other replica", || async {
+            get_status(&srv, &replica.url, &path, &friend_key).await == StatusCode::NOT_FOUND
+        })
+        .await;
+        replica.stop().await;
+    }
 }
 
 /// With both caches turned off every read goes to the database, and still works.
