@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -52,33 +50,10 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-/// An opaque position in a listing: the creation sequence of the last item returned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cursor(i64);
-
-impl Cursor {
-    pub fn parse(s: &str) -> Result<Self, Error> {
-        let bad = || Error::invalid("cursor", "is not a cursor returned by this server");
-        let raw = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-        let text = std::str::from_utf8(&raw).map_err(|_| bad())?;
-        let seq = text.strip_prefix("s:").and_then(|n| n.parse().ok()).ok_or_else(bad)?;
-        Ok(Cursor(seq))
-    }
-
-    fn encode(self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("s:{}", self.0))
-    }
-}
-
 /// Computes the next version from the current one and the time of the write.
 type NextVersion<'a> = Box<dyn FnOnce(&StoredContext, Timestamp) -> Result<StoredContext, Error> + Send + 'a>;
 
-pub const MAX_PAGE: u32 = 200;
-pub const DEFAULT_PAGE: u32 = 50;
-/// How many stored contexts one listing request looks at, at most, while filtering for
-/// those the caller may read; a page may come back short (with a cursor to go on) when
-/// the caller can read only a few contexts of a large tenant.
-const MAX_LIST_SCAN: usize = 2_000;
+pub use super::listing::Cursor;
 
 #[derive(Clone)]
 pub struct ContextService {
@@ -227,55 +202,6 @@ impl ContextService {
         }
     }
 
-    /// The contexts the caller may read, newest first. Filtering happens here, per item,
-    /// with the same decision a `GET` would get: a foreign or unreadable id never
-    /// appears, and a principal with grants only sees exactly what was shared with it.
-    pub async fn list(&self, caller: &Caller, cursor: Option<Cursor>, limit: Option<u32>) -> Result<Page, Error> {
-        let tenant = caller.principal.tenant;
-        self.authz
-            .authorize(caller, Action::List, Resource::Tenant(tenant))
-            .map_err(|d| super::denial_error(d, "tenant"))?;
-        let limit = match limit {
-            None => DEFAULT_PAGE,
-            Some(n @ 1..=MAX_PAGE) => n,
-            Some(_) => {
-                return Err(Error::invalid("limit", format!("must be between 1 and {MAX_PAGE}")));
-            }
-        } as usize;
-        let now = Timestamp::now();
-        let mut before = cursor.map(|c| c.0);
-        let mut items = Vec::with_capacity(limit);
-        let mut scanned = 0;
-        let next_cursor = loop {
-            let batch = (limit + 1).max(64) as u32;
-            let rows = self.store.list(tenant, now, before, batch).await?;
-            let exhausted = rows.len() < batch as usize;
-            let mut left_over = false;
-            for row in rows {
-                if items.len() == limit {
-                    left_over = true;
-                    break;
-                }
-                scanned += 1;
-                before = Some(row.seq);
-                if self.authz.can_read(caller, &row.facts) {
-                    items.push(summary(row.context));
-                }
-            }
-            let position = before.map(|s| Cursor(s).encode());
-            if items.len() == limit {
-                break if left_over || !exhausted { position } else { None };
-            }
-            if exhausted {
-                break None;
-            }
-            if scanned >= MAX_LIST_SCAN {
-                break position;
-            }
-        };
-        Ok(Page { items, next_cursor })
-    }
-
     /// Finds a live, unexpired context the caller may perform `action` on.
     async fn readable(&self, caller: &Caller, id: ContextId, action: Action) -> Result<StoredContext, Error> {
         let (_, json) = self.readable_json(caller, id, action).await?;
@@ -372,7 +298,7 @@ impl ContextService {
     }
 }
 
-fn summary(c: StoredContext) -> ContextSummary {
+pub(super) fn summary(c: StoredContext) -> ContextSummary {
     ContextSummary {
         context_id: c.context_id,
         message_count: c.session.history.len(),
@@ -387,14 +313,6 @@ fn summary(c: StoredContext) -> ContextSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cursor_round_trip_and_garbage() {
-        let c = Cursor(42);
-        assert_eq!(Cursor::parse(&c.encode()).unwrap(), c);
-        assert!(Cursor::parse("zzz").is_err());
-        assert!(Cursor::parse(&URL_SAFE_NO_PAD.encode("s:x")).is_err());
-    }
 
     #[test]
     fn if_match() {

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod clients;
 pub mod contexts;
 pub mod grants;
+pub mod listing;
 
 use crate::authz::Denial;
 use crate::domain::{ContextId, Error};

@@ -85,6 +85,18 @@ backend_tests! {
         let list = srv.call(Method::GET, "/context", Some(&token), None).await;
         let ids: Vec<&str> = list.body["items"].as_array().unwrap().iter().map(|i| i["context_id"].as_str().unwrap()).collect();
         assert_eq!(ids, [a.as_str()]);
+        // A token bound to several contexts pages through exactly those, newest first,
+        // however many others the tenant holds.
+        let c = srv.create_context(&unbound, sample_context()).await["context_id"].as_str().unwrap().to_string();
+        let two = access_token(&srv.cc_token(&client.0, &client.1, &[("authorization_details", &details(&[&a, &c], &["read"]))]).await);
+        let first = srv.call(Method::GET, "/context?limit=1", Some(&two), None).await;
+        assert_eq!(first.body["items"][0]["context_id"], c.as_str(), "{}", first.body);
+        let cursor = first.body["next_cursor"].as_str().unwrap().to_string();
+        let second = srv.call(Method::GET, &format!("/context?limit=1&cursor={cursor}"), Some(&two), None).await;
+        assert_eq!(second.body["items"][0]["context_id"], a.as_str(), "{}", second.body);
+        assert!(second.body["next_cursor"].is_null(), "{}", second.body);
+        // Cursors of one kind of listing are refused by the other.
+        srv.call(Method::GET, &format!("/context?cursor={cursor}"), Some(&unbound), None).await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
         let stored = srv.stored(&b).await;
         assert_eq!(stored.body["version"], 1, "B untouched");
         // Over MCP alike.
