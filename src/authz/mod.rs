@@ -255,7 +255,7 @@ impl Authorizer {
                     return Err(Denial::NotVisible);
                 }
             }
-            return Err(Denial::Forbidden(decision.refusal(action, p.roles.highest().or(granted.highest()))));
+            return Err(Denial::Forbidden(decision.refusal(action, p.roles.highest().max(granted.highest()))));
         }
         check_scopes(caller, action)?;
         if let (Some(binding), Resource::Context(c), Some(a)) = (&caller.binding, resource, action.on_context())

@@ -78,19 +78,6 @@ pub fn granted_roles(grants: &[ContextGrant], id: PrincipalId, roles: &RoleSet) 
     RoleSet::new(grants.iter().filter(|g| g.applies_to(id, roles)).map(|g| g.role).collect())
 }
 
-impl Serialize for Role {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Role {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Role::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,6 +86,20 @@ impl Role {
     }
 }
 
+/// On the wire a role is its name.
+impl Serialize for Role {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Role::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The roles a principal holds in its tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct RoleSet(Vec<Role>);
@@ -122,19 +136,13 @@ impl RoleSet {
 
 impl Serialize for RoleSet {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|r| r.as_str()))
+        self.0.serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for RoleSet {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let names = Vec::<String>::deserialize(d)?;
-        names
-            .iter()
-            .map(|n| Role::parse(n))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Self::new)
-            .map_err(serde::de::Error::custom)
+        Vec::<Role>::deserialize(d).map(Self::new)
     }
 }
 

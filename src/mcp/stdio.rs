@@ -20,7 +20,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let caller = authenticate_api_key(&*db, &Secret::new(key))
         .await
         .map_err(|e| anyhow::anyhow!("CTXGUARD_API_KEY refused: {e}"))?;
-    let authz = Authorizer::load(settings.policy_dir.clone()).map_err(|e| anyhow::anyhow!("policy: {e}"))?;
+    let authz = Authorizer::load_with_memo(settings.policy_dir.clone(), settings.decision_cache_entries)
+        .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
     let limits = ContextLimits { max_history: settings.max_history };
     let contexts = ContextService::new(db.clone(), db.clone(), authz, limits);
     let running = ContextTools::for_caller(contexts, caller)
