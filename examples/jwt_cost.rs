@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use ctxguard::crypto::kek::Kek;
 use ctxguard::domain::{PrincipalId, ScopeSet, TenantId};
-use ctxguard::oauth::access_token::{AccessTokens, Grant};
-use ctxguard::oauth::keys::{KeyAlg, Keyring};
+use ctxguard::jwt::{AccessTokens, Grant};
+use ctxguard::jwt::{KeyAlg, Keyring};
 use ctxguard::store::{self, DatabaseLocation};
 
 #[tokio::main]

@@ -13,12 +13,9 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::authn::external::ExternalIssuerConfig;
-use crate::oauth::keys::KeyAlg;
+use crate::jwt::{KeyAlg, MAX_ACCESS_TOKEN_TTL_SECS};
+pub use crate::oauth::RegistrationMode;
 use crate::store::DatabaseLocation;
-
-/// The longest access token lifetime; superseded signing keys stay published this long
-/// (plus clock skew) so that every token they signed can still be verified.
-pub const MAX_ACCESS_TOKEN_TTL_SECS: u64 = 3600;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -116,14 +113,6 @@ pub struct ConfigOverrides {
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_issuers: Option<Vec<ExternalIssuerConfig>>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum RegistrationMode {
-    Open,
-    Token,
-    Disabled,
 }
 
 /// Environment variables read outside [`ConfigOverrides`]; anything else starting with

@@ -1,8 +1,11 @@
 //! ctxguard: a secure context server for AI agents.
 //!
-//! Layers point inward: `http` uses `service`, which uses `authn`/`authz`/`store`,
-//! which use `domain`; `domain` uses nothing of ours.
+//! Layers point inward (docs/architecture.md, enforced by `tests/it/layers.rs`):
+//! `domain` ← `crypto`, `net` ← `store` ← `jwt` ← `authn` ← `authz` ← `service` ←
+//! `oauth`, `mcp` ← `http` ← `config` ← `app` ← `cli`. A module may use the ones to
+//! its left, never one to its right.
 
+pub mod app;
 pub mod authn;
 pub mod authz;
 pub mod cli;
@@ -10,12 +13,9 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod http;
-pub mod init;
+pub mod jwt;
 pub mod mcp;
 pub mod net;
 pub mod oauth;
-pub mod server;
 pub mod service;
 pub mod store;
-pub mod sweeper;
-pub mod telemetry;

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::Secret;
+use crate::crypto::Secret;
 
 pub const PREFIX: &str = "ctxg_";
 const KEY_BYTES: usize = 32;

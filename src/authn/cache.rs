@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::Caller;
 use crate::domain::Timestamp;
-use crate::oauth::access_token::LEEWAY_SECS;
+use crate::jwt::LEEWAY_SECS;
 use crate::store::{ChangeClock, Stamp, StampedCache};
 
 /// The longest an entry is kept, whatever else happens.

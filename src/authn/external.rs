@@ -172,7 +172,7 @@ impl ExternalIssuer {
         };
         let key = DecodingKey::from_jwk(&jwk).map_err(|_| AuthError::InvalidToken("the issuer's key is unusable"))?;
         let mut v = Validation::new(header.alg);
-        v.leeway = crate::oauth::access_token::LEEWAY_SECS;
+        v.leeway = crate::jwt::LEEWAY_SECS;
         v.validate_nbf = true;
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[&self.audience]);

@@ -8,18 +8,17 @@ pub mod api_key;
 pub mod cache;
 pub mod external;
 pub mod password;
-pub mod secret;
 
 use std::sync::Arc;
 
-use crate::domain::{ApiKeyId, ContextBinding, Principal, PrincipalId, ScopeSet, StoreError, Timestamp};
-use crate::oauth::access_token::AccessTokens;
-use crate::store::{Bucket, Database};
+use crate::crypto::Secret;
+use crate::domain::{ApiKeyId, ContextBinding, Jti, Principal, PrincipalId, ScopeSet, StoreError, TenantId, Timestamp};
+use crate::jwt::AccessTokens;
+use crate::store::{Bucket, Database, TokenPrincipal};
 
 use cache::{CredentialCache, Validity};
 
 use external::ExternalIssuer;
-pub use secret::Secret;
 
 /// A credential as it arrived, not yet checked.
 #[derive(Debug)]
@@ -139,18 +138,19 @@ impl Authenticator {
             claims.sub.parse().map_err(|_| AuthError::InvalidToken("the token is invalid"))?;
         // Deny-list and principal in one round trip: revocation holds on the very next
         // request, on every replica, with no cache to invalidate.
-        let (principal, jti_revoked) = self
+        let tenant: TenantId = claims.tenant.parse().map_err(|_| AuthError::InvalidToken("the token is invalid"))?;
+        let TokenPrincipal { principal, jti_revoked } = self
             .store
-            .token_principal(principal_id, &claims.jti)
+            .token_principal(principal_id, &Jti::new(claims.jti.as_str()))
             .await?
-            .filter(|(p, _)| !p.disabled && p.tenant.to_string() == claims.tenant)
+            .filter(|found| !found.principal.disabled && found.principal.tenant == tenant)
             .ok_or(AuthError::InvalidToken("the token's principal is unknown or disabled"))?;
         if jti_revoked || principal.revoked_token_issued_at(claims.iat) {
             return Err(AuthError::InvalidToken("the token has been revoked"));
         }
         // A token minted by token exchange dies with every token it was exchanged from.
         for parent in &claims.parents {
-            if self.store.is_jti_revoked(parent).await? {
+            if self.store.is_jti_revoked(&Jti::new(parent.as_str())).await? {
                 return Err(AuthError::InvalidToken("the token this one was exchanged from has been revoked"));
             }
         }

@@ -4,7 +4,7 @@
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
-use super::Secret;
+use crate::crypto::Secret;
 
 pub const MIN_LEN: usize = 12;
 

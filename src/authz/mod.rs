@@ -1,5 +1,5 @@
 //! Authorization: the one decision every HTTP and MCP operation passes through,
-//! [`Authorizer::authorize`]. DESIGN.md section 3: the effective permission is
+//! [`Authorizer::authorize`]. The effective permission (docs/policies.md) is
 //! roles ∩ scopes ∩ the token's context binding, then the Cedar policy engine decides
 //! with the built-in role policies plus any custom policies.
 //!

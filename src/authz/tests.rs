@@ -1,4 +1,4 @@
-//! The decision table of DESIGN.md section 3 at the unit level: every built-in role ×
+//! The role × action decision table (docs/policies.md) at the unit level: every built-in role ×
 //! action × resource relation (own, other's, shared, foreign tenant) × credential
 //! binding, plus reload and the rules no policy can lift.
 

@@ -8,16 +8,12 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use crate::app::bootstrap::{DEFAULT_TENANT, OPERATOR_NAME};
+use crate::app::{App, serve};
 use crate::authn::{Caller, CredentialRef};
-use crate::authz::Authorizer;
 use crate::config::{self, ConfigOverrides, Settings};
 use crate::domain::{PrincipalId, PrincipalKind, Role, RoleSet, ScopeSet};
-use crate::init::{DEFAULT_TENANT, OPERATOR_NAME};
-use crate::server;
-use crate::service::AdminService;
 use crate::service::admin::{NewPrincipal, TenantRef};
-use crate::store::Database;
-use std::sync::Arc;
 
 mod oauth;
 
@@ -186,19 +182,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(common) => {
             let s = settings(&common)?;
-            crate::telemetry::init_logging(s.log_format, &s.log)?;
-            server::serve(s, server::shutdown_signal()).await
+            crate::app::telemetry::init_logging(s.log_format, &s.log)?;
+            serve::serve(s, serve::shutdown_signal()).await
         }
         Command::McpStdio(common) => {
             let s = settings(&common)?;
-            crate::telemetry::init_logging(s.log_format, &s.log)?;
-            crate::mcp::stdio::run(s).await
+            crate::app::telemetry::init_logging(s.log_format, &s.log)?;
+            crate::app::stdio::run(s).await
         }
         Command::Init(common) => {
-            let s = settings(&common)?;
-            let db = server::open_and_bootstrap(&s).await?;
-            db.close().await;
-            eprintln!("ctxguard: data dir {} is ready", s.data_dir.display());
+            let app = App::open(settings(&common)?).await?;
+            eprintln!("ctxguard: data dir {} is ready", app.settings.data_dir.display());
+            app.close().await;
             Ok(())
         }
         Command::Config { command: ConfigCommand::Check(common) } => {
@@ -239,37 +234,32 @@ fn validate_policies(dir: Option<std::path::PathBuf>) -> anyhow::Result<String> 
     ))
 }
 
-/// The local operator: the bootstrap platform administrator.
+/// The local operator: the bootstrap platform administrator, acting on the [`App`].
 pub(crate) struct Local {
-    pub(crate) db: Arc<dyn Database>,
-    pub(crate) admin: AdminService,
+    pub(crate) app: App,
     pub(crate) caller: Caller,
-    pub(crate) settings: Settings,
 }
 
 impl Local {
+    /// Opens the app; a bad policy directory is reported here too, although the
+    /// operator's actions do not depend on policies.
     pub(crate) async fn open(common: &Common) -> anyhow::Result<Local> {
-        let s = settings(common)?;
-        let db = server::open_and_bootstrap(&s).await?;
-        let tenant = db.tenant_by_name(DEFAULT_TENANT).await?.context("the database has no default tenant")?;
-        let operator = db
+        let app = App::open(settings(common)?).await?;
+        let tenant = app.db.tenant_by_name(DEFAULT_TENANT).await?.context("the database has no default tenant")?;
+        let operator = app
+            .db
             .principal_by_name(tenant.id, OPERATOR_NAME)
             .await?
             .filter(|p| p.platform_admin)
             .context("the database has no platform operator")?;
-        // The operator's actions are not policy-dependent; the configured policies are
-        // still loaded so that a bad policy directory is reported here too.
-        let authz = Authorizer::load(s.policy_dir.clone()).map_err(|e| anyhow::anyhow!("policy: {e}"))?;
         Ok(Local {
-            admin: AdminService::new(db.clone(), authz),
-            db,
+            app,
             caller: Caller {
                 principal: operator,
                 scopes: ScopeSet::all(),
                 credential: CredentialRef::LocalOperator,
                 binding: None,
             },
-            settings: s,
         })
     }
 
@@ -277,8 +267,9 @@ impl Local {
         if let Ok(id) = reference.parse::<PrincipalId>() {
             return Ok(id);
         }
-        let tenant = self.admin.resolve_tenant(&self.caller, Some(&TenantRef(tenant.into()))).await?;
+        let tenant = self.app.admin.resolve_tenant(&self.caller, Some(&TenantRef(tenant.into()))).await?;
         let p = self
+            .app
             .db
             .principal_by_name(tenant.id, reference)
             .await?
@@ -287,7 +278,7 @@ impl Local {
     }
 
     pub(crate) async fn close(self) {
-        self.db.close().await;
+        self.app.close().await;
     }
 }
 
@@ -300,13 +291,13 @@ async fn tenant(command: TenantCommand) -> anyhow::Result<()> {
     match command {
         TenantCommand::Create { name, common } => {
             let l = Local::open(&common).await?;
-            let t = l.admin.create_tenant(&l.caller, &name).await?;
+            let t = l.app.admin.create_tenant(&l.caller, &name).await?;
             print_json(&t)?;
             l.close().await;
         }
         TenantCommand::List(common) => {
             let l = Local::open(&common).await?;
-            print_json(&l.admin.list_tenants(&l.caller).await?)?;
+            print_json(&l.app.admin.list_tenants(&l.caller).await?)?;
             l.close().await;
         }
     }
@@ -321,6 +312,7 @@ async fn principal(command: PrincipalCommand) -> anyhow::Result<()> {
                 roles.iter().map(|r| Role::parse(r)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
             let l = Local::open(&common).await?;
             let p = l
+                .app
                 .admin
                 .create_principal(
                     &l.caller,
@@ -338,7 +330,7 @@ async fn principal(command: PrincipalCommand) -> anyhow::Result<()> {
         }
         PrincipalCommand::List { tenant, common } => {
             let l = Local::open(&common).await?;
-            print_json(&l.admin.list_principals(&l.caller, Some(&TenantRef(tenant))).await?)?;
+            print_json(&l.app.admin.list_principals(&l.caller, Some(&TenantRef(tenant))).await?)?;
             l.close().await;
         }
     }
@@ -356,6 +348,7 @@ async fn apikey(command: ApiKeyCommand) -> anyhow::Result<()> {
             let l = Local::open(&common).await?;
             let id = l.principal_id(&principal, &tenant).await?;
             let issued = l
+                .app
                 .admin
                 .create_api_key(&l.caller, crate::service::admin::NewApiKey { principal: id, scopes, expires_in })
                 .await?;
@@ -369,13 +362,13 @@ async fn apikey(command: ApiKeyCommand) -> anyhow::Result<()> {
                 Some(p) => Some(l.principal_id(&p, &tenant).await?),
                 None => None,
             };
-            print_json(&l.admin.list_api_keys(&l.caller, id).await?)?;
+            print_json(&l.app.admin.list_api_keys(&l.caller, id).await?)?;
             l.close().await;
         }
         ApiKeyCommand::Revoke { id, common } => {
             let Ok(id) = id.parse() else { bail!("{id:?} is not an API key id (UUID)") };
             let l = Local::open(&common).await?;
-            l.admin.revoke_api_key(&l.caller, id).await?;
+            l.app.admin.revoke_api_key(&l.caller, id).await?;
             eprintln!("ctxguard: API key {id} revoked");
             l.close().await;
         }

@@ -6,12 +6,11 @@ use anyhow::{Context as _, bail};
 use clap::Subcommand;
 
 use super::{Common, Local, print_json};
-use crate::crypto::kek::Kek;
-use crate::domain::{ApplicationType, GrantType, PrincipalKind, Role, RoleSet, ScopeSet};
-use crate::init::DEFAULT_TENANT;
-use crate::oauth::keys::{KeyAlg, Keyring};
+use crate::app::bootstrap::DEFAULT_TENANT;
+use crate::domain::{ApplicationType, ClientId, GrantType, PrincipalKind, Role, RoleSet, ScopeSet};
+use crate::jwt::{KeyAlg, Keyring, key_retention};
+use crate::oauth::clients::NewClient;
 use crate::service::admin::{NewPrincipal, PrincipalChange, TenantRef};
-use crate::service::clients::{ClientService, NewClient};
 
 #[derive(Subcommand, Debug)]
 pub enum UserCommand {
@@ -124,22 +123,22 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
                 roles: roles(&r)?,
                 password: Some(password),
             };
-            print_json(&l.admin.create_principal(&l.caller, new).await?)?;
+            print_json(&l.app.admin.create_principal(&l.caller, new).await?)?;
             l.close().await;
         }
         UserCommand::Passwd { name, tenant, common } => {
             let password = read_password()?;
             let l = Local::open(&common).await?;
             let id = l.principal_id(&name, &tenant).await?;
-            l.admin.set_password(&l.caller, id, password).await?;
+            l.app.admin.set_password(&l.caller, id, password).await?;
             eprintln!("ctxguard: password of {name} changed");
             l.close().await;
         }
         UserCommand::Disable { name, tenant, common } => {
             let l = Local::open(&common).await?;
             let id = l.principal_id(&name, &tenant).await?;
-            l.admin.update_principal(&l.caller, id, PrincipalChange { roles: None, disabled: Some(true) }).await?;
-            l.admin.revoke_all(&l.caller, id).await?;
+            l.app.admin.update_principal(&l.caller, id, PrincipalChange { roles: None, disabled: Some(true) }).await?;
+            l.app.admin.revoke_all(&l.caller, id).await?;
             eprintln!("ctxguard: {name} disabled and every credential revoked");
             l.close().await;
         }
@@ -177,7 +176,7 @@ pub async fn client(command: ClientCommand) -> anyhow::Result<()> {
                 application_type: if native { ApplicationType::Native } else { ApplicationType::Web },
                 public,
             };
-            let registered = ClientService::new(l.db.clone(), l.admin.clone()).create(&l.caller, new).await?;
+            let registered = l.app.clients.create(&l.caller, new).await?;
             print_json(&registered)?;
             if registered.client_secret.is_some() {
                 eprintln!("ctxguard: store the client secret now; it cannot be shown again");
@@ -186,14 +185,12 @@ pub async fn client(command: ClientCommand) -> anyhow::Result<()> {
         }
         ClientCommand::List { tenant, common } => {
             let l = Local::open(&common).await?;
-            print_json(
-                &ClientService::new(l.db.clone(), l.admin.clone()).list(&l.caller, Some(&TenantRef(tenant))).await?,
-            )?;
+            print_json(&l.app.clients.list(&l.caller, Some(&TenantRef(tenant))).await?)?;
             l.close().await;
         }
         ClientCommand::Delete { client_id, common } => {
             let l = Local::open(&common).await?;
-            ClientService::new(l.db.clone(), l.admin.clone()).delete(&l.caller, &client_id).await?;
+            l.app.clients.delete(&l.caller, &ClientId::new(client_id.as_str())).await?;
             eprintln!("ctxguard: client {client_id} disabled and its tokens revoked");
             l.close().await;
         }
@@ -205,14 +202,13 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::List(common) => {
             let l = Local::open(&common).await?;
-            print_json(&Keyring::list(&*l.db).await?)?;
+            print_json(&Keyring::list(&*l.app.db).await?)?;
             l.close().await;
         }
         KeysCommand::Rotate { alg, common } => {
             let l = Local::open(&common).await?;
-            let kek = Kek::load_or_create(&l.settings.data_dir)?;
-            let alg = alg.unwrap_or(l.settings.signing_alg);
-            let kid = Keyring::rotate_offline(&*l.db, &kek, alg, crate::server::key_retention()).await?;
+            let alg = alg.unwrap_or(l.app.settings.signing_alg);
+            let kid = Keyring::rotate_offline(&*l.app.db, &l.app.kek, alg, key_retention()).await?;
             eprintln!("ctxguard: new signing key {kid} ({}); previous keys stay published for an hour", alg.as_str());
             l.close().await;
         }

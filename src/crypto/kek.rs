@@ -26,7 +26,7 @@ impl Kek {
         if !path.exists() {
             let mut raw = Zeroizing::new([0u8; 32]);
             rand::fill(&mut raw[..]);
-            crate::init::write_secret_file(&path, &format!("{}\n", STANDARD.encode(&raw[..])))?;
+            super::secret_file::write_secret_file(&path, &format!("{}\n", STANDARD.encode(&raw[..])))?;
         }
         let text =
             Zeroizing::new(std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?);

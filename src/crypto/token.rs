@@ -6,7 +6,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-use crate::authn::Secret;
+use super::Secret;
+use crate::domain::TokenHash;
 
 /// A new random token `<prefix><base64url(32 bytes)>`.
 pub fn generate(prefix: &str) -> Secret {
@@ -18,6 +19,11 @@ pub fn generate(prefix: &str) -> Secret {
 /// base64url(SHA-256(token)): what is stored.
 pub fn hash(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()).as_slice())
+}
+
+/// The stored form of an opaque one-time token (code, refresh token, session id).
+pub fn token_hash(token: &str) -> TokenHash {
+    TokenHash::new(hash(token))
 }
 
 /// base64url(SHA-256(input)) without padding — also the PKCE S256 transform (RFC 7636).

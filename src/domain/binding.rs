@@ -1,5 +1,5 @@
 //! Context-bound credentials: a token that works only on named contexts and actions
-//! (DESIGN.md section 5, "Token binding"). Requested as RFC 9396 `authorization_details`
+//! (docs/policies.md, context-bound tokens). Requested as RFC 9396 `authorization_details`
 //! of type `ctxguard_context`, carried in an access token as the `ctx` claim.
 
 use std::fmt;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{PrincipalId, ScopeSet, TenantId, Timestamp};
+use super::{ClientId, PrincipalId, ScopeSet, TenantId, Timestamp};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -72,7 +72,7 @@ impl ApplicationType {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OAuthClient {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub tenant: TenantId,
     pub name: String,
     /// Has a secret and must authenticate at the token endpoint.

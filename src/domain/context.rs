@@ -1,4 +1,4 @@
-//! The OCP context object (see `../shared/ocp/context.schema.json`) as stored and served,
+//! The OCP context object (see `docs/ocp-context.schema.json`) as stored and served,
 //! and the input shapes accepted on create, replace, patch and append.
 
 use std::fmt;
@@ -38,6 +38,18 @@ pub enum MessageRole {
     User,
     Assistant,
     System,
+}
+
+impl MessageRole {
+    /// The wire form (`user`, `assistant`, `system`).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "user" => Ok(Self::User),
+            "assistant" => Ok(Self::Assistant),
+            "system" => Ok(Self::System),
+            other => Err(format!("unknown role {other:?}; expected user, assistant or system")),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -115,6 +127,25 @@ pub struct ContextLimits {
 }
 
 impl ContextInput {
+    /// An input built in code (the MCP tools) rather than parsed from a request body.
+    pub fn new(
+        context_id: Option<ContextId>,
+        metadata: Option<Map<String, Value>>,
+        history: Vec<Message>,
+        expires: Option<Timestamp>,
+    ) -> Self {
+        Self {
+            context_id,
+            metadata,
+            session: Session { history },
+            expires,
+            _version: None,
+            _created_at: None,
+            _updated_at: None,
+            _signature: None,
+        }
+    }
+
     /// Builds the first version of a new context.
     pub fn into_new(self, id: ContextId, now: Timestamp) -> Result<StoredContext, Error> {
         check_expires_in_future(self.expires, now)?;

@@ -1,6 +1,6 @@
 //! Per-context grants: a maintainer shares one context with a principal, or with
 //! everyone holding a role in the tenant, by granting a built-in role on that context
-//! alone (DESIGN.md section 3, "may be granted roles on single contexts").
+//! alone (a principal may be granted roles on single contexts; docs/policies.md).
 
 use std::sync::Arc;
 

@@ -12,7 +12,9 @@ pub mod error;
 pub mod grant;
 pub mod ids;
 pub mod merge_patch;
+pub mod oauth_ids;
 pub mod principal;
+pub mod redirect_uri;
 pub mod scope;
 pub mod time;
 
@@ -23,6 +25,7 @@ pub use context::{ContextInput, Message, MessageRole, Session, StoredContext, Ve
 pub use error::{Error, StoreError};
 pub use grant::{ContextFacts, ContextGrant, Grantee};
 pub use ids::{ApiKeyId, ContextId, GrantId, PrincipalId, TenantId};
+pub use oauth_ids::{ClientId, FamilyId, Jti, TokenHash};
 pub use principal::{Principal, PrincipalKind, Role, RoleSet, Tenant};
 pub use scope::{Scope, ScopeSet};
 pub use time::Timestamp;

@@ -1,4 +1,4 @@
-//! Tenants, principals and the built-in roles of DESIGN.md section 3.
+//! Tenants, principals and the built-in roles (docs/policies.md).
 
 use std::fmt;
 

@@ -1,5 +1,5 @@
 //! OAuth-style scopes: what a *credential* may do, always intersected with what its
-//! principal's roles allow (DESIGN.md section 3). Parsed once into a bit set.
+//! principal's roles allow (docs/policies.md). Parsed once into a bit set.
 
 use std::fmt;
 
@@ -94,6 +94,10 @@ impl ScopeSet {
 
     pub fn is_subset_of(&self, other: &ScopeSet) -> bool {
         self.0 & !other.0 == 0
+    }
+
+    pub fn union(&self, other: &ScopeSet) -> ScopeSet {
+        ScopeSet(self.0 | other.0)
     }
 
     pub fn intersection(&self, other: &ScopeSet) -> ScopeSet {

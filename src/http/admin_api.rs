@@ -1,4 +1,4 @@
-//! The admin API (DESIGN.md section 10): tenants, principals, API keys.
+//! The admin API: tenants, principals, API keys.
 
 use axum::Json;
 use axum::extract::State;

@@ -13,10 +13,10 @@ use super::AppState;
 use super::error::{ErrorBody, HttpError, HttpResult};
 use super::extract::{Authenticated, JsonBody, QueryParams};
 use crate::authz::{Action, Resource};
-use crate::domain::{Error, OAuthClient};
-use crate::oauth::keys::{KeyAlg, Keyring};
+use crate::domain::{ClientId, Error, OAuthClient};
+use crate::jwt::{KeyAlg, Keyring};
+use crate::oauth::clients::{NewClient, RegisteredClient};
 use crate::service::admin::TenantRef;
-use crate::service::clients::{NewClient, RegisteredClient};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -68,7 +68,7 @@ async fn delete_client(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> HttpResult<StatusCode> {
-    state.inner.clients.delete(&caller, &id).await?;
+    state.inner.clients.delete(&caller, &ClientId::new(id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -107,7 +107,7 @@ async fn rotate_keys(
     JsonBody(body): JsonBody<Rotate>,
 ) -> HttpResult<Response> {
     platform_only(&state, &caller)?;
-    let keyring = state.inner.oauth.tokens.keyring();
+    let keyring = state.inner.oauth.tokens().keyring();
     let alg = body.alg.unwrap_or(keyring.keys().current.alg);
     let kid = keyring.rotate(alg).await.map_err(|e| {
         tracing::error!(error = %e, "key rotation failed");

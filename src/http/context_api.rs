@@ -1,4 +1,4 @@
-//! The OCP context API (DESIGN.md section 4): parse, call [`ContextService`], map.
+//! The OCP context API: parse, call [`ContextService`], map.
 
 use axum::Json;
 use axum::extract::State;

@@ -1,4 +1,4 @@
-//! The one place where failures become HTTP responses (DESIGN.md section 4 error body).
+//! The one place where failures become HTTP responses (the `{error, code, context_id}` body).
 //!
 //! Every variant has a deliberate status: there is no catch-all, so a new domain error
 //! does not compile until someone decides what a client should see.

@@ -9,7 +9,8 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::error::HttpError;
 use super::json;
-use crate::authn::{AuthError, Caller, Credential, Secret};
+use crate::authn::{AuthError, Authenticator, Caller, Credential};
+use crate::crypto::Secret;
 use crate::domain::{ContextId, Error, Version};
 use crate::service::contexts::IfMatch;
 
@@ -20,13 +21,19 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HttpError> {
-        if parts.uri.query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("access_token="))) {
-            return Err(HttpError::TokenInQuery);
-        }
-        let credential = credential_from_headers(&parts.headers)?;
-        let caller = state.inner.authn.authenticate(&credential, &state.inner.public_url).await?;
-        Ok(Authenticated(caller))
+        authenticate(&state.inner.authn, parts, &state.inner.public_url).await.map(Authenticated)
     }
+}
+
+/// The credential step of every authenticated HTTP edge (the context API and `/mcp`):
+/// a token in the query is refused (URLs end up in logs; RFC 6750 section 2.3 is not
+/// supported), exactly one Bearer credential is read and authenticated for `resource`.
+pub async fn authenticate(authn: &Authenticator, parts: &Parts, resource: &str) -> Result<Caller, HttpError> {
+    if parts.uri.query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("access_token="))) {
+        return Err(HttpError::TokenInQuery);
+    }
+    let credential = credential_from_headers(&parts.headers)?;
+    Ok(authn.authenticate(&credential, resource).await?)
 }
 
 /// RFC 6750 section 2.1: exactly one `Authorization: Bearer <token68>` header.

@@ -1,4 +1,4 @@
-//! Sharing (DESIGN.md section 3): `/context/{id}/grants`.
+//! Sharing (docs/policies.md): `/context/{id}/grants`.
 
 use axum::Json;
 use axum::extract::State;

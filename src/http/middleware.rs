@@ -23,7 +23,7 @@ pub async fn response_policy(State(state): State<AppState>, req: Request, next: 
         req.extensions().get::<MatchedPath>().map_or_else(|| Arc::from("unmatched"), |p| p.as_str().into());
     let method = method_label(req.method());
     // Each protected resource has its own metadata document (RFC 9728 section 3.1).
-    let mcp = req.uri().path().starts_with(crate::mcp::http::PATH);
+    let mcp = req.uri().path().starts_with(super::mcp::PATH);
     let start = Instant::now();
     let mut response = next.run(req).await;
     let (count, time) = handles(route, method, response.status().as_u16());
@@ -71,7 +71,7 @@ fn handles(route: Arc<str>, method: &'static str, status: u16) -> (Counter, Hist
 /// Turns a [`Challenge`] left by an error into the RFC 6750 / RFC 9728
 /// `WWW-Authenticate` header.
 fn add_challenge(state: &AppState, mcp: bool, mut response: Response) -> Response {
-    let suffix = if mcp { crate::mcp::http::PATH } else { "" };
+    let suffix = if mcp { super::mcp::PATH } else { "" };
     let Some(ch) = response.extensions_mut().remove::<Challenge>() else {
         return response;
     };

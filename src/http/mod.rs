@@ -9,7 +9,9 @@ pub mod error;
 pub mod extract;
 pub mod grants_api;
 pub mod json;
+pub mod mcp;
 pub mod middleware;
+pub mod oauth;
 pub mod openapi;
 pub mod ops;
 
@@ -29,8 +31,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::authn::Authenticator;
-use crate::oauth::server::AuthServer;
-use crate::service::clients::ClientService;
+use crate::oauth::AuthServer;
+use crate::oauth::clients::ClientService;
 use crate::service::{AdminService, ContextService};
 use crate::store::Database;
 use error::HttpError;
@@ -79,13 +81,14 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let (routes, _) = api();
     let openapi = state.inner.openapi_json.clone();
+    let mcp_edge = mcp::McpEdge::new(&state);
     let mcp = Router::new()
-        .route(crate::mcp::http::PATH, crate::mcp::http::routed(crate::mcp::http::service(&state)))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::mcp::http::guard));
+        .route(mcp::PATH, mcp::routed(mcp::service(&mcp_edge)))
+        .layer(axum::middleware::from_fn_with_state(mcp_edge, mcp::guard));
     // Request/response endpoints get a deadline; MCP's SSE streams are long-lived by
     // design and are bounded by rmcp's keep-alive and session handling instead.
     let timed = routes
-        .merge(crate::oauth::routes())
+        .merge(oauth::routes())
         .route(
             "/openapi.json",
             axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }),

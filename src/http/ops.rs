@@ -72,7 +72,7 @@ async fn protected_resource_metadata(State(state): State<AppState>) -> Json<Reso
 #[utoipa::path(get, path = "/.well-known/oauth-protected-resource/mcp", tag = "operations",
     responses((status = 200, body = ResourceMetadata)))]
 async fn mcp_resource_metadata(State(state): State<AppState>) -> Json<ResourceMetadata> {
-    let resource = crate::mcp::http::resource(&state.inner.public_url);
+    let resource = super::mcp::resource(&state.inner.public_url);
     let mut doc = resource_metadata(&state, resource, "ctxguard MCP server");
     // The MCP tools need no admin and no sharing: clients that request every advertised
     // scope should not ask for powers they cannot use here.
@@ -85,7 +85,7 @@ fn resource_metadata(state: &AppState, resource: String, name: &'static str) -> 
     scopes.extend(["mcp:read", "mcp:write"]);
     ResourceMetadata {
         resource,
-        authorization_servers: vec![state.inner.oauth.issuer.clone()],
+        authorization_servers: vec![state.inner.oauth.issuer().to_string()],
         scopes_supported: scopes,
         bearer_methods_supported: vec!["header"],
         resource_name: name,

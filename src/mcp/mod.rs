@@ -1,5 +1,4 @@
-//! MCP: contexts as tools and resources over Streamable HTTP (`/mcp`) and stdio.
+//! MCP: contexts as tools and resources, independent of the transport. The Streamable
+//! HTTP endpoint (`/mcp`) is in `http::mcp`, stdio in `app::stdio`.
 
-pub mod http;
-pub mod stdio;
 pub mod tools;

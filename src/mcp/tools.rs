@@ -21,10 +21,68 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::authn::Caller;
+use crate::authz::Action;
 use crate::domain::context::AppendInput;
-use crate::domain::{ContextId, ContextInput, Error, Message, Session, StoredContext};
+use crate::domain::{ContextId, ContextInput, Error, Message, MessageRole, StoredContext, Timestamp};
 use crate::service::ContextService;
 use crate::service::contexts::Cursor;
+
+/// The scheme of context resource URIs: `context://<id>`.
+pub const RESOURCE_SCHEME: &str = "context://";
+
+/// The resource URI of a context.
+pub fn resource_uri(id: ContextId) -> String {
+    format!("{RESOURCE_SCHEME}{id}")
+}
+
+/// Every tool, with the action it performs: the `/mcp` edge derives the scope a call
+/// needs from [`Tool::action`], the same table HTTP routes use, and a tool added to the
+/// router without a variant here fails `every_routed_tool_has_an_action`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tool {
+    Get,
+    Create,
+    Append,
+    Delete,
+    List,
+}
+
+impl Tool {
+    pub const ALL: [Tool; 5] = [Tool::Get, Tool::Create, Tool::Append, Tool::Delete, Tool::List];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Get => "context_get",
+            Tool::Create => "context_create",
+            Tool::Append => "context_append",
+            Tool::Delete => "context_delete",
+            Tool::List => "context_list",
+        }
+    }
+
+    pub fn action(self) -> Action {
+        match self {
+            Tool::Get => Action::Read,
+            Tool::Create => Action::Create,
+            Tool::Append => Action::Inject,
+            Tool::Delete => Action::Delete,
+            Tool::List => Action::List,
+        }
+    }
+
+    pub fn named(name: &str) -> Option<Tool> {
+        Tool::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// The action of an MCP request method other than `tools/call` (resources are read).
+pub fn method_action(method: &str) -> Option<Action> {
+    match method {
+        "resources/list" | "resources/templates/list" => Some(Action::List),
+        "resources/read" => Some(Action::Read),
+        _ => None,
+    }
+}
 
 /// One MCP server instance per session (or per stateless request); cheap to build.
 #[derive(Clone)]
@@ -150,8 +208,8 @@ fn messages(args: Vec<MessageArg>) -> Result<Vec<Message>, String> {
     args.into_iter()
         .enumerate()
         .map(|(i, m)| {
-            serde_json::from_value(serde_json::json!({"role": m.role, "message": m.message}))
-                .map_err(|e| format!("invalid arguments: messages[{i}]: {e}"))
+            let role = MessageRole::parse(&m.role).map_err(|e| format!("invalid arguments: messages[{i}]: {e}"))?;
+            Ok(Message { role, message: m.message })
         })
         .collect()
 }
@@ -202,7 +260,7 @@ impl ContextTools {
                 if change.tenant != caller.principal.tenant {
                     continue;
                 }
-                let uri = format!("context://{}", change.context_id);
+                let uri = resource_uri(change.context_id);
                 let subscribed = subscriptions.lock().map(|s| s.contains(&uri)).unwrap_or(false);
                 if !subscribed {
                     continue;
@@ -248,20 +306,13 @@ impl ContextTools {
         Parameters(args): Parameters<CreateArgs>,
     ) -> Result<Json<ContextOut>, String> {
         let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
-        let mut input = serde_json::json!({
-            "session": {"history": []},
-        });
-        if let Some(cid) = &args.context_id {
-            input["context_id"] = Value::String(id(cid)?.to_string());
-        }
-        if let Some(m) = args.metadata {
-            input["metadata"] = Value::Object(m);
-        }
-        if let Some(e) = args.expires {
-            input["expires"] = Value::String(e);
-        }
-        let mut input: ContextInput = serde_json::from_value(input).map_err(|e| format!("invalid arguments: {e}"))?;
-        input.session = Session { history: messages(args.history)? };
+        let context_id = args.context_id.as_deref().map(id).transpose()?;
+        let expires = args
+            .expires
+            .as_deref()
+            .map(|e| Timestamp::parse_rfc3339(e).map_err(|m| format!("invalid arguments: expires {m}")))
+            .transpose()?;
+        let input = ContextInput::new(context_id, args.metadata, messages(args.history)?, expires);
         let ctx = self.contexts.create(&caller, input).await.map_err(tool_error)?;
         Ok(Json(ctx.into()))
     }
@@ -349,7 +400,7 @@ impl ServerHandler for ContextTools {
             .items
             .iter()
             .map(|i| {
-                Resource::new(format!("context://{}", i.context_id), i.context_id.to_string())
+                Resource::new(resource_uri(i.context_id), i.context_id.to_string())
                     .with_mime_type("application/json")
                     .with_description(format!("{} messages, version {}", i.message_count, i.version))
             })
@@ -407,7 +458,7 @@ impl ServerHandler for ContextTools {
         let caller = self.caller(&context)?;
         let raw = request
             .uri
-            .strip_prefix("context://")
+            .strip_prefix(RESOURCE_SCHEME)
             .ok_or_else(|| ErrorData::invalid_params("resource URIs look like context://<id>", None))?;
         let cid: ContextId = raw.parse().map_err(|m: String| ErrorData::invalid_params(m, None))?;
         let ctx = self.contexts.get(&caller, cid).await.map_err(resource_error)?;
@@ -417,5 +468,28 @@ impl ServerHandler for ContextTools {
             *mime_type = Some("application/json".into());
         }
         Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_routed_tool_has_an_action() {
+        let routed: Vec<String> =
+            ContextTools::tool_router().list_all().into_iter().map(|t| t.name.to_string()).collect();
+        assert_eq!(routed.len(), Tool::ALL.len(), "routed tools: {routed:?}");
+        for name in &routed {
+            let tool =
+                Tool::named(name).unwrap_or_else(|| panic!("tool {name} has no entry in Tool (and so no action)"));
+            assert_eq!(tool.name(), name);
+        }
+    }
+
+    #[test]
+    fn resource_uris_round_trip() {
+        let id = ContextId::new_random();
+        assert_eq!(resource_uri(id).strip_prefix(RESOURCE_SCHEME), Some(id.to_string().as_str()));
     }
 }

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use url::Url;
 
-use super::redirect_uri;
-use crate::domain::{ApplicationType, GrantType, OAuthClient, TenantId, Timestamp};
+use super::clients::default_scopes;
+use crate::domain::{ApplicationType, ClientId, GrantType, OAuthClient, TenantId, Timestamp, redirect_uri};
 use crate::net::fetch::{Fetcher, Trust};
-use crate::service::clients::default_scopes;
 
 const MIN_CACHE: Duration = Duration::from_secs(60);
 const DEFAULT_CACHE: Duration = Duration::from_secs(300);
@@ -126,7 +125,7 @@ fn validate(doc: Document, client_id: &str, tenant: TenantId) -> Result<OAuthCli
     }
     let name = doc.client_name.unwrap_or_else(|| client_id.to_string());
     Ok(OAuthClient {
-        client_id: client_id.to_string(),
+        client_id: ClientId::new(client_id),
         tenant,
         name: name.chars().filter(|c| !c.is_control()).take(200).collect(),
         confidential: false,

@@ -1,10 +1,7 @@
 //! OAuth errors (RFC 6749 section 5.2, RFC 7009, RFC 7591 section 3.2.2, RFC 8707):
 //! `{"error": "<code>", "error_description": "…"}` with `Cache-Control: no-store`.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use axum::http::StatusCode;
 
 use crate::domain::{Error, StoreError};
 
@@ -48,7 +45,9 @@ impl OAuthErrorCode {
         }
     }
 
-    fn status(self) -> StatusCode {
+    /// The HTTP status of this error code (RFC 6749 section 5.2: 401 for
+    /// invalid_client, 400 otherwise; 5xx for our own failures).
+    pub fn status(self) -> StatusCode {
         use OAuthErrorCode::*;
         match self {
             InvalidClient => StatusCode::UNAUTHORIZED,
@@ -75,12 +74,6 @@ pub struct OAuthError {
     pub description: String,
     /// The client tried HTTP Basic: a 401 must then carry a Basic challenge.
     pub basic_challenge: bool,
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'static str,
-    error_description: &'a str,
 }
 
 impl OAuthError {
@@ -129,21 +122,6 @@ impl From<Error> for OAuthError {
             Error::InvalidField { .. } => Self::invalid_request(e.to_string()),
             other => Self::server(other),
         }
-    }
-}
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        let status = self.code.status();
-        let mut r =
-            (status, Json(Body { error: self.code.as_str(), error_description: &self.description })).into_response();
-        let h = r.headers_mut();
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        if status == StatusCode::UNAUTHORIZED && self.basic_challenge {
-            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"ctxguard\""));
-        }
-        r
     }
 }
 

@@ -1,41 +1,36 @@
-//! The OAuth 2.1 authorization server: one module per endpoint, plus the key ring and
-//! the access-token format shared with the resource server (`authn`).
+//! The OAuth 2.1 authorization server as a service: endpoints (in `http::oauth`) parse
+//! their input into the typed requests of [`request`] and hand them to [`AuthServer`],
+//! which alone reads and writes the OAuth state (clients, codes, refresh families, the
+//! deny-list, browser sessions). Tokens are minted with [`crate::jwt`], the format the
+//! resource server (`authn`) verifies.
 
-pub mod access_token;
 pub mod authorization_code;
 pub mod authorize;
 pub mod client_auth;
 pub mod client_metadata;
+pub mod clients;
 pub mod error;
 pub mod exchange;
-pub mod form;
 pub mod introspect;
-pub mod keys;
 pub mod metadata;
-pub mod pages;
-pub mod redirect_uri;
+pub mod params;
 pub mod refresh;
 pub mod register;
+pub mod request;
 pub mod revoke;
 pub mod server;
 pub mod session;
 pub mod token;
 
-use axum::Router;
-use axum::routing::{get, post};
+pub use error::{OAuthError, OAuthErrorCode, OAuthResult};
+pub use server::{AuthServer, AuthServerConfig};
 
-use crate::http::AppState;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/.well-known/oauth-authorization-server", get(metadata::authorization_server))
-        .route("/.well-known/openid-configuration", get(metadata::authorization_server))
-        .route("/oauth/jwks", get(metadata::jwks))
-        .route("/oauth/authorize", get(authorize::authorize))
-        .route("/oauth/login", post(authorize::login))
-        .route("/oauth/consent", post(authorize::consent))
-        .route("/oauth/token", post(token::token))
-        .route("/oauth/revoke", post(revoke::revoke))
-        .route("/oauth/introspect", post(introspect::introspect))
-        .route("/oauth/register", post(register::register))
+/// Who may register clients dynamically (RFC 7591).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    Open,
+    /// Only with the configured initial access token (RFC 7591 section 3).
+    Token,
+    Disabled,
 }

@@ -1,28 +1,20 @@
-//! `POST /oauth/register`: dynamic client registration (RFC 7591), the compatibility
-//! path for MCP clients. Open, or guarded by an initial access token, or disabled.
-//! Registered clients use the code flow only; they act for the users who sign in.
+//! Dynamic client registration (RFC 7591), the compatibility path for MCP clients.
+//! Open, or guarded by an initial access token, or disabled (the endpoint then does not
+//! exist). Registered clients use the code flow only; they act for the users who sign in.
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::error::{OAuthError, OAuthErrorCode};
-use crate::config::RegistrationMode;
+use super::RegistrationMode;
+use super::clients::{NewClient, default_scopes};
+use super::error::{OAuthError, OAuthErrorCode, OAuthResult};
+use super::server::AuthServer;
 use crate::domain::{ApplicationType, Error, GrantType, ScopeSet};
-use crate::http::AppState;
-use crate::http::error::HttpError;
-use crate::http::json::{self, BodyLimits};
-use crate::service::clients::{NewClient, default_scopes};
-
-const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// RFC 7591 section 2 metadata. Unknown members are ignored, as section 2 requires.
 #[derive(Debug, Deserialize)]
-struct Metadata {
+pub struct ClientRegistration {
     #[serde(default)]
     redirect_uris: Vec<String>,
     #[serde(default)]
@@ -39,122 +31,111 @@ struct Metadata {
     application_type: Option<String>,
 }
 
-fn metadata_error(description: impl Into<String>) -> OAuthError {
+pub fn metadata_error(description: impl Into<String>) -> OAuthError {
     OAuthError::new(OAuthErrorCode::InvalidClientMetadata, description)
 }
 
-pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Body) -> Response {
-    match handle(&state, &headers, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn handle(state: &AppState, headers: &HeaderMap, body: axum::body::Body) -> Result<Response, OAuthError> {
-    let server = &state.inner.oauth;
-    match server.registration {
-        RegistrationMode::Disabled => return Ok(HttpError::RouteNotFound.into_response()),
-        RegistrationMode::Open => {}
-        RegistrationMode::Token => {
-            let presented = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            let expected = server.registration_token.as_deref().unwrap_or("");
-            let ok = !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()));
-            if !ok {
-                let mut e = OAuthError::new(
-                    OAuthErrorCode::InvalidClient,
-                    "registration requires a valid initial access token",
-                );
-                e.code = OAuthErrorCode::InvalidClient;
-                return Err(e);
+impl AuthServer {
+    /// Whether a registration request may proceed; `initial_token` is the bearer token
+    /// it carried. Checked before the body is read.
+    pub fn may_register(&self, initial_token: Option<&str>) -> OAuthResult<()> {
+        match self.config.registration {
+            RegistrationMode::Disabled => {
+                return Err(OAuthError::new(OAuthErrorCode::InvalidRequest, "dynamic client registration is disabled"));
+            }
+            RegistrationMode::Open => {}
+            RegistrationMode::Token => {
+                let presented = initial_token.unwrap_or("");
+                let expected = self.config.registration_token.as_ref().map_or("", |s| s.expose());
+                let ok = !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()));
+                if !ok {
+                    return Err(OAuthError::new(
+                        OAuthErrorCode::InvalidClient,
+                        "registration requires a valid initial access token",
+                    ));
+                }
             }
         }
+        Ok(())
     }
-    json::check_content_type(headers).map_err(|_| OAuthError::invalid_request("the body must be application/json"))?;
-    let limits = BodyLimits { max_bytes: MAX_METADATA_BYTES, max_depth: 8 };
-    let bytes = json::read_body(headers, body, limits)
-        .await
-        .map_err(|_| metadata_error(format!("client metadata is limited to {MAX_METADATA_BYTES} bytes")))?;
-    let meta: Metadata = json::parse(&bytes, limits.max_depth).map_err(|e| metadata_error(e.to_string()))?;
 
-    let public = match meta.token_endpoint_auth_method.as_deref().unwrap_or("client_secret_basic") {
-        "none" => true,
-        "client_secret_basic" | "client_secret_post" => false,
-        other => return Err(metadata_error(format!("unsupported token_endpoint_auth_method {other:?}"))),
-    };
-    let grants = meta
-        .grant_types
-        .unwrap_or_else(|| vec!["authorization_code".into()])
-        .iter()
-        .map(|g| GrantType::parse(g).map_err(metadata_error))
-        .collect::<Result<Vec<_>, _>>()?;
-    if grants.contains(&GrantType::ClientCredentials) {
-        return Err(metadata_error("client_credentials clients are created by an administrator, not registered"));
-    }
-    if let Some(rt) = &meta.response_types
-        && rt.iter().any(|r| r != "code")
-    {
-        return Err(metadata_error("only the response type code is supported"));
-    }
-    let application_type =
-        ApplicationType::parse(meta.application_type.as_deref().unwrap_or("web")).map_err(metadata_error)?;
-    let scopes = match &meta.scope {
-        Some(s) => {
-            // Registered clients get what they asked for within what registration may
-            // grant (never admin); the response says what was registered (RFC 7591 §3.2.1).
-            let granted = ScopeSet::parse_known(s).intersection(&default_scopes());
-            if granted.is_empty() {
-                return Err(OAuthError::invalid_scope(
-                    "none of the requested scopes may be granted to a registered client (admin is never)",
-                ));
+    /// Registers a client and returns the RFC 7591 section 3.2.1 response document.
+    /// Call [`AuthServer::may_register`] first.
+    pub async fn register(&self, meta: ClientRegistration) -> OAuthResult<Value> {
+        let public = match meta.token_endpoint_auth_method.as_deref().unwrap_or("client_secret_basic") {
+            "none" => true,
+            "client_secret_basic" | "client_secret_post" => false,
+            other => return Err(metadata_error(format!("unsupported token_endpoint_auth_method {other:?}"))),
+        };
+        let grants = meta
+            .grant_types
+            .unwrap_or_else(|| vec!["authorization_code".into()])
+            .iter()
+            .map(|g| GrantType::parse(g).map_err(metadata_error))
+            .collect::<Result<Vec<_>, _>>()?;
+        if grants.contains(&GrantType::ClientCredentials) {
+            return Err(metadata_error("client_credentials clients are created by an administrator, not registered"));
+        }
+        if let Some(rt) = &meta.response_types
+            && rt.iter().any(|r| r != "code")
+        {
+            return Err(metadata_error("only the response type code is supported"));
+        }
+        let application_type =
+            ApplicationType::parse(meta.application_type.as_deref().unwrap_or("web")).map_err(metadata_error)?;
+        let scopes = match &meta.scope {
+            Some(s) => {
+                // Registered clients get what they asked for within what registration may
+                // grant (never admin); the response says what was registered (RFC 7591 §3.2.1).
+                let granted = ScopeSet::parse_known(s).intersection(&default_scopes());
+                if granted.is_empty() {
+                    return Err(OAuthError::invalid_scope(
+                        "none of the requested scopes may be granted to a registered client (admin is never)",
+                    ));
+                }
+                granted
             }
-            granted
+            None => default_scopes(),
+        };
+        let tenant = self
+            .db
+            .tenant_by_name(&self.config.registration_tenant)
+            .await?
+            .ok_or_else(|| OAuthError::server("registration_tenant does not exist"))?;
+        let new = NewClient {
+            tenant: None,
+            name: meta.client_name.unwrap_or_else(|| "unnamed client".into()),
+            grant_types: Some(grants),
+            redirect_uris: meta.redirect_uris,
+            scopes: Some(scopes),
+            roles: Default::default(),
+            application_type,
+            public,
+        };
+        let registered = match self.clients.register(tenant.id, new, "dynamic").await {
+            Ok(r) => r,
+            Err(Error::InvalidField { field, message }) if field == "redirect_uris" => {
+                return Err(OAuthError::new(OAuthErrorCode::InvalidRedirectUri, message));
+            }
+            Err(Error::InvalidField { field, message }) => return Err(metadata_error(format!("{field}: {message}"))),
+            Err(e) => return Err(e.into()),
+        };
+        let c = &registered.client;
+        let mut doc = json!({
+            "client_id": c.client_id,
+            "client_id_issued_at": c.created_at.millis() / 1000,
+            "client_name": c.name,
+            "redirect_uris": c.redirect_uris,
+            "grant_types": c.grant_types,
+            "response_types": ["code"],
+            "token_endpoint_auth_method": if public { "none" } else { meta.token_endpoint_auth_method.as_deref().unwrap_or("client_secret_basic") },
+            "scope": c.scopes.to_string(),
+            "application_type": c.application_type,
+        });
+        if let Some(secret) = &registered.client_secret {
+            doc["client_secret"] = json!(secret);
+            doc["client_secret_expires_at"] = json!(0);
         }
-        None => default_scopes(),
-    };
-    let tenant = server
-        .db
-        .tenant_by_name(&server.registration_tenant)
-        .await?
-        .ok_or_else(|| OAuthError::server("registration_tenant does not exist"))?;
-    let new = NewClient {
-        tenant: None,
-        name: meta.client_name.unwrap_or_else(|| "unnamed client".into()),
-        grant_types: Some(grants),
-        redirect_uris: meta.redirect_uris,
-        scopes: Some(scopes),
-        roles: Default::default(),
-        application_type,
-        public,
-    };
-    let registered = match state.inner.clients.register(tenant.id, new, "dynamic").await {
-        Ok(r) => r,
-        Err(Error::InvalidField { field, message }) if field == "redirect_uris" => {
-            return Err(OAuthError::new(OAuthErrorCode::InvalidRedirectUri, message));
-        }
-        Err(Error::InvalidField { field, message }) => return Err(metadata_error(format!("{field}: {message}"))),
-        Err(e) => return Err(e.into()),
-    };
-    let c = &registered.client;
-    let mut doc = json!({
-        "client_id": c.client_id,
-        "client_id_issued_at": c.created_at.millis() / 1000,
-        "client_name": c.name,
-        "redirect_uris": c.redirect_uris,
-        "grant_types": c.grant_types,
-        "response_types": ["code"],
-        "token_endpoint_auth_method": if public { "none" } else { meta.token_endpoint_auth_method.as_deref().unwrap_or("client_secret_basic") },
-        "scope": c.scopes.to_string(),
-        "application_type": c.application_type,
-    });
-    if let Some(secret) = &registered.client_secret {
-        doc["client_secret"] = json!(secret);
-        doc["client_secret_expires_at"] = json!(0);
+        Ok(doc)
     }
-    let mut r = (StatusCode::CREATED, Json(doc)).into_response();
-    r.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
-    Ok(r)
 }

@@ -1,32 +1,30 @@
-//! `POST /oauth/revoke` (RFC 7009). Refresh tokens revoke their whole family; access
+//! Token revocation (RFC 7009). Refresh tokens revoke their whole family; access
 //! tokens go on a deny-list (by `jti`) until they expire. A client may revoke only
-//! its own tokens; an unknown or foreign token still answers 200, as the RFC requires.
+//! its own tokens; an unknown or foreign token is not an error, as the RFC requires.
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-
-use super::client_auth;
 use super::error::OAuthResult;
-use super::form::Form;
+use super::refresh::is_refresh_token;
+use super::request::{ClientCredentials, TokenQuery};
+use super::server::AuthServer;
 use crate::crypto::token;
-use crate::domain::Timestamp;
-use crate::http::AppState;
+use crate::domain::{Jti, Timestamp};
 
-pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, form: Form) -> OAuthResult<StatusCode> {
-    let server = &state.inner.oauth;
-    let client = client_auth::authenticate(server, &headers, &form).await?;
-    let presented = form.require("token")?;
-    let now = Timestamp::now();
-    if presented.starts_with(super::refresh::PREFIX) {
-        if let Some((grant, _, _)) = server.db.refresh_token(&token::hash(presented)).await?
-            && grant.client_id == client.client.client_id
+impl AuthServer {
+    pub async fn revoke(&self, presented: &ClientCredentials, request: &TokenQuery) -> OAuthResult<()> {
+        let client = self.authenticate_client(presented).await?;
+        let token = request.token.expose();
+        let now = Timestamp::now();
+        if is_refresh_token(token) {
+            if let Some(found) = self.db.refresh_token(&token::token_hash(token)).await?
+                && found.grant.client_id == client.client.client_id
+            {
+                self.db.revoke_refresh_family(&found.grant.family_id, now).await?;
+            }
+        } else if let Ok(claims) = self.tokens.verify(token, None)
+            && claims.client_id == client.client.client_id.as_str()
         {
-            server.db.revoke_refresh_family(&grant.family_id, now).await?;
+            self.db.revoke_jti(&Jti::new(claims.jti), Timestamp::from_millis(claims.exp * 1000)).await?;
         }
-    } else if let Ok(claims) = server.tokens.verify(presented, None)
-        && claims.client_id == client.client.client_id
-    {
-        server.db.revoke_jti(&claims.jti, Timestamp::from_millis(claims.exp * 1000)).await?;
+        Ok(())
     }
-    Ok(StatusCode::OK)
 }

@@ -1,20 +1,23 @@
-//! What the OAuth endpoints share: the database, the token minter, the issuer and the
-//! resources tokens may be issued for.
+//! The authorization server as one service: every endpoint hands its typed request to
+//! [`AuthServer`], and only this module and the grant modules under it talk to the
+//! OAuth store (clients, codes, refresh families, the deny-list, browser sessions).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::RegistrationMode;
-use crate::domain::{OAuthClient, Principal, PrincipalId, Scope, ScopeSet};
+use super::RegistrationMode;
+use super::client_metadata::{ClientMetadata, is_document_url};
+use super::clients::ClientService;
+use super::error::{OAuthError, OAuthErrorCode, OAuthResult};
+use crate::authn::Authenticator;
+use crate::crypto::Secret;
+use crate::domain::{ClientId, OAuthClient, Principal, PrincipalId, Scope, ScopeSet};
+use crate::jwt::AccessTokens;
+use crate::net::fetch::Fetcher;
 use crate::store::{Bucket, Database, StampedCache};
 
-use super::access_token::AccessTokens;
-use super::client_metadata::{ClientMetadata, is_document_url};
-use super::error::{OAuthError, OAuthErrorCode, OAuthResult};
-
-pub struct AuthServer {
-    pub db: Arc<dyn Database>,
-    pub tokens: Arc<AccessTokens>,
+/// How the authorization server is set up (from `Settings` and the public URL).
+pub struct AuthServerConfig {
     /// The issuer identifier (RFC 8414): the public base URL.
     pub issuer: String,
     /// Resource indicators (RFC 8707) this server issues tokens for; the first is the
@@ -22,67 +25,117 @@ pub struct AuthServer {
     pub resources: Vec<String>,
     pub refresh_ttl: Duration,
     pub registration: RegistrationMode,
-    pub registration_token: Option<String>,
+    pub registration_token: Option<Secret>,
     pub registration_tenant: String,
-    pub client_metadata: ClientMetadata,
-    pub cache: AuthServerCache,
     /// Longest actor chain token exchange may build (0: exchange disabled).
     pub max_delegation_depth: usize,
+    /// Entries of the client and principal caches (0: none).
+    pub cache_entries: u64,
+    /// Client ID metadata documents may be fetched from loopback addresses (tests).
+    pub metadata_allow_loopback: bool,
+}
+
+pub struct AuthServer {
+    pub(super) db: Arc<dyn Database>,
+    pub(super) tokens: Arc<AccessTokens>,
+    /// Verifies our own tokens for token exchange, exactly as the resource server does.
+    pub(super) authn: Authenticator,
+    pub(super) clients: ClientService,
+    pub(super) config: AuthServerConfig,
+    client_metadata: ClientMetadata,
+    cache: AuthServerCache,
 }
 
 /// Registered clients (with their secret hashes) and principals, as the token endpoint
 /// reads them on every request; kept honest by the `auth` change counter like the
 /// credential cache (a disabled client or principal is never served from here).
-pub struct AuthServerCache {
-    clients: StampedCache<String, (OAuthClient, Option<String>)>,
+struct AuthServerCache {
+    clients: StampedCache<ClientId, (OAuthClient, Option<String>)>,
     principals: StampedCache<PrincipalId, Principal>,
 }
 
-impl AuthServerCache {
-    /// Up to `capacity` of each; 0 caches nothing.
-    pub fn new(capacity: u64) -> Self {
-        let ttl = crate::authn::cache::TTL;
-        Self { clients: StampedCache::new(capacity, ttl), principals: StampedCache::new(capacity, ttl) }
-    }
-}
+/// Why no usable client was found; the text is safe to show on the authorization page.
+#[derive(Debug)]
+pub struct NoClient(pub String);
 
 impl AuthServer {
+    pub fn new(
+        db: Arc<dyn Database>,
+        tokens: Arc<AccessTokens>,
+        authn: Authenticator,
+        clients: ClientService,
+        config: AuthServerConfig,
+    ) -> Self {
+        let ttl = crate::authn::cache::TTL;
+        let cache = AuthServerCache {
+            clients: StampedCache::new(config.cache_entries, ttl),
+            principals: StampedCache::new(config.cache_entries, ttl),
+        };
+        let client_metadata = ClientMetadata::new(Fetcher::new(config.metadata_allow_loopback));
+        Self { db, tokens, authn, clients, config, client_metadata, cache }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
+    pub fn registration(&self) -> RegistrationMode {
+        self.config.registration
+    }
+
+    pub fn tokens(&self) -> &AccessTokens {
+        &self.tokens
+    }
+
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.config.issuer)
+    }
+
     /// A client by id: a registered one, or one described by a client ID metadata
-    /// document. The inner `Err` says why there is no usable client (safe to show).
-    pub async fn find_client(&self, client_id: &str) -> OAuthResult<Result<(OAuthClient, Option<String>), String>> {
-        if is_document_url(client_id) {
-            let Some(tenant) = self.db.tenant_by_name(&self.registration_tenant).await? else {
-                return Ok(Err("client metadata documents are not enabled".into()));
+    /// document.
+    pub async fn find_client(
+        &self,
+        client_id: &ClientId,
+    ) -> OAuthResult<Result<(OAuthClient, Option<String>), NoClient>> {
+        if is_document_url(client_id.as_str()) {
+            let Some(tenant) = self.db.tenant_by_name(&self.config.registration_tenant).await? else {
+                return Ok(Err(NoClient("client metadata documents are not enabled".into())));
             };
-            return Ok(self.client_metadata.resolve(client_id, tenant.id).await.map(|c| (c, None)));
+            return Ok(self
+                .client_metadata
+                .resolve(client_id.as_str(), tenant.id)
+                .await
+                .map(|c| (c, None))
+                .map_err(NoClient));
         }
         let found = self
             .cache
             .clients
-            .get_or_load(client_id.to_string(), self.db.changes(), Bucket::Auth, || self.db.client(client_id))
+            .get_or_load(client_id.clone(), self.db.changes(), Bucket::Auth, || self.db.client(client_id))
             .await?;
         Ok(match found {
-            Some((c, _)) if c.disabled => Err("the client is disabled".into()),
+            Some((c, _)) if c.disabled => Err(NoClient("the client is disabled".into())),
             Some(found) => Ok(found),
-            None => Err("unknown client".into()),
+            None => Err(NoClient("unknown client".into())),
         })
     }
 
     /// A principal by id, from the cache when nothing changed since it was read.
-    pub async fn principal(&self, id: PrincipalId) -> OAuthResult<Option<Principal>> {
+    pub(super) async fn principal(&self, id: PrincipalId) -> OAuthResult<Option<Principal>> {
         Ok(self.cache.principals.get_or_load(id, self.db.changes(), Bucket::Auth, || self.db.principal(id)).await?)
     }
 
     /// The audience for a token request: at most one `resource`, and one we serve.
-    pub fn audience(&self, requested: &[&str]) -> OAuthResult<String> {
+    pub(super) fn audience(&self, requested: &[String]) -> OAuthResult<String> {
+        let resources = &self.config.resources;
         match requested {
-            [] => Ok(self.resources[0].clone()),
+            [] => Ok(resources[0].clone()),
             [one] => {
                 let wanted = one.trim_end_matches('/');
-                self.resources.iter().find(|r| r.as_str() == wanted).cloned().ok_or_else(|| {
+                resources.iter().find(|r| r.as_str() == wanted).cloned().ok_or_else(|| {
                     OAuthError::new(
                         OAuthErrorCode::InvalidTarget,
-                        format!("unknown resource {one:?}; this server protects {}", self.resources.join(", ")),
+                        format!("unknown resource {one:?}; this server protects {}", resources.join(", ")),
                     )
                 })
             }
@@ -91,15 +144,11 @@ impl AuthServer {
     }
 
     /// The principal a grant was issued to, if it still exists and is enabled.
-    pub async fn active_principal(&self, id: crate::domain::PrincipalId) -> OAuthResult<crate::domain::Principal> {
+    pub(super) async fn active_principal(&self, id: PrincipalId) -> OAuthResult<Principal> {
         self.principal(id)
             .await?
             .filter(|p| !p.disabled)
             .ok_or_else(|| OAuthError::invalid_grant("the principal of this grant is disabled or gone"))
-    }
-
-    pub fn endpoint(&self, path: &str) -> String {
-        format!("{}{path}", self.issuer)
     }
 }
 

@@ -1,12 +1,13 @@
-//! The admin use cases of DESIGN.md section 10: tenants, principals and API keys.
+//! The admin use cases: tenants, principals and API keys.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::denial_error;
-use crate::authn::{Caller, Secret, api_key, password};
+use crate::authn::{Caller, api_key, password};
 use crate::authz::{Action, Authorizer, Resource};
+use crate::crypto::Secret;
 use crate::domain::{
     ApiKey, ApiKeyId, Error, Principal, PrincipalId, PrincipalKind, RoleSet, ScopeSet, StoreError, Tenant, TenantId,
     Timestamp,

@@ -1,4 +1,4 @@
-//! The context use cases of DESIGN.md section 4.
+//! The context use cases: create, get, replace, patch, append, delete, list, versions.
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! Sharing a context (DESIGN.md section 3): a principal allowed to `share` grants a
+//! Sharing a context (docs/policies.md): a principal allowed to `share` grants a
 //! built-in role on one context to a principal or to everyone holding a role, within
 //! the context's tenant. A grant is part of the context's head row, so the very next
 //! decision on that context — on any replica — sees it.

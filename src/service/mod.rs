@@ -3,7 +3,6 @@
 //! later MCP) parse input, call one of these, and map the result.
 
 pub mod admin;
-pub mod clients;
 pub mod contexts;
 pub mod grants;
 pub mod listing;

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    ApiKey, ApiKeyId, ContextFacts, ContextGrant, ContextId, Error, OAuthClient, Principal, PrincipalId, RoleSet,
-    StoreError, StoredContext, Tenant, TenantId, Timestamp, Version,
+    ApiKey, ApiKeyId, ClientId, ContextFacts, ContextGrant, ContextId, Error, FamilyId, Jti, OAuthClient, Principal,
+    PrincipalId, RoleSet, ScopeSet, StoreError, StoredContext, Tenant, TenantId, Timestamp, TokenHash, Version,
 };
 
 pub use changes::{Bucket, ChangeClock, Stamp};
@@ -158,7 +158,7 @@ pub trait AuthStore: Send + Sync {
     async fn principal(&self, id: PrincipalId) -> Result<Option<Principal>, StoreError>;
     /// The principal of an access token and whether the token's `jti` is on the
     /// revocation deny-list, in one round trip (the bearer-token hot path).
-    async fn token_principal(&self, id: PrincipalId, jti: &str) -> Result<Option<(Principal, bool)>, StoreError>;
+    async fn token_principal(&self, id: PrincipalId, jti: &Jti) -> Result<Option<TokenPrincipal>, StoreError>;
     async fn principal_by_name(&self, tenant: TenantId, name: &str) -> Result<Option<Principal>, StoreError>;
     async fn principals(&self, tenant: TenantId) -> Result<Vec<Principal>, StoreError>;
     /// Changes roles and/or the disabled flag; false if there is no such principal.
@@ -254,6 +254,13 @@ pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// The principal an access token names, and whether the token is on the deny-list.
+#[derive(Clone, Debug)]
+pub struct TokenPrincipal {
+    pub principal: Principal,
+    pub jti_revoked: bool,
+}
+
 /// A signing key as stored: the private half sealed under the KEK.
 #[derive(Clone, Debug)]
 pub struct StoredSigningKey {
@@ -269,26 +276,36 @@ pub struct StoredSigningKey {
 /// What a refresh token stands for.
 #[derive(Clone, Debug)]
 pub struct RefreshGrant {
-    pub family_id: String,
-    pub client_id: String,
+    pub family_id: FamilyId,
+    pub client_id: ClientId,
     pub principal: PrincipalId,
     pub tenant: TenantId,
-    pub scope: String,
+    pub scope: ScopeSet,
     pub resource: String,
     pub expires_at: Timestamp,
     /// The context binding the grant was consented with, if any.
     pub binding: Option<crate::domain::ContextBinding>,
 }
 
+/// A refresh token looked up without spending it.
+#[derive(Clone, Debug)]
+pub struct RefreshTokenState {
+    pub grant: RefreshGrant,
+    /// Already exchanged once: presenting it again is a replay.
+    pub spent: bool,
+    /// Its family was revoked (replay, client deletion, principal revocation).
+    pub family_revoked: bool,
+}
+
 /// What an authorization code stands for.
 #[derive(Clone, Debug)]
 pub struct CodeGrant {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub principal: PrincipalId,
     pub tenant: TenantId,
     pub redirect_uri: String,
     pub code_challenge: String,
-    pub scope: String,
+    pub scope: ScopeSet,
     pub resource: String,
     pub expires_at: Timestamp,
     /// The context binding the grant was consented with, if any.
@@ -304,8 +321,8 @@ pub enum OneTime<T> {
     /// Already spent: a replay, with what it was issued for.
     Replayed {
         grant: T,
-        issued_jti: Option<String>,
-        issued_family: Option<String>,
+        issued_jti: Option<Jti>,
+        issued_family: Option<FamilyId>,
     },
 }
 
@@ -330,46 +347,59 @@ pub trait OAuthStore: Send + Sync {
 
     async fn create_client(&self, client: &OAuthClient, secret_hash: Option<&str>) -> Result<(), StoreError>;
     /// The client and its secret hash (none for public clients).
-    async fn client(&self, client_id: &str) -> Result<Option<(OAuthClient, Option<String>)>, StoreError>;
+    async fn client(&self, client_id: &ClientId) -> Result<Option<(OAuthClient, Option<String>)>, StoreError>;
     async fn clients(&self, tenant: TenantId) -> Result<Vec<OAuthClient>, StoreError>;
-    async fn disable_client(&self, client_id: &str) -> Result<bool, StoreError>;
+    async fn disable_client(&self, client_id: &ClientId) -> Result<bool, StoreError>;
 
-    async fn revoke_jti(&self, jti: &str, expires_at: Timestamp) -> Result<(), StoreError>;
-    async fn is_jti_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+    async fn revoke_jti(&self, jti: &Jti, expires_at: Timestamp) -> Result<(), StoreError>;
+    async fn is_jti_revoked(&self, jti: &Jti) -> Result<bool, StoreError>;
     async fn revoke_principal_tokens(&self, principal: PrincipalId, at: Timestamp) -> Result<(), StoreError>;
     /// Drops deny-list entries and spent one-time records that can no longer matter.
     async fn purge_expired_grants(&self, now: Timestamp) -> Result<u64, StoreError>;
 
     async fn create_refresh_family(
         &self,
-        family_id: &str,
-        client_id: &str,
+        family_id: &FamilyId,
+        client_id: &ClientId,
         principal: PrincipalId,
         now: Timestamp,
     ) -> Result<(), StoreError>;
     async fn insert_refresh_token(
         &self,
-        token_hash: &str,
+        token_hash: &TokenHash,
         grant: &RefreshGrant,
         now: Timestamp,
     ) -> Result<(), StoreError>;
     /// Atomically marks the token spent. A family that was revoked answers `Unknown`.
-    async fn use_refresh_token(&self, token_hash: &str, now: Timestamp) -> Result<OneTime<RefreshGrant>, StoreError>;
-    /// Looks a refresh token up without spending it: the grant, whether it is spent,
-    /// and whether its family is revoked.
-    async fn refresh_token(&self, token_hash: &str) -> Result<Option<(RefreshGrant, bool, bool)>, StoreError>;
-    async fn revoke_refresh_family(&self, family_id: &str, now: Timestamp) -> Result<(), StoreError>;
-    async fn revoke_client_families(&self, client_id: &str, now: Timestamp) -> Result<(), StoreError>;
+    async fn use_refresh_token(
+        &self,
+        token_hash: &TokenHash,
+        now: Timestamp,
+    ) -> Result<OneTime<RefreshGrant>, StoreError>;
+    /// Looks a refresh token up without spending it.
+    async fn refresh_token(&self, token_hash: &TokenHash) -> Result<Option<RefreshTokenState>, StoreError>;
+    async fn revoke_refresh_family(&self, family_id: &FamilyId, now: Timestamp) -> Result<(), StoreError>;
+    async fn revoke_client_families(&self, client_id: &ClientId, now: Timestamp) -> Result<(), StoreError>;
     async fn revoke_principal_families(&self, principal: PrincipalId, now: Timestamp) -> Result<(), StoreError>;
 
-    async fn insert_code(&self, code_hash: &str, grant: &CodeGrant, now: Timestamp) -> Result<(), StoreError>;
+    async fn insert_code(&self, code_hash: &TokenHash, grant: &CodeGrant, now: Timestamp) -> Result<(), StoreError>;
     /// Atomically marks the code used.
-    async fn use_code(&self, code_hash: &str, now: Timestamp) -> Result<OneTime<CodeGrant>, StoreError>;
+    async fn use_code(&self, code_hash: &TokenHash, now: Timestamp) -> Result<OneTime<CodeGrant>, StoreError>;
     /// Records what a code was exchanged for, so a replay can revoke it.
-    async fn record_code_issue(&self, code_hash: &str, jti: &str, family: Option<&str>) -> Result<(), StoreError>;
+    async fn record_code_issue(
+        &self,
+        code_hash: &TokenHash,
+        jti: &Jti,
+        family: Option<&FamilyId>,
+    ) -> Result<(), StoreError>;
 
-    async fn create_session(&self, session_hash: &str, s: &BrowserSession, now: Timestamp) -> Result<(), StoreError>;
-    async fn session(&self, session_hash: &str) -> Result<Option<BrowserSession>, StoreError>;
-    async fn delete_session(&self, session_hash: &str) -> Result<(), StoreError>;
+    async fn create_session(
+        &self,
+        session_hash: &TokenHash,
+        s: &BrowserSession,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    async fn session(&self, session_hash: &TokenHash) -> Result<Option<BrowserSession>, StoreError>;
+    async fn delete_session(&self, session_hash: &TokenHash) -> Result<(), StoreError>;
     async fn password_hash(&self, principal: PrincipalId) -> Result<Option<String>, StoreError>;
 }

@@ -75,19 +75,22 @@ macro_rules! impl_auth_store {
             async fn token_principal(
                 &self,
                 id: PrincipalId,
-                jti: &str,
-            ) -> Result<Option<(Principal, bool)>, StoreError> {
+                jti: &crate::domain::Jti,
+            ) -> Result<Option<crate::store::TokenPrincipal>, StoreError> {
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {PRINCIPAL_COLS}, EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $2) AS jti_revoked \
                      FROM principals WHERE id = $1"
                 )))
                 .bind(id.to_string())
-                .bind(jti)
+                .bind(jti.as_str())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(map_sqlx)?;
                 match row {
-                    Some(r) => Ok(Some((principal_from_row(&r)?, r.try_get("jti_revoked").map_err(map_sqlx)?))),
+                    Some(r) => Ok(Some(crate::store::TokenPrincipal {
+                        principal: principal_from_row(&r)?,
+                        jti_revoked: r.try_get("jti_revoked").map_err(map_sqlx)?,
+                    })),
                     None => Ok(None),
                 }
             }

@@ -2,8 +2,8 @@
 
 macro_rules! impl_oauth_store {
     ($store:ident, $db:ty, lock_suffix = $lock:literal) => {
-        use crate::domain::{ApplicationType, GrantType, OAuthClient};
-        use crate::store::{BrowserSession, CodeGrant, OAuthStore, OneTime, RefreshGrant, StoredSigningKey};
+        use crate::domain::{ApplicationType, ClientId, FamilyId, GrantType, Jti, OAuthClient, TokenHash};
+        use crate::store::{BrowserSession, CodeGrant, OAuthStore, OneTime, RefreshGrant, RefreshTokenState, StoredSigningKey};
 
         const CLIENT_COLS: &str = "client_id, tenant_id, name, secret_hash, redirect_uris, grant_types, scopes, \
                                    application_type, principal_id, registered_by, disabled, created_at_ms";
@@ -16,7 +16,7 @@ macro_rules! impl_oauth_store {
             let app: String = row.try_get("application_type").map_err(map_sqlx)?;
             let principal: Option<String> = row.try_get("principal_id").map_err(map_sqlx)?;
             let client = OAuthClient {
-                client_id: row.try_get("client_id").map_err(map_sqlx)?,
+                client_id: ClientId::new(row.try_get::<String, _>("client_id").map_err(map_sqlx)?),
                 tenant: parse_col(row, "tenant_id")?,
                 name: row.try_get("name").map_err(map_sqlx)?,
                 confidential: secret_hash.is_some(),
@@ -52,11 +52,11 @@ macro_rules! impl_oauth_store {
 
         fn refresh_from_row(row: &DbRow) -> Result<RefreshGrant, StoreError> {
             Ok(RefreshGrant {
-                family_id: row.try_get("family_id").map_err(map_sqlx)?,
-                client_id: row.try_get("client_id").map_err(map_sqlx)?,
+                family_id: FamilyId::new(row.try_get::<String, _>("family_id").map_err(map_sqlx)?),
+                client_id: ClientId::new(row.try_get::<String, _>("client_id").map_err(map_sqlx)?),
                 principal: parse_col(row, "principal_id")?,
                 tenant: parse_col(row, "tenant_id")?,
-                scope: row.try_get("scope").map_err(map_sqlx)?,
+                scope: ScopeSet::parse_known(&row.try_get::<String, _>("scope").map_err(map_sqlx)?),
                 resource: row.try_get("resource").map_err(map_sqlx)?,
                 expires_at: Timestamp::from_millis(row.try_get("expires_ms").map_err(map_sqlx)?),
                 binding: binding_from_row(row)?,
@@ -65,12 +65,12 @@ macro_rules! impl_oauth_store {
 
         fn code_from_row(row: &DbRow) -> Result<CodeGrant, StoreError> {
             Ok(CodeGrant {
-                client_id: row.try_get("client_id").map_err(map_sqlx)?,
+                client_id: ClientId::new(row.try_get::<String, _>("client_id").map_err(map_sqlx)?),
                 principal: parse_col(row, "principal_id")?,
                 tenant: parse_col(row, "tenant_id")?,
                 redirect_uri: row.try_get("redirect_uri").map_err(map_sqlx)?,
                 code_challenge: row.try_get("code_challenge").map_err(map_sqlx)?,
-                scope: row.try_get("scope").map_err(map_sqlx)?,
+                scope: ScopeSet::parse_known(&row.try_get::<String, _>("scope").map_err(map_sqlx)?),
                 resource: row.try_get("resource").map_err(map_sqlx)?,
                 expires_at: Timestamp::from_millis(row.try_get("expires_ms").map_err(map_sqlx)?),
                 binding: binding_from_row(row)?,
@@ -207,7 +207,7 @@ macro_rules! impl_oauth_store {
                      scopes, application_type, principal_id, registered_by, disabled, created_at_ms) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
-                .bind(&c.client_id)
+                .bind(c.client_id.as_str())
                 .bind(c.tenant.to_string())
                 .bind(&c.name)
                 .bind(secret_hash)
@@ -225,11 +225,11 @@ macro_rules! impl_oauth_store {
                 Ok(())
             }
 
-            async fn client(&self, client_id: &str) -> Result<Option<(OAuthClient, Option<String>)>, StoreError> {
+            async fn client(&self, client_id: &ClientId) -> Result<Option<(OAuthClient, Option<String>)>, StoreError> {
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {CLIENT_COLS} FROM oauth_clients WHERE client_id = $1"
                 )))
-                .bind(client_id)
+                .bind(client_id.as_str())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(map_sqlx)?;
@@ -247,9 +247,9 @@ macro_rules! impl_oauth_store {
                 rows.iter().map(|r| client_from_row(r).map(|(c, _)| c)).collect()
             }
 
-            async fn disable_client(&self, client_id: &str) -> Result<bool, StoreError> {
+            async fn disable_client(&self, client_id: &ClientId) -> Result<bool, StoreError> {
                 let n = sqlx::query("UPDATE oauth_clients SET disabled = TRUE WHERE client_id = $1 AND NOT disabled")
-                    .bind(client_id)
+                    .bind(client_id.as_str())
                     .execute(self.writes())
                     .await
                     .map_err(map_sqlx)?
@@ -258,9 +258,9 @@ macro_rules! impl_oauth_store {
                 Ok(n > 0)
             }
 
-            async fn revoke_jti(&self, jti: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+            async fn revoke_jti(&self, jti: &Jti, expires_at: Timestamp) -> Result<(), StoreError> {
                 sqlx::query("INSERT INTO revoked_tokens (jti, expires_ms) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
-                    .bind(jti)
+                    .bind(jti.as_str())
                     .bind(expires_at.millis())
                     .execute(self.writes())
                     .await
@@ -268,9 +268,9 @@ macro_rules! impl_oauth_store {
                 self.auth_changed().await
             }
 
-            async fn is_jti_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+            async fn is_jti_revoked(&self, jti: &Jti) -> Result<bool, StoreError> {
                 let found: Option<i64> = sqlx::query_scalar("SELECT expires_ms FROM revoked_tokens WHERE jti = $1")
-                    .bind(jti)
+                    .bind(jti.as_str())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(map_sqlx)?;
@@ -309,16 +309,16 @@ macro_rules! impl_oauth_store {
 
             async fn create_refresh_family(
                 &self,
-                family_id: &str,
-                client_id: &str,
+                family_id: &FamilyId,
+                client_id: &ClientId,
                 principal: PrincipalId,
                 now: Timestamp,
             ) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO refresh_families (family_id, client_id, principal_id, created_at_ms) VALUES ($1, $2, $3, $4)",
                 )
-                .bind(family_id)
-                .bind(client_id)
+                .bind(family_id.as_str())
+                .bind(client_id.as_str())
                 .bind(principal.to_string())
                 .bind(now.millis())
                 .execute(self.writes())
@@ -327,18 +327,18 @@ macro_rules! impl_oauth_store {
                 Ok(())
             }
 
-            async fn insert_refresh_token(&self, hash: &str, g: &RefreshGrant, now: Timestamp) -> Result<(), StoreError> {
+            async fn insert_refresh_token(&self, hash: &TokenHash, g: &RefreshGrant, now: Timestamp) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO refresh_tokens (token_hash, family_id, client_id, principal_id, tenant_id, scope, \
                      resource, expires_ms, created_at_ms, authorization_details) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
-                .bind(hash)
-                .bind(&g.family_id)
-                .bind(&g.client_id)
+                .bind(hash.as_str())
+                .bind(g.family_id.as_str())
+                .bind(g.client_id.as_str())
                 .bind(g.principal.to_string())
                 .bind(g.tenant.to_string())
-                .bind(&g.scope)
+                .bind(g.scope.to_string())
                 .bind(&g.resource)
                 .bind(g.expires_at.millis())
                 .bind(now.millis())
@@ -349,7 +349,7 @@ macro_rules! impl_oauth_store {
                 Ok(())
             }
 
-            async fn use_refresh_token(&self, hash: &str, now: Timestamp) -> Result<OneTime<RefreshGrant>, StoreError> {
+            async fn use_refresh_token(&self, hash: &TokenHash, now: Timestamp) -> Result<OneTime<RefreshGrant>, StoreError> {
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 let row = sqlx::query(concat!(
                     "SELECT t.family_id, t.client_id, t.principal_id, t.tenant_id, t.scope, t.resource, t.expires_ms, \
@@ -358,7 +358,7 @@ macro_rules! impl_oauth_store {
                      WHERE t.token_hash = $1 ",
                     $lock
                 ))
-                .bind(hash)
+                .bind(hash.as_str())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
@@ -372,7 +372,7 @@ macro_rules! impl_oauth_store {
                     return Ok(OneTime::Replayed { grant, issued_jti: None, issued_family: family });
                 }
                 sqlx::query("UPDATE refresh_tokens SET used_at_ms = $2 WHERE token_hash = $1")
-                    .bind(hash)
+                    .bind(hash.as_str())
                     .bind(now.millis())
                     .execute(&mut *tx)
                     .await
@@ -381,28 +381,28 @@ macro_rules! impl_oauth_store {
                 Ok(OneTime::Fresh(grant))
             }
 
-            async fn refresh_token(&self, hash: &str) -> Result<Option<(RefreshGrant, bool, bool)>, StoreError> {
+            async fn refresh_token(&self, hash: &TokenHash) -> Result<Option<RefreshTokenState>, StoreError> {
                 let row = sqlx::query(
                     "SELECT t.family_id, t.client_id, t.principal_id, t.tenant_id, t.scope, t.resource, t.expires_ms, \
                             t.authorization_details, t.used_at_ms, f.revoked_at_ms \
                      FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id \
                      WHERE t.token_hash = $1",
                 )
-                .bind(hash)
+                .bind(hash.as_str())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(map_sqlx)?;
                 let Some(row) = row else { return Ok(None) };
-                Ok(Some((
-                    refresh_from_row(&row)?,
-                    opt_ts(&row, "used_at_ms")?.is_some(),
-                    opt_ts(&row, "revoked_at_ms")?.is_some(),
-                )))
+                Ok(Some(RefreshTokenState {
+                    grant: refresh_from_row(&row)?,
+                    spent: opt_ts(&row, "used_at_ms")?.is_some(),
+                    family_revoked: opt_ts(&row, "revoked_at_ms")?.is_some(),
+                }))
             }
 
-            async fn revoke_refresh_family(&self, family_id: &str, now: Timestamp) -> Result<(), StoreError> {
+            async fn revoke_refresh_family(&self, family_id: &FamilyId, now: Timestamp) -> Result<(), StoreError> {
                 sqlx::query("UPDATE refresh_families SET revoked_at_ms = $2 WHERE family_id = $1 AND revoked_at_ms IS NULL")
-                    .bind(family_id)
+                    .bind(family_id.as_str())
                     .bind(now.millis())
                     .execute(self.writes())
                     .await
@@ -410,9 +410,9 @@ macro_rules! impl_oauth_store {
                 Ok(())
             }
 
-            async fn revoke_client_families(&self, client_id: &str, now: Timestamp) -> Result<(), StoreError> {
+            async fn revoke_client_families(&self, client_id: &ClientId, now: Timestamp) -> Result<(), StoreError> {
                 sqlx::query("UPDATE refresh_families SET revoked_at_ms = $2 WHERE client_id = $1 AND revoked_at_ms IS NULL")
-                    .bind(client_id)
+                    .bind(client_id.as_str())
                     .bind(now.millis())
                     .execute(self.writes())
                     .await
@@ -432,19 +432,19 @@ macro_rules! impl_oauth_store {
                 Ok(())
             }
 
-            async fn insert_code(&self, hash: &str, g: &CodeGrant, now: Timestamp) -> Result<(), StoreError> {
+            async fn insert_code(&self, hash: &TokenHash, g: &CodeGrant, now: Timestamp) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO authorization_codes (code_hash, client_id, principal_id, tenant_id, redirect_uri, \
                      code_challenge, scope, resource, expires_ms, created_at_ms, authorization_details) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
-                .bind(hash)
-                .bind(&g.client_id)
+                .bind(hash.as_str())
+                .bind(g.client_id.as_str())
                 .bind(g.principal.to_string())
                 .bind(g.tenant.to_string())
                 .bind(&g.redirect_uri)
                 .bind(&g.code_challenge)
-                .bind(&g.scope)
+                .bind(g.scope.to_string())
                 .bind(&g.resource)
                 .bind(g.expires_at.millis())
                 .bind(now.millis())
@@ -455,7 +455,7 @@ macro_rules! impl_oauth_store {
                 Ok(())
             }
 
-            async fn use_code(&self, hash: &str, now: Timestamp) -> Result<OneTime<CodeGrant>, StoreError> {
+            async fn use_code(&self, hash: &TokenHash, now: Timestamp) -> Result<OneTime<CodeGrant>, StoreError> {
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 let row = sqlx::query(concat!(
                     "SELECT client_id, principal_id, tenant_id, redirect_uri, code_challenge, scope, resource, \
@@ -463,7 +463,7 @@ macro_rules! impl_oauth_store {
                      FROM authorization_codes WHERE code_hash = $1 ",
                     $lock
                 ))
-                .bind(hash)
+                .bind(hash.as_str())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
@@ -472,12 +472,15 @@ macro_rules! impl_oauth_store {
                 if opt_ts(&row, "used_at_ms")?.is_some() {
                     return Ok(OneTime::Replayed {
                         grant,
-                        issued_jti: row.try_get("issued_jti").map_err(map_sqlx)?,
-                        issued_family: row.try_get("issued_family").map_err(map_sqlx)?,
+                        issued_jti: row.try_get::<Option<String>, _>("issued_jti").map_err(map_sqlx)?.map(Jti::new),
+                        issued_family: row
+                            .try_get::<Option<String>, _>("issued_family")
+                            .map_err(map_sqlx)?
+                            .map(FamilyId::new),
                     });
                 }
                 sqlx::query("UPDATE authorization_codes SET used_at_ms = $2 WHERE code_hash = $1")
-                    .bind(hash)
+                    .bind(hash.as_str())
                     .bind(now.millis())
                     .execute(&mut *tx)
                     .await
@@ -486,23 +489,23 @@ macro_rules! impl_oauth_store {
                 Ok(OneTime::Fresh(grant))
             }
 
-            async fn record_code_issue(&self, hash: &str, jti: &str, family: Option<&str>) -> Result<(), StoreError> {
+            async fn record_code_issue(&self, hash: &TokenHash, jti: &Jti, family: Option<&FamilyId>) -> Result<(), StoreError> {
                 sqlx::query("UPDATE authorization_codes SET issued_jti = $2, issued_family = $3 WHERE code_hash = $1")
-                    .bind(hash)
-                    .bind(jti)
-                    .bind(family)
+                    .bind(hash.as_str())
+                    .bind(jti.as_str())
+                    .bind(family.map(FamilyId::as_str))
                     .execute(self.writes())
                     .await
                     .map_err(map_sqlx)?;
                 Ok(())
             }
 
-            async fn create_session(&self, hash: &str, s: &BrowserSession, now: Timestamp) -> Result<(), StoreError> {
+            async fn create_session(&self, hash: &TokenHash, s: &BrowserSession, now: Timestamp) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO browser_sessions (session_hash, principal_id, csrf_token, expires_ms, created_at_ms) \
                      VALUES ($1, $2, $3, $4, $5)",
                 )
-                .bind(hash)
+                .bind(hash.as_str())
                 .bind(s.principal.to_string())
                 .bind(&s.csrf_token)
                 .bind(s.expires_at.millis())
@@ -513,9 +516,9 @@ macro_rules! impl_oauth_store {
                 Ok(())
             }
 
-            async fn session(&self, hash: &str) -> Result<Option<BrowserSession>, StoreError> {
+            async fn session(&self, hash: &TokenHash) -> Result<Option<BrowserSession>, StoreError> {
                 let row = sqlx::query("SELECT principal_id, csrf_token, expires_ms FROM browser_sessions WHERE session_hash = $1")
-                    .bind(hash)
+                    .bind(hash.as_str())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(map_sqlx)?;
@@ -529,9 +532,9 @@ macro_rules! impl_oauth_store {
                 .transpose()
             }
 
-            async fn delete_session(&self, hash: &str) -> Result<(), StoreError> {
+            async fn delete_session(&self, hash: &TokenHash) -> Result<(), StoreError> {
                 sqlx::query("DELETE FROM browser_sessions WHERE session_hash = $1")
-                    .bind(hash)
+                    .bind(hash.as_str())
                     .execute(self.writes())
                     .await
                     .map_err(map_sqlx)?;

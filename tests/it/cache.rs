@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::backend_tests;
 use crate::support::{Replica, TestServer, sample_context};
 
-/// The contract of DESIGN.md section 9 (1 s); the implementation's bound is
+/// The contract for revocation across replicas (1 s); the implementation's bound is
 /// `ctxguard::store::MAX_STALENESS`.
 const WITHIN: Duration = Duration::from_secs(1);
 

@@ -30,7 +30,7 @@ fn assert_oauth_error(r: &Reply, status: StatusCode, error: &str) {
 }
 
 /// Signs `claims` with the server's real key under `header` (for negative tests).
-fn sign(key: &ctxguard::oauth::keys::SigningKey, header: jsonwebtoken::Header, claims: &Value) -> String {
+fn sign(key: &ctxguard::jwt::SigningKey, header: jsonwebtoken::Header, claims: &Value) -> String {
     jsonwebtoken::encode(&header, claims, &key.encoding).unwrap()
 }
 
@@ -228,9 +228,8 @@ backend_tests! {
 
 #[tokio::test]
 async fn es256_signing_from_the_start() {
-    let srv = TestServer::start_with(Backend::Sqlite, |c| c.signing_alg = Some(ctxguard::oauth::keys::KeyAlg::Es256))
-        .await
-        .unwrap();
+    let srv =
+        TestServer::start_with(Backend::Sqlite, |c| c.signing_alg = Some(ctxguard::jwt::KeyAlg::Es256)).await.unwrap();
     let (id, secret) = srv.machine_client("bot", &["reader"], None).await;
     let token = srv.cc_token(&id, &secret, &[]).await.body["access_token"].as_str().unwrap().to_string();
     assert_eq!(jwt_part(&token, 0)["alg"], "ES256");

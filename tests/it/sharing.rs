@@ -1,4 +1,4 @@
-//! Authorization end to end (DESIGN.md section 3, issue 7): the role × action ×
+//! Authorization end to end (docs/policies.md): the role × action ×
 //! relation × credential table over HTTP and MCP, grants and their limits, isolation
 //! that reveals nothing, listings that never leak, and policy reloads.
 

@@ -8,8 +8,8 @@
 
 use std::sync::Once;
 
+use ctxguard::app::serve::{self as server, RunningServer};
 use ctxguard::config::{ConfigOverrides, Settings};
-use ctxguard::server::{self, RunningServer};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
@@ -381,17 +381,13 @@ impl TestServer {
 
     /// The server's current signing key, read the way the server reads it (database +
     /// KEK), so tests can sign tokens whose claims are wrong but whose signature is real.
-    pub async fn signing_key(&self) -> std::sync::Arc<ctxguard::oauth::keys::SigningKey> {
+    pub async fn signing_key(&self) -> std::sync::Arc<ctxguard::jwt::SigningKey> {
         let db = ctxguard::store::open(&self.settings.database).await.unwrap();
         let kek = std::sync::Arc::new(ctxguard::crypto::kek::Kek::load_or_create(&self.settings.data_dir).unwrap());
-        let ring = ctxguard::oauth::keys::Keyring::load(
-            db.clone(),
-            kek,
-            self.settings.signing_alg,
-            ctxguard::server::key_retention(),
-        )
-        .await
-        .unwrap();
+        let ring =
+            ctxguard::jwt::Keyring::load(db.clone(), kek, self.settings.signing_alg, ctxguard::jwt::key_retention())
+                .await
+                .unwrap();
         let key = ring.keys().current.clone();
         db.close().await;
         key

@@ -30,7 +30,7 @@ pub struct AccessClaims {
     pub client_id: String,
     pub scope: String,
     pub tenant: String,
-    /// Context binding (DESIGN.md section 5): the token works only on these.
+    /// Context binding (docs/policies.md, context-bound tokens): the token works only on these.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ctx: Option<ContextBinding>,
     /// RFC 8693 section 4.1: who acts for `sub`, with the earlier actors nested inside.
@@ -218,7 +218,7 @@ impl AccessTokens {
 mod tests {
     use super::*;
     use crate::crypto::kek::Kek;
-    use crate::oauth::keys::KeyAlg;
+    use crate::jwt::KeyAlg;
     use crate::store::{self, DatabaseLocation};
 
     async fn tokens(ttl: Duration) -> (AccessTokens, tempfile::TempDir) {

@@ -4,7 +4,7 @@
 
 use url::Url;
 
-use crate::domain::ApplicationType;
+use super::ApplicationType;
 
 const MAX_LEN: usize = 2048;
 

@@ -5,16 +5,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::admin::{AdminService, NewPrincipal, TenantRef};
-use super::denial_error;
 use crate::authn::Caller;
 use crate::authz::{Action, Resource};
 use crate::crypto::token;
 use crate::domain::{
-    ApplicationType, Error, GrantType, OAuthClient, PrincipalKind, RoleSet, Scope, ScopeSet, StoreError, TenantId,
-    Timestamp,
+    ApplicationType, ClientId, Error, GrantType, OAuthClient, PrincipalKind, RoleSet, Scope, ScopeSet, StoreError,
+    TenantId, Timestamp, redirect_uri,
 };
-use crate::oauth::redirect_uri;
+use crate::service::admin::{AdminService, NewPrincipal, TenantRef};
+use crate::service::denial_error;
 use crate::store::Database;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -134,7 +133,7 @@ impl ClientService {
         };
         let secret = (!new.public).then(|| token::generate("ctxs_"));
         let client = OAuthClient {
-            client_id: format!("ctxc_{}", &token::generate("").expose()[..22]),
+            client_id: ClientId::new(format!("ctxc_{}", &token::generate("").expose()[..22])),
             tenant,
             name,
             confidential: secret.is_some(),
@@ -162,7 +161,7 @@ impl ClientService {
 
     /// Disables a client, revokes its refresh families and, for a client_credentials
     /// client, every token of its service principal.
-    pub async fn delete(&self, caller: &Caller, client_id: &str) -> Result<(), Error> {
+    pub async fn delete(&self, caller: &Caller, client_id: &ClientId) -> Result<(), Error> {
         let (client, _) = self.db.client(client_id).await?.ok_or(Error::NotFound { what: "client" })?;
         self.admin
             .authorizer()

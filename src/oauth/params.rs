@@ -1,20 +1,15 @@
-//! `application/x-www-form-urlencoded` request bodies of the OAuth endpoints
-//! (RFC 6749 section 3.2): parameters without a value are treated as omitted, and a
-//! parameter sent more than once is an error (except where a spec allows repeats).
-
-use axum::extract::{FromRequest, Request};
-use axum::http::header;
+//! OAuth request parameters, from an `application/x-www-form-urlencoded` body or an
+//! authorization request's query (RFC 6749 sections 3.1 and 3.2): parameters without a
+//! value are treated as omitted, and a parameter sent more than once is an error
+//! (except where a spec allows repeats).
 
 use super::error::{OAuthError, OAuthResult};
-use crate::http::AppState;
 
-const MAX_FORM_BYTES: usize = 64 * 1024;
-
-pub struct Form {
+pub struct Params {
     pairs: Vec<(String, String)>,
 }
 
-impl Form {
+impl Params {
     pub fn parse(bytes: &[u8]) -> Self {
         Self {
             pairs: form_urlencoded::parse(bytes)
@@ -50,30 +45,13 @@ impl Form {
     }
 }
 
-impl FromRequest<AppState> for Form {
-    type Rejection = OAuthError;
-
-    async fn from_request(req: Request, _state: &AppState) -> Result<Self, OAuthError> {
-        let is_form = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
-            v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-        if !is_form {
-            return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_FORM_BYTES)
-            .await
-            .map_err(|_| OAuthError::invalid_request(format!("the body exceeds {MAX_FORM_BYTES} bytes")))?;
-        Ok(Form::parse(&bytes))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn duplicates_and_empty_values() {
-        let f = Form::parse(b"grant_type=client_credentials&scope=&resource=a&resource=b&x=1&x=2");
+        let f = Params::parse(b"grant_type=client_credentials&scope=&resource=a&resource=b&x=1&x=2");
         assert_eq!(f.get("grant_type").unwrap(), Some("client_credentials"));
         assert_eq!(f.get("scope").unwrap(), None);
         assert_eq!(f.all("resource"), vec!["a", "b"]);

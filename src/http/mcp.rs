@@ -19,12 +19,15 @@ use rmcp::transport::streamable_http_server::session::{SessionState, SessionStor
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::Value;
 
-use super::tools::ContextTools;
-use crate::authn::{Caller, Credential};
-use crate::domain::{Error, Scope, ScopeSet, Timestamp};
-use crate::http::AppState;
-use crate::http::error::HttpError;
-use crate::http::json;
+use super::AppState;
+use super::error::HttpError;
+use super::extract::authenticate;
+use super::json::{self, BodyLimits};
+use crate::authn::{Authenticator, Caller};
+use crate::authz::Action;
+use crate::domain::{Error, ScopeSet, Timestamp};
+use crate::mcp::tools::{ContextTools, Tool, method_action};
+use crate::service::ContextService;
 use crate::store::Database;
 
 pub const PATH: &str = "/mcp";
@@ -56,9 +59,34 @@ impl SessionStore for DbSessionStore {
     }
 }
 
-/// The rmcp service for this server's state.
-pub fn service(state: &AppState) -> StreamableHttpService<ContextTools, LocalSessionManager> {
-    let public = url::Url::parse(&state.inner.public_url).ok();
+/// What the `/mcp` edge needs of the application, taken once when the router is built.
+pub struct McpEdge {
+    authn: Authenticator,
+    /// This endpoint's resource indicator: tokens must name it as their audience.
+    resource: String,
+    public_url: String,
+    db: Arc<dyn Database>,
+    contexts: ContextService,
+    body_limits: BodyLimits,
+}
+
+impl McpEdge {
+    pub fn new(state: &AppState) -> Arc<McpEdge> {
+        let s = &state.inner;
+        Arc::new(McpEdge {
+            authn: s.authn.clone(),
+            resource: resource(&s.public_url),
+            public_url: s.public_url.clone(),
+            db: s.db.clone(),
+            contexts: s.contexts.clone(),
+            body_limits: s.body_limits,
+        })
+    }
+}
+
+/// The rmcp service for this edge.
+pub fn service(edge: &McpEdge) -> StreamableHttpService<ContextTools, LocalSessionManager> {
+    let public = url::Url::parse(&edge.public_url).ok();
     let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     // Pages served from this machine may talk to it; a DNS-rebinding page has a
     // foreign origin and is refused.
@@ -82,12 +110,12 @@ pub fn service(state: &AppState) -> StreamableHttpService<ContextTools, LocalSes
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
         .enforce_origin_validation()
-        .with_max_request_body_bytes(state.inner.body_limits.max_bytes)
+        .with_max_request_body_bytes(edge.body_limits.max_bytes)
         // Stateless (2026-07-28) request/response calls answer with plain JSON unless the
         // handler needs to stream.
         .with_json_response(true);
-    config.session_store = Some(Arc::new(DbSessionStore(state.inner.db.clone())));
-    let contexts = state.inner.contexts.clone();
+    config.session_store = Some(Arc::new(DbSessionStore(edge.db.clone())));
+    let contexts = edge.contexts.clone();
     StreamableHttpService::new(
         move || Ok(ContextTools::new(contexts.clone())),
         Arc::new(LocalSessionManager::default()),
@@ -108,18 +136,12 @@ pub fn routed(
     })
 }
 
-/// The scope a JSON-RPC request needs, if any.
-fn required_scope(message: &Value) -> Option<Scope> {
+/// The action a JSON-RPC request performs, if any (an unknown tool has none: rmcp
+/// answers it as unknown).
+fn action(message: &Value) -> Option<Action> {
     match message["method"].as_str()? {
-        "tools/call" => match message["params"]["name"].as_str()? {
-            "context_get" | "context_list" => Some(Scope::ContextRead),
-            "context_create" => Some(Scope::ContextWrite),
-            "context_append" => Some(Scope::ContextInject),
-            "context_delete" => Some(Scope::ContextDelete),
-            _ => None,
-        },
-        "resources/list" | "resources/read" | "resources/templates/list" => Some(Scope::ContextRead),
-        _ => None,
+        "tools/call" => Tool::named(message["params"]["name"].as_str()?).map(Tool::action),
+        other => method_action(other),
     }
 }
 
@@ -127,8 +149,8 @@ const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Authenticates, checks scopes and session ownership, and passes the caller to the
 /// MCP service; records who opened each new session.
-pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let req = match authorize(&state, req).await {
+pub async fn guard(State(edge): State<Arc<McpEdge>>, req: Request, next: Next) -> Response {
+    let req = match authorize(&edge, req).await {
         Ok(req) => req,
         Err(e) => return e.into_response(),
     };
@@ -139,7 +161,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     if let Some(session) = &presented {
         // A session belongs to the principal that opened it; to anyone else it does not
         // exist (MCP security best practices: bind sessions to the user).
-        match state.inner.db.mcp_session_owner(session).await {
+        match edge.db.mcp_session_owner(session).await {
             Ok(Some(p)) if p == owner => {}
             Ok(Some(_)) => return session_not_found(),
             Ok(None) => {}
@@ -149,7 +171,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     let response = next.run(req).await;
     if presented.is_none()
         && let Some(new) = response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok())
-        && let Err(e) = state.inner.db.set_mcp_session_owner(new, owner, Timestamp::now()).await
+        && let Err(e) = edge.db.set_mcp_session_owner(new, owner, Timestamp::now()).await
     {
         tracing::error!(error = %e, "cannot record the owner of an MCP session");
         return HttpError::Domain(Error::Store(e)).into_response();
@@ -167,15 +189,11 @@ fn session_not_found() -> Response {
         .into_response()
 }
 
-async fn authorize(state: &AppState, req: Request) -> Result<Request, HttpError> {
+async fn authorize(edge: &McpEdge, req: Request) -> Result<Request, HttpError> {
     let (mut parts, body) = req.into_parts();
-    if parts.uri.query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("access_token="))) {
-        return Err(HttpError::TokenInQuery);
-    }
-    let credential = credential(&parts.headers)?;
-    let caller: Caller = state.inner.authn.authenticate(&credential, &resource(&state.inner.public_url)).await?;
+    let caller: Caller = authenticate(&edge.authn, &parts, &edge.resource).await?;
     let body = if parts.method == axum::http::Method::POST {
-        let bytes = json::read_body(&parts.headers, body, state.inner.body_limits).await?;
+        let bytes = json::read_body(&parts.headers, body, edge.body_limits).await?;
         if let Ok(message) = serde_json::from_slice::<Value>(&bytes) {
             let messages = match &message {
                 Value::Array(items) => items.iter().collect(),
@@ -183,8 +201,8 @@ async fn authorize(state: &AppState, req: Request) -> Result<Request, HttpError>
             };
             let mut needed = ScopeSet::empty();
             for m in messages {
-                if let Some(s) = required_scope(m) {
-                    needed.insert(s);
+                if let Some(a) = action(m) {
+                    needed = needed.union(&a.required_scopes());
                 }
             }
             if !needed.is_subset_of(&caller.scopes) {
@@ -197,8 +215,4 @@ async fn authorize(state: &AppState, req: Request) -> Result<Request, HttpError>
     };
     parts.extensions.insert(caller);
     Ok(Request::from_parts(parts, body))
-}
-
-fn credential(headers: &axum::http::HeaderMap) -> Result<Credential, HttpError> {
-    crate::http::extract::credential_from_headers(headers).map_err(HttpError::from)
 }

@@ -1,0 +1,144 @@
+//! The composition root: the one place that turns [`Settings`] into running parts.
+//! `serve`, `mcp-stdio` and every CLI command start from [`App::open`], so the database,
+//! the key-encryption key, the signing key ring and the policies are each loaded once,
+//! the same way everywhere.
+
+pub mod bootstrap;
+pub mod serve;
+pub mod stdio;
+pub mod sweeper;
+pub mod telemetry;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::authn::Authenticator;
+use crate::authn::external::ExternalIssuer;
+use crate::authz::Authorizer;
+use crate::config::Settings;
+use crate::crypto::Secret;
+use crate::crypto::kek::Kek;
+use crate::domain::context::ContextLimits;
+use crate::jwt::{AccessTokens, Keyring, key_retention};
+use crate::oauth::clients::ClientService;
+use crate::oauth::{AuthServer, AuthServerConfig};
+use crate::service::{AdminService, ContextService};
+use crate::store::cached::CachedContexts;
+use crate::store::{self, ContextStore, Database, DatabaseLocation};
+
+/// What every entry point shares: storage, keys, policies and the use cases.
+pub struct App {
+    pub settings: Settings,
+    pub db: Arc<dyn Database>,
+    pub kek: Arc<Kek>,
+    pub keyring: Arc<Keyring>,
+    pub authz: Authorizer,
+    pub admin: AdminService,
+    pub clients: ClientService,
+    pub contexts: ContextService,
+}
+
+/// What only a server answering requests needs, for its public URL: the token format
+/// bound to that issuer, the resource server's authenticator and the authorization
+/// server.
+pub struct Serving {
+    pub public_url: String,
+    pub authn: Authenticator,
+    pub oauth: Arc<AuthServer>,
+}
+
+impl App {
+    /// Prepares the data dir, opens the database (initialising it on first use and
+    /// announcing where the admin key went — the path, never the key), loads the KEK,
+    /// the key ring and the policies, and builds the services.
+    pub async fn open(settings: Settings) -> anyhow::Result<App> {
+        bootstrap::prepare_data_dir(&settings.data_dir)?;
+        let db = store::open(&settings.database).await?;
+        let kek = Arc::new(Kek::load_or_create(&settings.data_dir)?);
+        // The first signing key is part of initialisation.
+        let keyring = Arc::new(Keyring::load(db.clone(), kek.clone(), settings.signing_alg, key_retention()).await?);
+        let authz = Authorizer::load_with_memo(settings.policy_dir.clone(), settings.decision_cache_entries)
+            .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
+        let admin = AdminService::new(db.clone(), authz.clone());
+        if let bootstrap::Bootstrap::Created { key_file } =
+            bootstrap::bootstrap(&admin, &*db, &settings.data_dir).await?
+        {
+            eprintln!(
+                "ctxguard: initialised {}; the bootstrap admin API key is in {} (mode 0600)",
+                describe(&settings.database),
+                key_file.display()
+            );
+        }
+        let limits = ContextLimits { max_history: settings.max_history };
+        let contexts =
+            ContextService::new(context_store(&db, settings.context_cache_bytes), db.clone(), authz.clone(), limits);
+        Ok(App {
+            clients: ClientService::new(db.clone(), admin.clone()),
+            admin,
+            contexts,
+            authz,
+            keyring,
+            kek,
+            db,
+            settings,
+        })
+    }
+
+    /// The request-serving parts for `public_url` (the issuer and base of both resource
+    /// indicators). External issuers are resolved here: a tenant that does not exist
+    /// stops start-up.
+    pub async fn serving(&self, public_url: &str) -> anyhow::Result<Serving> {
+        let s = &self.settings;
+        let tokens = Arc::new(AccessTokens::new(self.keyring.clone(), public_url.to_string(), s.access_token_ttl));
+        let authn = Authenticator::new(
+            self.db.clone(),
+            tokens.clone(),
+            self.external_issuers(public_url).await?,
+            s.credential_cache_entries,
+        );
+        let config = AuthServerConfig {
+            issuer: public_url.to_string(),
+            resources: vec![public_url.to_string(), crate::http::mcp::resource(public_url)],
+            refresh_ttl: s.refresh_token_ttl,
+            registration: s.registration,
+            registration_token: s.registration_token.clone().map(Secret::new),
+            registration_tenant: s.registration_tenant.clone(),
+            max_delegation_depth: s.max_delegation_depth,
+            cache_entries: s.credential_cache_entries,
+            metadata_allow_loopback: s.client_metadata_allow_loopback,
+        };
+        let oauth = Arc::new(AuthServer::new(self.db.clone(), tokens, authn.clone(), self.clients.clone(), config));
+        Ok(Serving { public_url: public_url.to_string(), authn, oauth })
+    }
+
+    async fn external_issuers(&self, public_url: &str) -> anyhow::Result<Vec<ExternalIssuer>> {
+        let mut out = Vec::new();
+        for c in &self.settings.external_issuers {
+            let tenant = self
+                .db
+                .tenant_by_name(&c.tenant)
+                .await?
+                .with_context(|| format!("external issuer {}: tenant {:?} does not exist", c.issuer, c.tenant))?;
+            out.push(ExternalIssuer::new(c, tenant.id, public_url)?);
+        }
+        Ok(out)
+    }
+
+    /// Closes the database cleanly.
+    pub async fn close(self) {
+        self.db.close().await;
+    }
+}
+
+fn describe(location: &DatabaseLocation) -> String {
+    match location {
+        DatabaseLocation::Sqlite(p) => format!("SQLite database {}", p.display()),
+        DatabaseLocation::Postgres { .. } => "the PostgreSQL database".into(),
+    }
+}
+
+/// The context store the services use: cached unless the cache is turned off.
+fn context_store(db: &Arc<dyn Database>, cache_bytes: u64) -> Arc<dyn ContextStore> {
+    if cache_bytes == 0 { db.clone() } else { Arc::new(CachedContexts::new(db.clone(), cache_bytes)) }
+}

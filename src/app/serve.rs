@@ -1,0 +1,165 @@
+//! Runs the server: the [`App`] and its serving parts → router, plus the background
+//! tasks (change-counter follower, metrics upkeep, policy reload on SIGHUP, expiry
+//! sweeper), and a graceful shutdown that lets in-flight requests finish and closes the
+//! database cleanly.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{App, sweeper, telemetry};
+use crate::authz::Authorizer;
+use crate::config::Settings;
+use crate::http::{self, AppInner, AppState, BodyLimits};
+use crate::store::{self, changes};
+
+/// A server running in the background (tests and embedding).
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub public_url: String,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, waits for in-flight requests and closes the database.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.context("server task failed")?
+    }
+}
+
+/// Binds and starts serving in the background.
+pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
+    let (tx, mut rx) = watch::channel(false);
+    let (addr, public_url, fut) = prepare(settings, async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    })
+    .await?;
+    let task = tokio::spawn(fut);
+    Ok(RunningServer { addr, public_url, shutdown: tx, task })
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let (addr, _, fut) = prepare(settings, shutdown).await?;
+    println!("ctxguard listening on http://{addr}");
+    fut.await
+}
+
+async fn prepare(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(SocketAddr, String, impl Future<Output = anyhow::Result<()>>)> {
+    // reqwest (outbound fetches) runs on rustls with the ring provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let app = App::open(settings).await?;
+    let s = &app.settings;
+    let listener =
+        tokio::net::TcpListener::bind(s.bind).await.with_context(|| format!("cannot listen on {}", s.bind))?;
+    let addr = listener.local_addr()?;
+    let public_url = s.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let serving = app.serving(&public_url).await?;
+    // Caches are checked against the change counters: sync once before serving.
+    app.db.sync_changes().await.context("reading the change counters")?;
+    let state = AppState {
+        inner: Arc::new(AppInner {
+            contexts: app.contexts.clone(),
+            clients: app.clients.clone(),
+            admin: app.admin.clone(),
+            authz: app.authz.clone(),
+            oauth: serving.oauth,
+            authn: serving.authn,
+            db: app.db.clone(),
+            public_url: public_url.clone(),
+            body_limits: BodyLimits { max_bytes: s.max_body_bytes, max_depth: s.max_json_depth },
+            metrics: telemetry::metrics_handle(),
+            openapi_json: http::openapi_json(),
+        }),
+    };
+    let router = http::router(state, s.request_timeout);
+    let db = app.db.clone();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let follower = tokio::spawn(changes::follow(db.clone(), store::SYNC_INTERVAL, stop_rx.clone()));
+    let upkeep = tokio::spawn(telemetry::upkeep(telemetry::metrics_handle(), stop_rx.clone()));
+    let reloader = tokio::spawn(reload_on_hangup(app.authz.clone(), stop_rx.clone()));
+    let sweeper = tokio::spawn(sweeper::run(db.clone(), s.sweep_interval, s.expiry_grace, stop_rx));
+    let fut = async move {
+        // Streamed (SSE) responses are written in small chunks; without TCP_NODELAY each
+        // one can wait for the peer's delayed ACK (~40 ms).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let _ = stop_tx.send(true);
+        let _ = sweeper.await;
+        let _ = reloader.await;
+        let _ = follower.await;
+        let _ = upkeep.await;
+        app.close().await;
+        tracing::info!("shut down cleanly");
+        result.context("server error")
+    };
+    Ok((addr, public_url, fut))
+}
+
+/// Reloads the policy directory on every SIGHUP until `stop`; a set that does not
+/// load is logged with its file and line and the previous set stays in force.
+async fn reload_on_hangup(authz: Authorizer, mut stop: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload policies with POST /admin/policies/reload");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                got = hangups.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    let authz = authz.clone();
+                    match tokio::task::spawn_blocking(move || authz.reload()).await {
+                        Ok(Ok(s)) => tracing::info!(generation = s.generation, policies = s.policies.len(), "SIGHUP: policies reloaded"),
+                        Ok(Err(e)) => tracing::error!(error = %e, "SIGHUP: policy reload refused; the previous policies stay in force"),
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: policy reload failed"),
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (authz, stop.changed().await);
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
