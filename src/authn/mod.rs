@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::crypto::Secret;
 use crate::domain::{ApiKeyId, ContextBinding, Jti, Principal, PrincipalId, ScopeSet, StoreError, TenantId, Timestamp};
 use crate::jwt::AccessTokens;
-use crate::store::{Bucket, Database, TokenPrincipal};
+use crate::store::{Bucket, Database, KeyWithPrincipal, TokenPrincipal};
 
 use cache::{CredentialCache, Validity};
 
@@ -196,7 +196,8 @@ async fn authenticate_api_key_until(
 ) -> Result<(Caller, Validity), AuthError> {
     const REFUSED: &str = "unknown, revoked or expired API key";
     let hash = api_key::hash(token.expose());
-    let Some((key, stored_hash, principal)) = store.api_key_with_principal(&hash).await? else {
+    let Some(KeyWithPrincipal { key, key_hash: stored_hash, principal }) = store.api_key_with_principal(&hash).await?
+    else {
         return Err(AuthError::InvalidToken(REFUSED));
     };
     // The database found the row by hash; compare again in constant time so the

@@ -6,7 +6,7 @@
 use super::error::{OAuthError, OAuthErrorCode};
 use super::params::Params;
 use super::request::parse_binding;
-use super::server::{AuthServer, granted_scopes};
+use super::server::{AuthServer, ClientLookup, granted_scopes};
 use crate::crypto::{Secret, token};
 use crate::domain::redirect_uri;
 use crate::domain::{ClientId, ContextBinding, GrantType, OAuthClient, Principal, ScopeSet, StoreError, Timestamp};
@@ -40,8 +40,8 @@ impl AuthServer {
         let client_id =
             q.get("client_id").map_err(|e| page(&e.description))?.ok_or_else(|| page("client_id is missing"))?;
         let client = match self.find_client(&ClientId::new(client_id)).await {
-            Ok(Ok((c, _))) => c,
-            Ok(Err(why)) => return Err(page(&why.0)),
+            Ok(ClientLookup::Usable(found)) => found.client,
+            Ok(ClientLookup::Unusable(why)) => return Err(page(&why)),
             Err(_) => return Err(page("the server is unavailable; try again")),
         };
         let redirect =

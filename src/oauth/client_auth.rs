@@ -7,9 +7,10 @@ use subtle::ConstantTimeEq;
 
 use super::error::{OAuthError, OAuthResult};
 use super::request::{AuthMethod, ClientCredentials};
-use super::server::AuthServer;
+use super::server::{AuthServer, ClientLookup};
 use crate::crypto::token;
 use crate::domain::OAuthClient;
+use crate::store::StoredClient;
 
 pub struct AuthenticatedClient {
     pub client: OAuthClient,
@@ -27,12 +28,13 @@ pub fn failed(basic: bool) -> OAuthError {
 impl AuthServer {
     pub async fn authenticate_client(&self, presented: &ClientCredentials) -> OAuthResult<AuthenticatedClient> {
         let is_basic = presented.method == AuthMethod::Basic;
-        let Ok((client, stored_hash)) = self.find_client(&presented.client_id).await? else {
+        let ClientLookup::Usable(StoredClient { client, secret_hash }) = self.find_client(&presented.client_id).await?
+        else {
             return Err(failed(is_basic));
         };
-        match (stored_hash, &presented.secret) {
+        match (secret_hash, &presented.secret) {
             (Some(hash), Some(secret)) => {
-                let ok: bool = token::hash(secret.expose()).as_bytes().ct_eq(hash.as_bytes()).into();
+                let ok: bool = token::hash(secret.expose()).as_bytes().ct_eq(hash.as_str().as_bytes()).into();
                 if !ok {
                     return Err(failed(is_basic));
                 }

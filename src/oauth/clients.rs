@@ -146,8 +146,8 @@ impl ClientService {
             disabled: false,
             created_at: Timestamp::now(),
         };
-        let hash = secret.as_ref().map(|s| token::hash(s.expose()));
-        match self.db.create_client(&client, hash.as_deref()).await {
+        let hash = secret.as_ref().map(|s| token::token_hash(s.expose()));
+        match self.db.create_client(&client, hash.as_ref()).await {
             Ok(()) => Ok(RegisteredClient { client, client_secret: secret.map(|s| s.expose().to_string()) }),
             Err(StoreError::Duplicate) => Err(Error::Conflict("client id collision; try again".into())),
             Err(e) => Err(e.into()),
@@ -162,7 +162,7 @@ impl ClientService {
     /// Disables a client, revokes its refresh families and, for a client_credentials
     /// client, every token of its service principal.
     pub async fn delete(&self, caller: &Caller, client_id: &ClientId) -> Result<(), Error> {
-        let (client, _) = self.db.client(client_id).await?.ok_or(Error::NotFound { what: "client" })?;
+        let client = self.db.client(client_id).await?.ok_or(Error::NotFound { what: "client" })?.client;
         self.admin
             .authorizer()
             .authorize(caller, Action::Admin, Resource::Tenant(client.tenant))

@@ -11,10 +11,10 @@ use super::clients::ClientService;
 use super::error::{OAuthError, OAuthErrorCode, OAuthResult};
 use crate::authn::Authenticator;
 use crate::crypto::Secret;
-use crate::domain::{ClientId, OAuthClient, Principal, PrincipalId, Scope, ScopeSet};
+use crate::domain::{ClientId, Principal, PrincipalId, Scope, ScopeSet};
 use crate::jwt::AccessTokens;
 use crate::net::fetch::Fetcher;
-use crate::store::{Bucket, Database, StampedCache};
+use crate::store::{Bucket, Database, StampedCache, StoredClient};
 
 /// How the authorization server is set up (from `Settings` and the public URL).
 pub struct AuthServerConfig {
@@ -50,13 +50,18 @@ pub struct AuthServer {
 /// reads them on every request; kept honest by the `auth` change counter like the
 /// credential cache (a disabled client or principal is never served from here).
 struct AuthServerCache {
-    clients: StampedCache<ClientId, (OAuthClient, Option<String>)>,
+    clients: StampedCache<ClientId, StoredClient>,
     principals: StampedCache<PrincipalId, Principal>,
 }
 
-/// Why no usable client was found; the text is safe to show on the authorization page.
-#[derive(Debug)]
-pub struct NoClient(pub String);
+/// What a client id names.
+pub enum ClientLookup {
+    /// A registered client (with its secret hash), or one a metadata document describes.
+    Usable(StoredClient),
+    /// Unknown, disabled or an unusable document; the text is safe to show on the
+    /// authorization page.
+    Unusable(String),
+}
 
 impl AuthServer {
     pub fn new(
@@ -93,20 +98,15 @@ impl AuthServer {
 
     /// A client by id: a registered one, or one described by a client ID metadata
     /// document.
-    pub async fn find_client(
-        &self,
-        client_id: &ClientId,
-    ) -> OAuthResult<Result<(OAuthClient, Option<String>), NoClient>> {
+    pub async fn find_client(&self, client_id: &ClientId) -> OAuthResult<ClientLookup> {
         if is_document_url(client_id.as_str()) {
             let Some(tenant) = self.db.tenant_by_name(&self.config.registration_tenant).await? else {
-                return Ok(Err(NoClient("client metadata documents are not enabled".into())));
+                return Ok(ClientLookup::Unusable("client metadata documents are not enabled".into()));
             };
-            return Ok(self
-                .client_metadata
-                .resolve(client_id.as_str(), tenant.id)
-                .await
-                .map(|c| (c, None))
-                .map_err(NoClient));
+            return Ok(match self.client_metadata.resolve(client_id.as_str(), tenant.id).await {
+                Ok(client) => ClientLookup::Usable(StoredClient { client, secret_hash: None }),
+                Err(why) => ClientLookup::Unusable(why),
+            });
         }
         let found = self
             .cache
@@ -114,9 +114,9 @@ impl AuthServer {
             .get_or_load(client_id.clone(), self.db.changes(), Bucket::Auth, || self.db.client(client_id))
             .await?;
         Ok(match found {
-            Some((c, _)) if c.disabled => Err(NoClient("the client is disabled".into())),
-            Some(found) => Ok(found),
-            None => Err(NoClient("unknown client".into())),
+            Some(found) if found.client.disabled => ClientLookup::Unusable("the client is disabled".into()),
+            Some(found) => ClientLookup::Usable(found),
+            None => ClientLookup::Unusable("unknown client".into()),
         })
     }
 

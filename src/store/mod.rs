@@ -174,7 +174,7 @@ pub trait AuthStore: Send + Sync {
 
     async fn create_api_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), StoreError>;
     /// The key, its stored hash and its principal in one round trip (the API-key hot path).
-    async fn api_key_with_principal(&self, key_hash: &str) -> Result<Option<(ApiKey, String, Principal)>, StoreError>;
+    async fn api_key_with_principal(&self, key_hash: &str) -> Result<Option<KeyWithPrincipal>, StoreError>;
     async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError>;
     async fn api_keys(
         &self,
@@ -254,6 +254,14 @@ pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// An API key found by its hash, with the stored hash and its principal.
+#[derive(Clone, Debug)]
+pub struct KeyWithPrincipal {
+    pub key: ApiKey,
+    pub key_hash: String,
+    pub principal: Principal,
+}
+
 /// The principal an access token names, and whether the token is on the deny-list.
 #[derive(Clone, Debug)]
 pub struct TokenPrincipal {
@@ -271,6 +279,13 @@ pub struct StoredSigningKey {
     pub created_at: Timestamp,
     pub superseded_at: Option<Timestamp>,
     pub publish_until: Option<Timestamp>,
+}
+
+/// A registered client and the hash of its secret (none for public clients).
+#[derive(Clone, Debug)]
+pub struct StoredClient {
+    pub client: OAuthClient,
+    pub secret_hash: Option<TokenHash>,
 }
 
 /// What a refresh token stands for.
@@ -345,9 +360,8 @@ pub trait OAuthStore: Send + Sync {
         publish_until: Timestamp,
     ) -> Result<(), StoreError>;
 
-    async fn create_client(&self, client: &OAuthClient, secret_hash: Option<&str>) -> Result<(), StoreError>;
-    /// The client and its secret hash (none for public clients).
-    async fn client(&self, client_id: &ClientId) -> Result<Option<(OAuthClient, Option<String>)>, StoreError>;
+    async fn create_client(&self, client: &OAuthClient, secret_hash: Option<&TokenHash>) -> Result<(), StoreError>;
+    async fn client(&self, client_id: &ClientId) -> Result<Option<StoredClient>, StoreError>;
     async fn clients(&self, tenant: TenantId) -> Result<Vec<OAuthClient>, StoreError>;
     async fn disable_client(&self, client_id: &ClientId) -> Result<bool, StoreError>;
 

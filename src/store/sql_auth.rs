@@ -171,7 +171,7 @@ macro_rules! impl_auth_store {
             async fn api_key_with_principal(
                 &self,
                 key_hash: &str,
-            ) -> Result<Option<(ApiKey, String, Principal)>, StoreError> {
+            ) -> Result<Option<crate::store::KeyWithPrincipal>, StoreError> {
                 let row = sqlx::query(
                     "SELECT p.id, p.tenant_id, p.kind, p.name, p.roles, p.disabled, p.platform_admin, \
                             p.created_at_ms, p.tokens_revoked_at_ms, \
@@ -185,11 +185,11 @@ macro_rules! impl_auth_store {
                 .await
                 .map_err(map_sqlx)?;
                 let Some(r) = row else { return Ok(None) };
-                Ok(Some((
-                    api_key_from_prefixed(&r, "k_")?,
-                    r.try_get("key_hash").map_err(map_sqlx)?,
-                    principal_from_row(&r)?,
-                )))
+                Ok(Some(crate::store::KeyWithPrincipal {
+                    key: api_key_from_prefixed(&r, "k_")?,
+                    key_hash: r.try_get("key_hash").map_err(map_sqlx)?,
+                    principal: principal_from_row(&r)?,
+                }))
             }
 
             async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {

@@ -3,12 +3,14 @@
 macro_rules! impl_oauth_store {
     ($store:ident, $db:ty, lock_suffix = $lock:literal) => {
         use crate::domain::{ApplicationType, ClientId, FamilyId, GrantType, Jti, OAuthClient, TokenHash};
-        use crate::store::{BrowserSession, CodeGrant, OAuthStore, OneTime, RefreshGrant, RefreshTokenState, StoredSigningKey};
+        use crate::store::{
+            BrowserSession, CodeGrant, OAuthStore, OneTime, RefreshGrant, RefreshTokenState, StoredClient, StoredSigningKey,
+        };
 
         const CLIENT_COLS: &str = "client_id, tenant_id, name, secret_hash, redirect_uris, grant_types, scopes, \
                                    application_type, principal_id, registered_by, disabled, created_at_ms";
 
-        fn client_from_row(row: &DbRow) -> Result<(OAuthClient, Option<String>), StoreError> {
+        fn client_from_row(row: &DbRow) -> Result<StoredClient, StoreError> {
             let secret_hash: Option<String> = row.try_get("secret_hash").map_err(map_sqlx)?;
             let redirect_uris: String = row.try_get("redirect_uris").map_err(map_sqlx)?;
             let grant_types: String = row.try_get("grant_types").map_err(map_sqlx)?;
@@ -34,7 +36,7 @@ macro_rules! impl_oauth_store {
                 disabled: row.try_get("disabled").map_err(map_sqlx)?,
                 created_at: Timestamp::from_millis(row.try_get("created_at_ms").map_err(map_sqlx)?),
             };
-            Ok((client, secret_hash))
+            Ok(StoredClient { client, secret_hash: secret_hash.map(TokenHash::new) })
         }
 
         fn opt_ts(row: &DbRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
@@ -199,7 +201,7 @@ macro_rules! impl_oauth_store {
                 tx.commit().await.map_err(map_sqlx)
             }
 
-            async fn create_client(&self, c: &OAuthClient, secret_hash: Option<&str>) -> Result<(), StoreError> {
+            async fn create_client(&self, c: &OAuthClient, secret_hash: Option<&TokenHash>) -> Result<(), StoreError> {
                 let uris = serde_json::to_string(&c.redirect_uris).map_err(|e| corrupt("redirect_uris", e))?;
                 let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
                 sqlx::query(
@@ -210,7 +212,7 @@ macro_rules! impl_oauth_store {
                 .bind(c.client_id.as_str())
                 .bind(c.tenant.to_string())
                 .bind(&c.name)
-                .bind(secret_hash)
+                .bind(secret_hash.map(TokenHash::as_str))
                 .bind(uris)
                 .bind(grants.join(" "))
                 .bind(c.scopes.to_string())
@@ -225,7 +227,7 @@ macro_rules! impl_oauth_store {
                 Ok(())
             }
 
-            async fn client(&self, client_id: &ClientId) -> Result<Option<(OAuthClient, Option<String>)>, StoreError> {
+            async fn client(&self, client_id: &ClientId) -> Result<Option<StoredClient>, StoreError> {
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {CLIENT_COLS} FROM oauth_clients WHERE client_id = $1"
                 )))
@@ -244,7 +246,7 @@ macro_rules! impl_oauth_store {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(map_sqlx)?;
-                rows.iter().map(|r| client_from_row(r).map(|(c, _)| c)).collect()
+                rows.iter().map(|r| client_from_row(r).map(|c| c.client)).collect()
             }
 
             async fn disable_client(&self, client_id: &ClientId) -> Result<bool, StoreError> {

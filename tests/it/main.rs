@@ -10,6 +10,7 @@ mod concurrency;
 mod contexts;
 mod delegation;
 mod external;
+mod layers;
 mod limits;
 mod mcp;
 mod oauth;
