@@ -52,15 +52,25 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 results="$work/results.jsonl"
 baseline_rps=""
 declare -A rps_of
-# measure NAME PID URL [wrk args...]: warm up, measure, append one JSON line.
-# Set ratio_to=<scenario name> beforehand to add the ratio to that scenario's req/s.
+# CPU time (user + system, clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+clk_tck="$(getconf CLK_TCK)"
+# measure NAME PID URL [wrk args...]: warm up, measure, append one JSON line, with the
+# server's CPU time per request (robust where throughput swings with the host's load).
+# Set ratio_to=<scenario name> beforehand to add the ratio to that scenario's req/s;
+# no_warmup=1 to skip the warm-up; run_for=<wrk duration> to override the duration.
 measure() {
     local name="$1" pid="$2" url="$3"; shift 3
     local c="${wrk_conns:-$conns}"
-    "${load_cpu[@]}" wrk -t1 -c"$c" -d"$warmup" "$@" "$url" >/dev/null
-    local out; out="$("${load_cpu[@]}" wrk -t1 -c"$c" -d"$duration" --latency "$@" "$url")"
-    local rps p50 p99 errors
+    [ -n "${no_warmup:-}" ] || "${load_cpu[@]}" wrk -t1 -c"$c" -d"$warmup" "$@" "$url" >/dev/null
+    local cpu0; cpu0="$(cpu_ticks "$pid")"
+    local out; out="$("${load_cpu[@]}" wrk -t1 -c"$c" -d"${run_for:-$duration}" --latency "$@" "$url")"
+    local cpu1; cpu1="$(cpu_ticks "$pid")"
+    local rps p50 p99 errors requests cpu_us
     rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+    requests="$(awk '/requests in/ {print $1}' <<<"$out")"
+    last_requests="$requests"
+    cpu_us="$(awk -v d="$((cpu1 - cpu0))" -v n="$requests" -v hz="$clk_tck" 'BEGIN { printf "%.1f", (n > 0 ? d * 1e6 / hz / n : 0) }')"
     p50="$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
     p99="$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
     errors="$(awk '/Non-2xx/ {n += $5} /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}' <<<"$out")"
@@ -70,8 +80,8 @@ measure() {
     [ -n "$peer" ] && peer_rps="${rps_of[$peer]}"
     jq -cn --arg s "$name" --argjson rps "$rps" --argjson p50 "$p50" --argjson p99 "$p99" --argjson err "$errors" \
         --argjson rss "$(rss_kb "$pid")" --argjson base "$baseline_rps" --arg split "$split" --argjson conns "$c" \
-        --arg peer "$peer" --argjson peer_rps "$peer_rps" \
-        '{scenario: $s, rps: $rps, p50_ms: $p50, p99_ms: $p99, errors: $err, server_rss_kb: $rss, connections: $conns,
+        --arg peer "$peer" --argjson peer_rps "$peer_rps" --argjson cpu "$cpu_us" \
+        '{scenario: $s, rps: $rps, cpu_us_per_req: $cpu, p50_ms: $p50, p99_ms: $p99, errors: $err, server_rss_kb: $rss, connections: $conns,
           ratio_to_baseline: (($rps / $base * 1000 | round) / 1000), cores: $split}
          + (if $peer == "" then {} else {ratio_to: $peer, ratio: (($rps / $peer_rps * 100 | round) / 100)} end)' \
         | tee -a "$results"
@@ -257,6 +267,54 @@ for size in "${sizes[@]}"; do
     measure "growth: random GET, $size contexts, cache off" "$pid_nocache" "$url_nocache" -s "$work/random.lua"
 done
 
+# --- 6. appends as histories grow: an append must cost the same at message 10,000 as
+# at message 10, and storage must be linear. Each length gets fresh contexts (appends
+# spread over them so that a run barely moves their length), short runs, minimal answers.
+db="$work/data/ctxguard.db"
+checkpoint() { sqlite3 "$db" '.timeout 10000' 'PRAGMA wal_checkpoint(TRUNCATE);' >/dev/null; }
+db_bytes() { checkpoint; stat -c %s "$db"; }
+# grow ID N: appends N-1 messages (500 per request) to a context that holds one.
+grow() {
+    local id="$1" left=$(($2 - 1))
+    while [ "$left" -gt 0 ]; do
+        local k=$((left < 500 ? left : 500))
+        jq -cn --argjson k "$k" '{messages: [range($k) | {role: "user", message: "Message \(.) of a support conversation about an invoice."}]}' \
+            | curl -sf -X POST "$url/context/$id/messages" -H "Authorization: Bearer $apikey" -H 'Content-Type: application/json' \
+                -H 'Prefer: return=minimal' -d @- >/dev/null
+        left=$((left - k))
+    done
+}
+if $quick; then lengths=(10 1000); else lengths=(10 1000 10000); fi
+spread=8
+for n in "${lengths[@]}"; do
+    : >"$work/grow_ids.txt"
+    for _ in $(seq 1 "$spread"); do id="$(new_context 1)"; grow "$id" "$n"; echo "$id" >>"$work/grow_ids.txt"; done
+    cat >"$work/append.lua" <<LUA
+local ids = {}
+for line in io.lines("$work/grow_ids.txt") do ids[#ids + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("POST", "/context/" .. ids[i % #ids + 1] .. "/messages",
+    {["Authorization"] = "Bearer $apikey", ["Content-Type"] = "application/json", ["Prefer"] = "return=minimal"},
+    '{"messages":[{"role":"user","message":"Message 0 of a support conversation about an invoice."}]}')
+end
+LUA
+    before="$(db_bytes)"
+    no_warmup=1 run_for=3s measure "append (Prefer: return=minimal) at $n messages" "$cg_pid" "$url" -s "$work/append.lua"
+    after="$(db_bytes)"
+    one="$(head -n1 "$work/grow_ids.txt")"
+    msg_bytes="$(curl -sf "$url/context/$one?last=1" -H "Authorization: Bearer $apikey" | jq -c '.session.history[0]' | tr -d '\n' | wc -c)"
+    jq -cn --arg s "storage at $n messages" --argjson per "$(( (after - before) / (last_requests > 0 ? last_requests : 1) ))" \
+        --argjson msg "$msg_bytes" --argjson n "$last_requests" \
+        '{scenario: $s, db_bytes_per_message: $per, message_json_bytes: $msg, appended: $n, ratio: (($per / $msg * 100 | round) / 100)}' \
+        | tee -a "$results"
+    if [ "$n" = "${lengths[-1]}" ]; then long_id="$one"; fi
+done
+short_id="$(new_context 20)"
+measure "GET a 20-message context + API key" "$cg_pid" "$url/context/$short_id" -H "Authorization: Bearer $apikey"
+measure "GET ?last=20 of a ${lengths[-1]}-message context + API key" "$cg_pid" "$url/context/$long_id?last=20" -H "Authorization: Bearer $apikey"
+
 jq -cn --argjson idle "$idle_rss" --argjson loaded "$loaded_rss" --argjson anon "$loaded_anon" \
     '{scenario: "ctxguard RSS", idle_rss_kb: $idle, loaded_rss_kb: $loaded, loaded_anon_kb: $anon}' | tee -a "$results"
 
@@ -264,10 +322,10 @@ jq -cn --argjson idle "$idle_rss" --argjson loaded "$loaded_rss" --argjson anon 
 commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo
 echo "ctxguard bench — $(date -u +%Y-%m-%dT%H:%MZ), commit $commit, $split, wrk 1 thread × $conns connections × $duration (after $warmup warm-up)"
-printf '%-58s %9s %8s %8s %6s %7s %7s %6s\n' scenario req/s p50_ms p99_ms errors rss_MB vs_base vs_peer
-jq -r 'select(.rps) | [.scenario, (.rps|floor), .p50_ms, .p99_ms, .errors, ((.server_rss_kb/1024*10|round)/10),
+printf '%-58s %9s %8s %8s %8s %6s %7s %7s %6s\n' scenario req/s cpu_us p50_ms p99_ms errors rss_MB vs_base vs_peer
+jq -r 'select(.rps) | [.scenario, (.rps|floor), .cpu_us_per_req, .p50_ms, .p99_ms, .errors, ((.server_rss_kb/1024*10|round)/10),
         .ratio_to_baseline, (.ratio // "")] | @tsv' "$results" \
-    | awk -F'\t' '{printf "%-58s %9s %8s %8s %6s %7s %7s %6s\n", $1, $2, $3, $4, $5, $6, $7, $8}'
+    | awk -F'\t' '{printf "%-58s %9s %8s %8s %8s %6s %7s %7s %6s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9}'
 printf 'ctxguard RSS: idle %.1f MB, after load %.1f MB (anonymous %.1f MB)\n' \
     "$(bc -l <<<"$idle_rss/1024")" "$(bc -l <<<"$loaded_rss/1024")" "$(bc -l <<<"$loaded_anon/1024")"
 
@@ -282,6 +340,10 @@ check "MCP tools/call + JWT, ratio to Python SDK" "$(r "MCP tools/call context_g
 check "client_credentials, ratio to oidc-provider" "$(r "POST /oauth/token client_credentials (vs oidc-provider)" .ratio)" ">=" 5
 check "p99 ms at ~50% of max, GET + JWT" "$(r "GET /context/{id} + JWT at ~50% of max" .p99_ms)" "<" 2
 check "idle RSS MB" "$(bc -l <<<"$idle_rss/1024")" "<" 40
+long="${lengths[-1]}"
+check "append CPU/request at $long ÷ at 10 messages" "$(bc -l <<<"$(r "append (Prefer: return=minimal) at $long messages" .cpu_us_per_req) / $(r "append (Prefer: return=minimal) at 10 messages" .cpu_us_per_req)")" "<" 1.5
+check "database bytes per message ÷ its JSON, at $long" "$(r "storage at $long messages" .ratio)" "<" 3
+check "GET last 20 of $long ÷ GET of 20, CPU/request" "$(bc -l <<<"$(r "GET ?last=20 of a $long-message context + API key" .cpu_us_per_req) / $(r "GET a 20-message context + API key" .cpu_us_per_req)")" "<" 2
 for mode in on off; do
     check "read rps $large ÷ $small contexts, cache $mode" "$(bc -l <<<"$(r "growth: random GET, $large contexts, cache $mode" .rps) / $(r "growth: random GET, $small contexts, cache $mode" .rps)")" ">=" 0.9
 done

@@ -30,6 +30,7 @@ fn caller(roles: &[Role], tenant: TenantId) -> Caller {
         scopes: ScopeSet::all(),
         credential: CredentialRef::ApiKey(ApiKeyId::new_random()),
         binding: None,
+        origin: None,
     }
 }
 

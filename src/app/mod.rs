@@ -37,6 +37,8 @@ pub struct App {
     pub admin: AdminService,
     pub clients: ClientService,
     pub contexts: ContextService,
+    /// The context cache, for its size metrics (none when turned off).
+    pub context_cache: Option<Arc<CachedContexts>>,
 }
 
 /// What only a server answering requests needs, for its public URL: the token format
@@ -55,6 +57,7 @@ impl App {
     pub async fn open(settings: Settings) -> anyhow::Result<App> {
         bootstrap::prepare_data_dir(&settings.data_dir)?;
         let db = store::open(&settings.database).await?;
+        convert_legacy_contexts(&*db).await?;
         let kek = Arc::new(Kek::load_or_create(&settings.data_dir)?);
         // The first signing key is part of initialisation.
         let keyring = Arc::new(Keyring::load(db.clone(), kek.clone(), settings.signing_alg, key_retention()).await?);
@@ -71,12 +74,18 @@ impl App {
             );
         }
         let limits = ContextLimits { max_history: settings.max_history };
-        let contexts =
-            ContextService::new(context_store(&db, settings.context_cache_bytes), db.clone(), authz.clone(), limits);
+        let context_cache = (settings.context_cache_bytes > 0)
+            .then(|| Arc::new(CachedContexts::new(db.clone(), settings.context_cache_bytes)));
+        let store: Arc<dyn ContextStore> = match &context_cache {
+            Some(cache) => cache.clone(),
+            None => db.clone(),
+        };
+        let contexts = ContextService::new(store, db.clone(), authz.clone(), limits);
         Ok(App {
             clients: ClientService::new(db.clone(), admin.clone()),
             admin,
             contexts,
+            context_cache,
             authz,
             keyring,
             kek,
@@ -131,14 +140,38 @@ impl App {
     }
 }
 
+/// Converts contexts stored before per-message storage, with a progress bar on a
+/// terminal and a summary line either way. Resumable: each context is converted in its
+/// own transaction, so a stopped conversion continues on the next start.
+async fn convert_legacy_contexts(db: &dyn Database) -> anyhow::Result<()> {
+    let total = db.legacy_contexts().await?;
+    if total == 0 {
+        return Ok(());
+    }
+    eprintln!("ctxguard: converting {total} contexts to per-message storage (resumable)");
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} contexts, {per_sec}, about {eta} left")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = std::time::Instant::now();
+    let mut done = 0;
+    loop {
+        let n = db.convert_legacy(100).await.context("converting contexts to per-message storage")?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+        bar.inc(n);
+    }
+    bar.finish_and_clear();
+    eprintln!("ctxguard: converted {done} contexts in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
 fn describe(location: &DatabaseLocation) -> String {
     match location {
         DatabaseLocation::Sqlite(p) => format!("SQLite database {}", p.display()),
         DatabaseLocation::Postgres { .. } => "the PostgreSQL database".into(),
     }
-}
-
-/// The context store the services use: cached unless the cache is turned off.
-fn context_store(db: &Arc<dyn Database>, cache_bytes: u64) -> Arc<dyn ContextStore> {
-    if cache_bytes == 0 { db.clone() } else { Arc::new(CachedContexts::new(db.clone(), cache_bytes)) }
 }

@@ -85,7 +85,13 @@ async fn prepare(
     let db = app.db.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let follower = tokio::spawn(changes::follow(db.clone(), store::SYNC_INTERVAL, stop_rx.clone()));
-    let upkeep = tokio::spawn(telemetry::upkeep(telemetry::metrics_handle(), stop_rx.clone()));
+    let cache = app.context_cache.clone();
+    let sample = move || {
+        if let Some(c) = &cache {
+            c.report();
+        }
+    };
+    let upkeep = tokio::spawn(telemetry::upkeep(telemetry::metrics_handle(), sample, stop_rx.clone()));
     let reloader = tokio::spawn(reload_on_hangup(app.authz.clone(), stop_rx.clone()));
     let sweeper = tokio::spawn(sweeper::run(db.clone(), s.sweep_interval, s.expiry_grace, stop_rx));
     let fut = async move {

@@ -226,6 +226,6 @@ impl ExternalIssuer {
             created_at: Timestamp::now(),
             tokens_revoked_at: None,
         };
-        Ok(Caller { principal, scopes, credential: CredentialRef::ExternalToken, binding: None })
+        Ok(Caller { principal, scopes, credential: CredentialRef::ExternalToken, binding: None, origin: None })
     }
 }

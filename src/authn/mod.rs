@@ -49,6 +49,17 @@ pub struct Caller {
     pub credential: CredentialRef,
     /// The contexts and actions the credential is limited to (`ctx` claim), if any.
     pub binding: Option<Arc<ContextBinding>>,
+    /// For our access tokens: the client the token was issued to and the actors of an
+    /// exchanged token (recorded as the provenance of what the caller writes).
+    pub origin: Option<Arc<TokenOrigin>>,
+}
+
+/// Whom an access token was issued to, and through whom.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenOrigin {
+    pub client_id: String,
+    /// The `sub` of each actor of the RFC 8693 `act` chain, nearest first.
+    pub actors: Vec<String>,
 }
 
 /// Why a credential was refused. The text is safe to return to the presenter.
@@ -159,6 +170,12 @@ impl Authenticator {
             scopes: ScopeSet::parse_known(&claims.scope),
             credential: CredentialRef::AccessToken(jti),
             binding: claims.ctx.map(Arc::new),
+            origin: Some(Arc::new(TokenOrigin {
+                client_id: claims.client_id,
+                actors: std::iter::successors(claims.act.as_ref(), |a| a.act.as_deref())
+                    .map(|a| a.sub.clone())
+                    .collect(),
+            })),
         };
         Ok((caller, Validity::AccessToken { not_before: claims.nbf, expires: claims.exp, audience: claims.aud }))
     }
@@ -182,6 +199,7 @@ pub(crate) fn test_caller(roles: &[crate::domain::Role], scopes: ScopeSet) -> Ca
         scopes,
         credential: CredentialRef::ApiKey(ApiKeyId::new_random()),
         binding: None,
+        origin: None,
     }
 }
 
@@ -214,6 +232,7 @@ async fn authenticate_api_key_until(
         scopes: key.scopes.unwrap_or_else(ScopeSet::all),
         credential: CredentialRef::ApiKey(key.id),
         binding: None,
+        origin: None,
     };
     Ok((caller, validity))
 }

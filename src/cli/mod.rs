@@ -259,6 +259,7 @@ impl Local {
                 scopes: ScopeSet::all(),
                 credential: CredentialRef::LocalOperator,
                 binding: None,
+                origin: None,
             },
         })
     }

@@ -7,6 +7,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::revision::{ContextHead, NewMessages, Provenance, Revision, entries};
 use super::{ContextId, Error, Timestamp, merge_patch};
 
 /// The version of a context; every write makes a new, immutable one. `ETag: "v<n>"`.
@@ -52,17 +53,46 @@ impl MessageRole {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// A message as a client sends it. A `provenance` member is accepted (so that a context
+/// read can be written back) and ignored: provenance is the server's record.
+#[derive(Clone, Debug, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Message {
     pub role: MessageRole,
     pub message: String,
+    #[serde(default, rename = "provenance")]
+    #[schema(ignore)]
+    _provenance: Option<IgnoredAny>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+impl Message {
+    pub fn new(role: MessageRole, message: impl Into<String>) -> Message {
+        Message { role, message: message.into(), _provenance: None }
+    }
+}
+
+/// A session as a client sends it.
+#[derive(Clone, Debug, PartialEq, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Session {
     pub history: Vec<Message>,
+}
+
+/// A message as stored and served: what was sent, and who sent it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryEntry {
+    pub role: MessageRole,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// A session as stored and served.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoredSession {
+    pub history: Vec<HistoryEntry>,
 }
 
 /// One stored version of a context, exactly as it is served.
@@ -70,7 +100,7 @@ pub struct Session {
 pub struct StoredContext {
     pub context_id: ContextId,
     pub metadata: Map<String, Value>,
-    pub session: Session,
+    pub session: StoredSession,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<Timestamp>,
     pub version: Version,
@@ -146,13 +176,18 @@ impl ContextInput {
         }
     }
 
-    /// Builds the first version of a new context.
-    pub fn into_new(self, id: ContextId, now: Timestamp) -> Result<StoredContext, Error> {
+    /// Builds the first version of a new context; its messages carry `provenance`.
+    pub fn into_new(
+        self,
+        id: ContextId,
+        now: Timestamp,
+        provenance: Option<&Provenance>,
+    ) -> Result<StoredContext, Error> {
         check_expires_in_future(self.expires, now)?;
         Ok(StoredContext {
             context_id: id,
             metadata: self.metadata.unwrap_or_default(),
-            session: self.session,
+            session: StoredSession { history: entries(self.session.history, provenance) },
             expires: self.expires,
             version: Version::FIRST,
             created_at: now,
@@ -160,28 +195,39 @@ impl ContextInput {
         })
     }
 
-    /// Builds the version that fully replaces `current`.
-    pub fn into_replacement(self, current: &StoredContext, now: Timestamp) -> Result<StoredContext, Error> {
+    /// Builds the version that fully replaces `current`; every message of the new
+    /// history is recorded as written by this request.
+    pub fn into_replacement(
+        self,
+        current: &ContextHead,
+        now: Timestamp,
+        provenance: Option<&Provenance>,
+    ) -> Result<Revision, Error> {
         if let Some(id) = self.context_id
             && id != current.context_id
         {
             return Err(Error::invalid("context_id", "does not match the context id in the path"));
         }
         check_expires_in_future(self.expires, now)?;
-        Ok(StoredContext {
-            context_id: current.context_id,
-            metadata: self.metadata.unwrap_or_default(),
-            session: self.session,
-            expires: self.expires,
-            version: current.version.next(),
-            created_at: current.created_at,
-            updated_at: now,
+        let history = entries(self.session.history, provenance);
+        Ok(Revision {
+            head: ContextHead {
+                context_id: current.context_id,
+                metadata: self.metadata.unwrap_or_default(),
+                expires: self.expires,
+                version: current.version.next(),
+                created_at: current.created_at,
+                updated_at: now,
+                history_len: history.len(),
+            },
+            messages: NewMessages::Replace(history),
+            metadata_changed: true,
         })
     }
 }
 
 /// Applies a JSON Merge Patch (RFC 7396) restricted to `metadata` and `expires`.
-pub fn apply_patch(current: &StoredContext, patch: &Value, now: Timestamp) -> Result<StoredContext, Error> {
+pub fn apply_patch(current: &ContextHead, patch: &Value, now: Timestamp) -> Result<Revision, Error> {
     let Value::Object(fields) = patch else {
         return Err(Error::invalid("body", "a merge patch must be a JSON object"));
     };
@@ -220,29 +266,31 @@ pub fn apply_patch(current: &StoredContext, patch: &Value, now: Timestamp) -> Re
     }
     next.version = current.version.next();
     next.updated_at = now;
-    Ok(next)
+    Ok(Revision { head: next, messages: NewMessages::Keep, metadata_changed: true })
 }
 
-/// Appends messages to the history of `current`, making the next version.
+/// Appends messages (carrying `provenance`) to the history of `current`.
 pub fn append_messages(
-    current: &StoredContext,
+    current: &ContextHead,
     messages: Vec<Message>,
     now: Timestamp,
-) -> Result<StoredContext, Error> {
+    provenance: Option<&Provenance>,
+) -> Result<Revision, Error> {
     if messages.is_empty() {
         return Err(Error::invalid("messages", "must contain at least one message"));
     }
     let mut next = current.clone();
-    next.session.history.extend(messages);
+    next.history_len += messages.len();
     next.version = current.version.next();
     next.updated_at = now;
-    Ok(next)
+    Ok(Revision { head: next, messages: NewMessages::Append(entries(messages, provenance)), metadata_changed: false })
 }
 
 impl ContextLimits {
-    pub fn check(&self, ctx: &StoredContext) -> Result<(), Error> {
-        if ctx.session.history.len() > self.max_history {
-            return Err(Error::HistoryTooLong { context_id: ctx.context_id, max: self.max_history });
+    /// Checks a version about to be stored by its head.
+    pub fn check(&self, head: &ContextHead) -> Result<(), Error> {
+        if head.history_len > self.max_history {
+            return Err(Error::HistoryTooLong { context_id: head.context_id, max: self.max_history });
         }
         Ok(())
     }
@@ -266,7 +314,7 @@ mod tests {
             "session": {"history": [{"role": "user", "message": "hi"}]}
         }))
         .unwrap();
-        input.into_new(ContextId::new_random(), Timestamp::from_millis(1_000)).unwrap()
+        input.into_new(ContextId::new_random(), Timestamp::from_millis(1_000), None).unwrap()
     }
 
     #[test]
@@ -280,18 +328,29 @@ mod tests {
     }
 
     #[test]
+    fn client_sent_provenance_is_ignored() {
+        let input: ContextInput = serde_json::from_value(json!({"session": {"history": [
+            {"role": "user", "message": "hi", "provenance": {"principal": "forged", "name": "root"}}
+        ]}}))
+        .unwrap();
+        let ctx = input.into_new(ContextId::new_random(), Timestamp::from_millis(1_000), None).unwrap();
+        assert_eq!(ctx.session.history[0].provenance, None);
+    }
+
+    #[test]
     fn patch_merges_metadata_and_bumps_version() {
-        let cur = sample();
+        let cur = ContextHead::of(&sample());
         let next =
             apply_patch(&cur, &json!({"metadata": {"a": null, "b": {"d": 3}}}), Timestamp::from_millis(2_000)).unwrap();
-        assert_eq!(Value::Object(next.metadata.clone()), json!({"b": {"c": 2, "d": 3}}));
-        assert_eq!(next.version, Version(2));
-        assert_eq!(next.session, cur.session);
+        assert_eq!(Value::Object(next.head.metadata.clone()), json!({"b": {"c": 2, "d": 3}}));
+        assert_eq!(next.head.version, Version(2));
+        assert_eq!(next.head.history_len, cur.history_len);
+        assert_eq!(next.messages, NewMessages::Keep);
     }
 
     #[test]
     fn patch_refuses_session_and_past_expiry() {
-        let cur = sample();
+        let cur = ContextHead::of(&sample());
         let now = Timestamp::from_millis(2_000);
         assert!(apply_patch(&cur, &json!({"session": {}}), now).is_err());
         assert!(apply_patch(&cur, &json!({"expires": "1970-01-01T00:00:00Z"}), now).is_err());
@@ -300,29 +359,28 @@ mod tests {
 
     #[test]
     fn replacement_keeps_id_and_creation_time() {
-        let cur = sample();
+        let cur = ContextHead::of(&sample());
         let input: ContextInput = serde_json::from_value(json!({"session": {"history": []}, "version": 99})).unwrap();
-        let next = input.into_replacement(&cur, Timestamp::from_millis(3_000)).unwrap();
-        assert_eq!(next.version, Version(2));
-        assert_eq!(next.created_at, cur.created_at);
+        let next = input.into_replacement(&cur, Timestamp::from_millis(3_000), None).unwrap();
+        assert_eq!(next.head.version, Version(2));
+        assert_eq!(next.head.created_at, cur.created_at);
+        assert_eq!(next.head.history_len, 0);
         let other: ContextInput = serde_json::from_value(json!({
             "context_id": ContextId::new_random(), "session": {"history": []}
         }))
         .unwrap();
-        assert!(other.into_replacement(&cur, Timestamp::from_millis(3_000)).is_err());
+        assert!(other.into_replacement(&cur, Timestamp::from_millis(3_000), None).is_err());
     }
 
     #[test]
     fn history_limit() {
         let limits = ContextLimits { max_history: 1 };
-        let cur = sample();
+        let cur = ContextHead::of(&sample());
         assert!(limits.check(&cur).is_ok());
-        let next = append_messages(
-            &cur,
-            vec![Message { role: MessageRole::Assistant, message: "x".into() }],
-            Timestamp::from_millis(2_000),
-        )
-        .unwrap();
-        assert!(matches!(limits.check(&next), Err(Error::HistoryTooLong { max: 1, .. })));
+        let next =
+            append_messages(&cur, vec![Message::new(MessageRole::Assistant, "x")], Timestamp::from_millis(2_000), None)
+                .unwrap();
+        assert_eq!(next.head.history_len, 2);
+        assert!(matches!(limits.check(&next.head), Err(Error::HistoryTooLong { max: 1, .. })));
     }
 }

@@ -12,8 +12,10 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ErrorBody, HttpResult};
 use super::extract::{Authenticated, ContextIdPath, JsonBody, QueryParams, VersionPath, if_match, none_match};
+use super::history_api::{self, WindowQuery};
+use crate::authn::Caller;
 use crate::domain::context::AppendInput;
-use crate::domain::{ContextInput, StoredContext};
+use crate::domain::{ContextHead, ContextInput, StoredContext};
 use crate::service::contexts::{Cursor, Page};
 use crate::store::VersionInfo;
 
@@ -21,7 +23,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_context, list_contexts))
         .routes(routes!(get_context, replace_context, patch_context, delete_context))
-        .routes(routes!(append_messages))
+        .routes(routes!(append_messages, history_api::messages))
         .routes(routes!(list_versions))
         .routes(routes!(get_version))
 }
@@ -43,6 +45,56 @@ fn context_response(status: StatusCode, ctx: &StoredContext, extra: Option<(head
     response
 }
 
+/// `Prefer: return=minimal` (RFC 7240 section 4.2): the client does not want the
+/// representation back.
+fn wants_minimal(headers: &HeaderMap) -> bool {
+    headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|p| {
+        let p = p.trim();
+        p.split_once('=').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("return") && v.trim().trim_matches('"').eq_ignore_ascii_case("minimal")
+        })
+    })
+}
+
+/// Headers every write answer carries: the new version and the history's length.
+fn version_headers(r: &mut Response, head: &ContextHead) {
+    let h = r.headers_mut();
+    h.insert(history_api::VERSION_HEADER, HeaderValue::from(head.version.0));
+    h.insert(history_api::LENGTH_HEADER, HeaderValue::from(head.history_len));
+}
+
+/// The answer to a write: the new version's representation, or with
+/// `Prefer: return=minimal` no body (`status_minimal`) and the `ETag`, `Location`,
+/// version and history length in headers only.
+async fn write_answer(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    head: &ContextHead,
+    status: StatusCode,
+    status_minimal: StatusCode,
+) -> HttpResult<Response> {
+    let location = format!("{}/context/{}", state.inner.public_url, head.context_id);
+    let mut r = if wants_minimal(headers) {
+        let mut r = status_minimal.into_response();
+        let h = r.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&head.version.etag()) {
+            h.insert(header::ETAG, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            h.insert(header::LOCATION, v);
+        }
+        h.insert("preference-applied", HeaderValue::from_static("return=minimal"));
+        r
+    } else {
+        let ctx = state.inner.contexts.written(caller, head).await?;
+        let extra = (status == StatusCode::CREATED).then_some((header::LOCATION, location));
+        context_response(status, &ctx, extra)
+    };
+    version_headers(&mut r, head);
+    Ok(r)
+}
+
 /// Create a context.
 #[utoipa::path(post, path = "/context", tag = "contexts", request_body = ContextInput,
     responses(
@@ -58,16 +110,24 @@ fn context_response(status: StatusCode, ctx: &StoredContext, extra: Option<(head
 async fn create_context(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    headers: HeaderMap,
     JsonBody(input): JsonBody<ContextInput>,
 ) -> HttpResult<Response> {
     let ctx = state.inner.contexts.create(&caller, input).await?;
+    let head = ContextHead::of(&ctx);
+    if wants_minimal(&headers) {
+        return write_answer(&state, &caller, &headers, &head, StatusCode::CREATED, StatusCode::CREATED).await;
+    }
     let location = format!("{}/context/{}", state.inner.public_url, ctx.context_id);
-    Ok(context_response(StatusCode::CREATED, &ctx, Some((header::LOCATION, location))))
+    let mut r = context_response(StatusCode::CREATED, &ctx, Some((header::LOCATION, location)));
+    version_headers(&mut r, &head);
+    Ok(r)
 }
 
-/// Get the latest version of a context.
+/// Get the latest version of a context, or a window of its history (`last`, or
+/// `after` and `limit`; the `ETag` is the whole version's).
 #[utoipa::path(get, path = "/context/{id}", tag = "contexts",
-    params(("id" = String, Path, description = "Context id (UUID)")),
+    params(("id" = String, Path, description = "Context id (UUID)"), WindowQuery),
     responses(
         (status = 200, description = "The context", body = StoredContext),
         (status = 304, description = "Not modified (If-None-Match)"),
@@ -78,15 +138,17 @@ async fn get_context(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     ContextIdPath(id): ContextIdPath,
+    QueryParams(q): QueryParams<WindowQuery>,
     headers: HeaderMap,
 ) -> HttpResult<Response> {
-    // Served as stored: the bytes were produced by our own serializer on write.
-    let (version, json) = state.inner.contexts.get_json(&caller, id).await?;
+    let window = q.window()?;
+    // Served as assembled from what was stored, never re-serialized.
+    let (version, body) = state.inner.contexts.get_body(&caller, id).await?;
     let status = if none_match(&headers, version)? { StatusCode::NOT_MODIFIED } else { StatusCode::OK };
-    let mut r = if status == StatusCode::OK {
-        ([(header::CONTENT_TYPE, "application/json")], json).into_response()
-    } else {
-        status.into_response()
+    let mut r = match (status, window) {
+        (StatusCode::OK, None) => ([(header::CONTENT_TYPE, "application/json")], body.json.clone()).into_response(),
+        (StatusCode::OK, Some(w)) => history_api::window_response(&body, w),
+        _ => status.into_response(),
     };
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&version.etag()) {
@@ -101,6 +163,7 @@ async fn get_context(
     params(("id" = String, Path, description = "Context id (UUID)")),
     responses(
         (status = 200, description = "The new version", body = StoredContext),
+        (status = 204, description = "Written (Prefer: return=minimal): ETag, Location and Ctxguard-Version / Ctxguard-History-Length headers"),
         (status = 412, description = "If-Match does not match", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -112,8 +175,8 @@ async fn replace_context(
     JsonBody(input): JsonBody<ContextInput>,
 ) -> HttpResult<Response> {
     let cond = if_match(&headers)?;
-    let ctx = state.inner.contexts.replace(&caller, id, input, cond).await?;
-    Ok(context_response(StatusCode::OK, &ctx, None))
+    let head = state.inner.contexts.replace(&caller, id, input, cond).await?;
+    write_answer(&state, &caller, &headers, &head, StatusCode::OK, StatusCode::NO_CONTENT).await
 }
 
 /// Change `metadata` and/or `expires` with a JSON Merge Patch (RFC 7396).
@@ -122,6 +185,7 @@ async fn replace_context(
     params(("id" = String, Path, description = "Context id (UUID)")),
     responses(
         (status = 200, description = "The new version", body = StoredContext),
+        (status = 204, description = "Written (Prefer: return=minimal): ETag, Location and Ctxguard-Version / Ctxguard-History-Length headers"),
         (status = 400, description = "Patch touches other fields or is invalid", body = ErrorBody),
         (status = 412, description = "If-Match does not match", body = ErrorBody),
     ),
@@ -134,8 +198,8 @@ async fn patch_context(
     JsonBody(patch): JsonBody<Value>,
 ) -> HttpResult<Response> {
     let cond = if_match(&headers)?;
-    let ctx = state.inner.contexts.patch(&caller, id, patch, cond).await?;
-    Ok(context_response(StatusCode::OK, &ctx, None))
+    let head = state.inner.contexts.patch(&caller, id, patch, cond).await?;
+    write_answer(&state, &caller, &headers, &head, StatusCode::OK, StatusCode::NO_CONTENT).await
 }
 
 /// Inject: append messages to the session history.
@@ -143,6 +207,7 @@ async fn patch_context(
     params(("id" = String, Path, description = "Context id (UUID)")),
     responses(
         (status = 200, description = "The new version", body = StoredContext),
+        (status = 204, description = "Written (Prefer: return=minimal): ETag, Location and Ctxguard-Version / Ctxguard-History-Length headers"),
         (status = 400, description = "Invalid messages or history limit reached", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -154,8 +219,8 @@ async fn append_messages(
     JsonBody(input): JsonBody<AppendInput>,
 ) -> HttpResult<Response> {
     let cond = if_match(&headers)?;
-    let ctx = state.inner.contexts.append(&caller, id, input, cond).await?;
-    Ok(context_response(StatusCode::OK, &ctx, None))
+    let head = state.inner.contexts.append(&caller, id, input, cond).await?;
+    write_answer(&state, &caller, &headers, &head, StatusCode::OK, StatusCode::NO_CONTENT).await
 }
 
 /// Delete (revoke) a context. Its id stays reserved for ever.
@@ -184,6 +249,8 @@ struct ListQuery {
     cursor: Option<String>,
     /// Page size, 1–200 (default 50).
     limit: Option<u32>,
+    /// Only contexts whose current history holds a message this principal appended.
+    author: Option<String>,
 }
 
 /// List the contexts visible to the caller, newest first.
@@ -196,7 +263,9 @@ async fn list_contexts(
     QueryParams(q): QueryParams<ListQuery>,
 ) -> HttpResult<Json<Page>> {
     let cursor = q.cursor.as_deref().filter(|c| !c.is_empty()).map(Cursor::parse).transpose()?;
-    Ok(Json(state.inner.contexts.list(&caller, cursor, q.limit).await?))
+    let author =
+        q.author.as_deref().map(|a| a.parse().map_err(|m| crate::domain::Error::invalid("author", m))).transpose()?;
+    Ok(Json(state.inner.contexts.list(&caller, cursor, q.limit, author).await?))
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

@@ -8,6 +8,7 @@ pub mod context_api;
 pub mod error;
 pub mod extract;
 pub mod grants_api;
+pub mod history_api;
 pub mod json;
 pub mod mcp;
 pub mod middleware;

@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex};
 use crate::authn::Caller;
 use crate::authz::Action;
 use crate::domain::context::AppendInput;
-use crate::domain::{ContextId, ContextInput, Error, Message, MessageRole, StoredContext, Timestamp};
+use crate::domain::{
+    ContextId, ContextInput, Error, HistoryWindow, Message, MessageRole, StoreError, StoredContext, Timestamp,
+};
 use crate::service::ContextService;
 use crate::service::contexts::Cursor;
 
@@ -107,6 +109,22 @@ pub struct GetArgs {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct ReadArgs {
+    /// The context id (UUID).
+    pub context_id: String,
+    /// Only the last N messages of the history.
+    #[serde(default)]
+    pub last: Option<u64>,
+    /// Only the messages after this position (1-based; 0 is before the first).
+    #[serde(default)]
+    pub after: Option<u64>,
+    /// With `after`: at most this many messages.
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MessageArg {
     /// user, assistant or system.
     pub role: String,
@@ -159,6 +177,21 @@ pub struct ContextOut {
     pub version: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// For a window: how many messages the whole history holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_length: Option<usize>,
+    /// For a window: the position (1-based) of its first message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_start: Option<usize>,
+}
+
+/// What an append answers: the new version and the history's length, not the whole
+/// context (`context_get` reads it, or a window of it).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Appended {
+    pub context_id: String,
+    pub version: i64,
+    pub history_length: usize,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -184,6 +217,8 @@ impl From<StoredContext> for ContextOut {
             version: c.version.0,
             created_at: c.created_at.to_rfc3339(),
             updated_at: c.updated_at.to_rfc3339(),
+            history_length: None,
+            history_start: None,
         }
     }
 }
@@ -209,7 +244,7 @@ fn messages(args: Vec<MessageArg>) -> Result<Vec<Message>, String> {
         .enumerate()
         .map(|(i, m)| {
             let role = MessageRole::parse(&m.role).map_err(|e| format!("invalid arguments: messages[{i}]: {e}"))?;
-            Ok(Message { role, message: m.message })
+            Ok(Message::new(role, m.message))
         })
         .collect()
 }
@@ -288,15 +323,34 @@ impl ContextTools {
             .ok_or_else(|| ErrorData::invalid_request("not authenticated", None))
     }
 
-    #[tool(name = "context_get", description = "Read the latest version of a context (metadata, history, expiry).")]
+    #[tool(
+        name = "context_get",
+        description = "Read the latest version of a context (metadata, history, expiry), or only part of its history: \
+                       the last N messages (last) or those after a position (after, limit)."
+    )]
     async fn context_get(
         &self,
         ctx: RequestContext<RoleServer>,
-        Parameters(args): Parameters<GetArgs>,
+        Parameters(args): Parameters<ReadArgs>,
     ) -> Result<Json<ContextOut>, String> {
         let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
-        let ctx = self.contexts.get(&caller, id(&args.context_id)?).await.map_err(tool_error)?;
-        Ok(Json(ctx.into()))
+        let window = HistoryWindow::from_query(args.last, args.after, args.limit)
+            .map_err(|e| format!("invalid arguments: {e}"))?;
+        let cid = id(&args.context_id)?;
+        let Some(window) = window else {
+            let ctx = self.contexts.get(&caller, cid).await.map_err(tool_error)?;
+            return Ok(Json(ctx.into()));
+        };
+        let (_, body) = self.contexts.get_body(&caller, cid).await.map_err(tool_error)?;
+        let total = body.history_len();
+        let range = window.range(total);
+        let start = range.start + 1;
+        let cut: StoredContext = serde_json::from_slice(&body.window(range))
+            .map_err(|e| tool_error(Error::Store(StoreError::Corrupt(e.to_string()))))?;
+        let mut out = ContextOut::from(cut);
+        out.history_length = Some(total);
+        out.history_start = Some(start);
+        Ok(Json(out))
     }
 
     #[tool(name = "context_create", description = "Create a context. Returns the stored context.")]
@@ -317,16 +371,23 @@ impl ContextTools {
         Ok(Json(ctx.into()))
     }
 
-    #[tool(name = "context_append", description = "Append messages to a context's history (inject).")]
+    #[tool(
+        name = "context_append",
+        description = "Append messages to a context's history (inject). Returns the new version and history length."
+    )]
     async fn context_append(
         &self,
         ctx: RequestContext<RoleServer>,
         Parameters(args): Parameters<AppendArgs>,
-    ) -> Result<Json<ContextOut>, String> {
+    ) -> Result<Json<Appended>, String> {
         let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
         let input = AppendInput { messages: messages(args.messages)? };
-        let ctx = self.contexts.append(&caller, id(&args.context_id)?, input, None).await.map_err(tool_error)?;
-        Ok(Json(ctx.into()))
+        let head = self.contexts.append(&caller, id(&args.context_id)?, input, None).await.map_err(tool_error)?;
+        Ok(Json(Appended {
+            context_id: head.context_id.to_string(),
+            version: head.version.0,
+            history_length: head.history_len,
+        }))
     }
 
     #[tool(name = "context_delete", description = "Delete (revoke) a context. Its id is never reused.")]
@@ -349,7 +410,7 @@ impl ContextTools {
     ) -> Result<Json<ContextPage>, String> {
         let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
         let cursor = args.cursor.as_deref().map(Cursor::parse).transpose().map_err(tool_error)?;
-        let page = self.contexts.list(&caller, cursor, args.limit).await.map_err(tool_error)?;
+        let page = self.contexts.list(&caller, cursor, args.limit, None).await.map_err(tool_error)?;
         Ok(Json(ContextPage {
             items: page.items.iter().filter_map(|i| serde_json::to_value(i).ok()).collect(),
             next_cursor: page.next_cursor,
@@ -395,7 +456,7 @@ impl ServerHandler for ContextTools {
     ) -> Result<ListResourcesResult, ErrorData> {
         let caller = self.caller(&context)?;
         let cursor = request.and_then(|r| r.cursor).map(|c| Cursor::parse(&c)).transpose().map_err(resource_error)?;
-        let page = self.contexts.list(&caller, cursor, None).await.map_err(resource_error)?;
+        let page = self.contexts.list(&caller, cursor, None, None).await.map_err(resource_error)?;
         let resources = page
             .items
             .iter()

@@ -11,7 +11,11 @@ use crate::authn::Caller;
 use crate::authz::{Action, Authorizer, Resource};
 use crate::domain::TenantId;
 use crate::domain::context::{AppendInput, ContextLimits, append_messages, apply_patch};
-use crate::domain::{ContextFacts, ContextId, ContextInput, Error, StoreError, StoredContext, Timestamp, Version};
+use crate::domain::{
+    ContextFacts, ContextHead, ContextId, ContextInput, Error, Provenance, Revision, StoreError, StoredContext,
+    Timestamp, Version,
+};
+use crate::store::body::Body;
 use crate::store::{AuthStore, ContextRecord, ContextStore, RawContextRecord, VersionInfo, decode_context};
 
 /// An `If-Match` precondition (RFC 9110 section 13.1.1).
@@ -50,8 +54,22 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-/// Computes the next version from the current one and the time of the write.
-type NextVersion<'a> = Box<dyn FnOnce(&StoredContext, Timestamp) -> Result<StoredContext, Error> + Send + 'a>;
+/// Computes the next version from the current head and the time of the write.
+type NextVersion<'a> = Box<dyn FnOnce(&ContextHead, Timestamp) -> Result<Revision, Error> + Send + 'a>;
+
+/// The provenance of what `caller` writes at `at`: the server's record of the
+/// authenticated principal, its client and the actors of an exchanged token.
+pub fn provenance(caller: &Caller, at: Timestamp) -> Provenance {
+    let p = &caller.principal;
+    Provenance {
+        principal: p.id,
+        name: p.name.clone(),
+        kind: p.kind,
+        client_id: caller.origin.as_ref().map(|o| o.client_id.clone()),
+        act: caller.origin.as_ref().map(|o| o.actors.clone()).unwrap_or_default(),
+        at,
+    }
+}
 
 pub use super::listing::Cursor;
 
@@ -104,8 +122,9 @@ impl ContextService {
             .authorize(caller, Action::Create, Resource::Tenant(tenant))
             .map_err(|d| super::denial_error(d, "tenant"))?;
         let id = input.context_id.unwrap_or_else(ContextId::new_random);
-        let ctx = input.into_new(id, Timestamp::now())?;
-        self.limits.check(&ctx)?;
+        let now = Timestamp::now();
+        let ctx = input.into_new(id, now, Some(&provenance(caller, now)))?;
+        self.limits.check(&ContextHead::of(&ctx))?;
         match self.store.create(tenant, caller.principal.id, &ctx).await {
             Ok(()) => {
                 self.changed(tenant, id);
@@ -137,9 +156,15 @@ impl ContextService {
         id: ContextId,
         input: ContextInput,
         if_match: Option<IfMatch>,
-    ) -> Result<StoredContext, Error> {
-        self.update(caller, id, Action::Write, if_match, Box::new(|current, now| input.into_replacement(current, now)))
-            .await
+    ) -> Result<ContextHead, Error> {
+        self.update(
+            caller,
+            id,
+            Action::Write,
+            if_match,
+            Box::new(|current, now| input.into_replacement(current, now, Some(&provenance(caller, now)))),
+        )
+        .await
     }
 
     pub async fn patch(
@@ -148,7 +173,7 @@ impl ContextService {
         id: ContextId,
         patch: Value,
         if_match: Option<IfMatch>,
-    ) -> Result<StoredContext, Error> {
+    ) -> Result<ContextHead, Error> {
         self.update(
             caller,
             id,
@@ -165,15 +190,24 @@ impl ContextService {
         id: ContextId,
         input: AppendInput,
         if_match: Option<IfMatch>,
-    ) -> Result<StoredContext, Error> {
+    ) -> Result<ContextHead, Error> {
         self.update(
             caller,
             id,
             Action::Inject,
             if_match,
-            Box::new(move |current, now| append_messages(current, input.messages, now)),
+            Box::new(move |current, now| append_messages(current, input.messages, now, Some(&provenance(caller, now)))),
         )
         .await
+    }
+
+    /// The whole version a write of `caller` just made, for answers that carry the
+    /// representation. Not authorized again: the writer is shown what it wrote (as
+    /// before per-message storage), even where it may not read.
+    pub async fn written(&self, caller: &Caller, head: &ContextHead) -> Result<StoredContext, Error> {
+        let found = self.store.get_version(caller.principal.tenant, head.context_id, head.version).await?;
+        // Only a delete racing the write removes the version in between.
+        found.ok_or(Error::ContextDeleted(head.context_id))
     }
 
     pub async fn delete(&self, caller: &Caller, id: ContextId, if_match: Option<IfMatch>) -> Result<(), Error> {
@@ -204,30 +238,36 @@ impl ContextService {
 
     /// Finds a live, unexpired context the caller may perform `action` on.
     async fn readable(&self, caller: &Caller, id: ContextId, action: Action) -> Result<StoredContext, Error> {
-        let (_, json) = self.readable_json(caller, id, action).await?;
-        Ok(decode_context(&json)?)
+        let (_, body) = self.readable_body(caller, id, action).await?;
+        Ok(decode_context(&body.json)?)
     }
 
-    /// The latest version as stored JSON, after the same visibility, authorization and
+    /// The latest version as served, after the same visibility, authorization and
     /// expiry checks as every read — without parsing it.
-    async fn readable_json(&self, caller: &Caller, id: ContextId, action: Action) -> Result<(Version, Bytes), Error> {
+    async fn readable_body(&self, caller: &Caller, id: ContextId, action: Action) -> Result<(Version, Body), Error> {
         let tenant = caller.principal.tenant;
         match self.store.get_raw(tenant, id).await? {
             None => Err(Error::ContextNotFound(id)),
             Some(RawContextRecord::Tombstone { facts }) => Err(self.deleted(caller, &facts)),
-            Some(RawContextRecord::Live { facts, version, expires_at, json }) => {
+            Some(RawContextRecord::Live { facts, version, expires_at, body }) => {
                 self.authz.authorize(caller, action, Resource::Context(&facts)).map_err(|d| context_denial(id, d))?;
                 if expires_at.is_some_and(|e| e <= Timestamp::now()) {
                     return Err(Error::ContextExpired(id));
                 }
-                Ok((version, json))
+                Ok((version, body))
             }
         }
     }
 
-    /// `GET /context/{id}`: the stored bytes of the latest version and its version.
+    /// `GET /context/{id}`: the served bytes of the latest version and its version.
     pub async fn get_json(&self, caller: &Caller, id: ContextId) -> Result<(Version, Bytes), Error> {
-        self.readable_json(caller, id, Action::Read).await
+        let (version, body) = self.readable_body(caller, id, Action::Read).await?;
+        Ok((version, body.json))
+    }
+
+    /// The latest version as served, with the layout windows are cut by.
+    pub async fn get_body(&self, caller: &Caller, id: ContextId) -> Result<(Version, Body), Error> {
+        self.readable_body(caller, id, Action::Read).await
     }
 
     /// Read-modify-write of the latest version, atomic in the store.
@@ -238,7 +278,7 @@ impl ContextService {
         action: Action,
         if_match: Option<IfMatch>,
         make_next: NextVersion<'_>,
-    ) -> Result<StoredContext, Error> {
+    ) -> Result<ContextHead, Error> {
         let tenant = caller.principal.tenant;
         let limits = self.limits;
         let authz = &self.authz;
@@ -257,7 +297,7 @@ impl ContextService {
                         cond.check(id, current.version)?;
                     }
                     let next = make_next(current, now)?;
-                    limits.check(&next)?;
+                    limits.check(&next.head)?;
                     Ok(next)
                 }),
             )
@@ -298,10 +338,10 @@ impl ContextService {
     }
 }
 
-pub(super) fn summary(c: StoredContext) -> ContextSummary {
+pub(super) fn summary(c: ContextHead) -> ContextSummary {
     ContextSummary {
         context_id: c.context_id,
-        message_count: c.session.history.len(),
+        message_count: c.history_len,
         metadata: c.metadata,
         expires: c.expires,
         version: c.version,

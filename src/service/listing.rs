@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::contexts::{ContextService, Page, summary};
 use crate::authn::Caller;
 use crate::authz::{Action, Resource};
-use crate::domain::{ContextBinding, ContextId, Error, Timestamp};
+use crate::domain::{ContextBinding, ContextId, Error, PrincipalId, Timestamp};
 use crate::store::ContextRecord;
 
 pub const MAX_PAGE: u32 = 200;
@@ -61,14 +61,22 @@ fn page_size(limit: Option<u32>) -> Result<usize, Error> {
 }
 
 impl ContextService {
-    pub async fn list(&self, caller: &Caller, cursor: Option<Cursor>, limit: Option<u32>) -> Result<Page, Error> {
+    /// One page of the listing; with `author`, only contexts whose current history
+    /// holds a message that principal appended.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        cursor: Option<Cursor>,
+        limit: Option<u32>,
+        author: Option<PrincipalId>,
+    ) -> Result<Page, Error> {
         let tenant = caller.principal.tenant;
         self.authz
             .authorize(caller, Action::List, Resource::Tenant(tenant))
             .map_err(|d| super::denial_error(d, "tenant"))?;
         let limit = page_size(limit)?;
         if let Some(binding) = caller.binding.clone() {
-            return self.list_bound(caller, &binding, cursor, limit).await;
+            return self.list_bound(caller, &binding, cursor, limit, author).await;
         }
         let mut before = match cursor {
             None => None,
@@ -80,7 +88,7 @@ impl ContextService {
         let mut scanned = 0;
         let next_cursor = loop {
             let batch = (limit + 1).max(64) as u32;
-            let rows = self.store.list(tenant, now, before, batch).await?;
+            let rows = self.store.list(tenant, now, before, batch, author).await?;
             let exhausted = rows.len() < batch as usize;
             let mut left_over = false;
             for row in rows {
@@ -91,7 +99,7 @@ impl ContextService {
                 scanned += 1;
                 before = Some(row.seq);
                 if self.authz.can_read(caller, &row.facts) {
-                    items.push(summary(row.context));
+                    items.push(summary(row.head));
                 }
             }
             let position = before.map(|s| Cursor::Before(s).encode());
@@ -117,6 +125,7 @@ impl ContextService {
         binding: &ContextBinding,
         cursor: Option<Cursor>,
         limit: usize,
+        author: Option<PrincipalId>,
     ) -> Result<Page, Error> {
         let skip = match cursor {
             None => 0,
@@ -132,8 +141,11 @@ impl ContextService {
             if let Some(ContextRecord::Live { facts, context }) = self.store.get(caller.principal.tenant, id).await?
                 && !context.is_expired_at(now)
                 && self.authz.can_read(caller, &facts)
+                && author.is_none_or(|a| {
+                    context.session.history.iter().any(|m| m.provenance.as_ref().is_some_and(|p| p.principal == a))
+                })
             {
-                found.push(context);
+                found.push(crate::domain::ContextHead::of(&context));
             }
         }
         found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.context_id.cmp(&a.context_id)));

@@ -11,13 +11,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 
+use super::body::Body;
 use super::{
     Bucket, ContextStore, Database, GrantMutation, ListedContext, Mutation, RawContextRecord, StampedCache, VersionInfo,
 };
 use crate::domain::{
-    ContextFacts, ContextGrant, ContextId, Error, PrincipalId, StoreError, StoredContext, TenantId, Timestamp, Version,
+    ContextFacts, ContextGrant, ContextHead, ContextId, Error, PrincipalId, StoreError, StoredContext, TenantId,
+    Timestamp, Version,
 };
 
 #[derive(Clone, Debug)]
@@ -25,7 +26,7 @@ struct Head {
     facts: ContextFacts,
     version: Version,
     expires_at: Option<Timestamp>,
-    json: Bytes,
+    body: Body,
 }
 
 /// Per-entry bookkeeping counted against the byte budget besides the body.
@@ -41,9 +42,19 @@ impl CachedContexts {
     /// A cache of at most `max_bytes` of context bodies.
     pub fn new(db: Arc<dyn Database>, max_bytes: u64) -> Self {
         let heads = StampedCache::weighted(max_bytes, |h: &Head| {
-            u32::try_from(h.json.len()).unwrap_or(u32::MAX).saturating_add(ENTRY_OVERHEAD)
+            let layout = h.body.layout.spans.len() * std::mem::size_of::<std::ops::Range<usize>>();
+            u32::try_from(h.body.json.len() + layout).unwrap_or(u32::MAX).saturating_add(ENTRY_OVERHEAD)
         });
         Self { db, heads }
+    }
+}
+
+impl CachedContexts {
+    /// Publishes the cache's entries and bytes (bodies and their layouts) as gauges.
+    pub fn report(&self) {
+        let (entries, bytes) = self.heads.usage();
+        metrics::gauge!("ctxguard_context_cache_entries").set(entries as f64);
+        metrics::gauge!("ctxguard_context_cache_bytes").set(bytes as f64);
     }
 }
 
@@ -57,14 +68,14 @@ impl ContextStore for CachedContexts {
                 facts: h.facts,
                 version: h.version,
                 expires_at: h.expires_at,
-                json: h.json,
+                body: h.body,
             }));
         }
         // Stamped before the read: a change that lands in between makes the entry stale.
         let stamp = changes.stamp(Bucket::of_context(id));
         let found = self.db.get_raw(tenant, id).await?;
-        if let (Some(stamp), Some(RawContextRecord::Live { facts, version, expires_at, json })) = (stamp, &found) {
-            let head = Head { facts: facts.clone(), version: *version, expires_at: *expires_at, json: json.clone() };
+        if let (Some(stamp), Some(RawContextRecord::Live { facts, version, expires_at, body })) = (stamp, &found) {
+            let head = Head { facts: facts.clone(), version: *version, expires_at: *expires_at, body: body.clone() };
             self.heads.insert(key, head, stamp);
         }
         Ok(found)
@@ -87,7 +98,7 @@ impl ContextStore for CachedContexts {
         self.db.create(tenant, owner, context).await
     }
 
-    async fn update(&self, tenant: TenantId, id: ContextId, mutate: Mutation<'_>) -> Result<StoredContext, Error> {
+    async fn update(&self, tenant: TenantId, id: ContextId, mutate: Mutation<'_>) -> Result<ContextHead, Error> {
         let result = self.db.update(tenant, id, mutate).await;
         self.heads.invalidate(&(tenant, id));
         result
@@ -99,8 +110,9 @@ impl ContextStore for CachedContexts {
         now: Timestamp,
         before_seq: Option<i64>,
         limit: u32,
+        author: Option<PrincipalId>,
     ) -> Result<Vec<ListedContext>, StoreError> {
-        self.db.list(tenant, now, before_seq, limit).await
+        self.db.list(tenant, now, before_seq, limit, author).await
     }
 
     async fn update_grants(

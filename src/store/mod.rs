@@ -6,11 +6,14 @@
 //! intact; every query is scoped by tenant, so isolation does not depend on callers
 //! remembering a `WHERE` clause.
 
+pub mod body;
 pub mod cached;
 pub mod changes;
 mod postgres;
 mod sql;
 mod sql_auth;
+mod sql_history;
+mod sql_legacy;
 mod sql_oauth;
 mod sqlite;
 pub mod stamped;
@@ -21,8 +24,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    ApiKey, ApiKeyId, ClientId, ContextFacts, ContextGrant, ContextId, Error, FamilyId, Jti, OAuthClient, Principal,
-    PrincipalId, RoleSet, ScopeSet, StoreError, StoredContext, Tenant, TenantId, Timestamp, TokenHash, Version,
+    ApiKey, ApiKeyId, ClientId, ContextFacts, ContextGrant, ContextHead, ContextId, Error, FamilyId, Jti, OAuthClient,
+    Principal, PrincipalId, Revision, RoleSet, ScopeSet, StoreError, StoredContext, Tenant, TenantId, Timestamp,
+    TokenHash, Version,
 };
 
 pub use changes::{Bucket, ChangeClock, Stamp};
@@ -43,37 +47,27 @@ pub enum ContextRecord {
     },
 }
 
-/// The latest version as stored (JSON text), with what is needed to decide whether it
-/// may be served without parsing it: authorization facts, version and expiry.
+/// The latest version as served (JSON bytes and where its messages sit), with what is
+/// needed to decide whether it may be served without parsing it: authorization facts,
+/// version and expiry.
 #[derive(Clone, Debug)]
 pub enum RawContextRecord {
-    Live { facts: ContextFacts, version: Version, expires_at: Option<Timestamp>, json: bytes::Bytes },
+    Live { facts: ContextFacts, version: Version, expires_at: Option<Timestamp>, body: body::Body },
     Tombstone { facts: ContextFacts },
 }
 
-/// One entry of a listing: its position, its authorization facts and the context.
+/// One entry of a listing: its position, its authorization facts and its head (a
+/// listing never reads messages).
 #[derive(Clone, Debug)]
 pub struct ListedContext {
     pub seq: i64,
     pub facts: ContextFacts,
-    pub context: StoredContext,
+    pub head: ContextHead,
 }
 
 /// Parses a stored context body.
 pub fn decode_context(json: &[u8]) -> Result<StoredContext, StoreError> {
     serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(format!("context body: {e}")))
-}
-
-/// The labels of a stored body, for rows written before labels had their own column.
-pub(crate) fn labels_of_body(json: &[u8]) -> Result<Vec<String>, StoreError> {
-    #[derive(serde::Deserialize)]
-    struct MetadataOnly {
-        #[serde(default)]
-        metadata: serde_json::Map<String, serde_json::Value>,
-    }
-    let m: MetadataOnly =
-        serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(format!("context body: {e}")))?;
-    Ok(crate::domain::grant::labels_of(&m.metadata))
 }
 
 /// One entry of a version listing.
@@ -83,14 +77,14 @@ pub struct VersionInfo {
     pub created_at: Timestamp,
 }
 
-/// Computes the next version from the current one inside the store's write transaction.
+/// Computes the next version from the current head inside the store's write transaction.
 /// It is called with the row locked, so read-modify-write cannot lose an update.
-pub type Mutation<'a> = Box<dyn FnOnce(&ContextFacts, &StoredContext) -> Result<StoredContext, Error> + Send + 'a>;
+pub type Mutation<'a> = Box<dyn FnOnce(&ContextFacts, &ContextHead) -> Result<Revision, Error> + Send + 'a>;
 
-/// Computes a context's new grant list from its facts and current version, inside the
+/// Computes a context's new grant list from its facts and current head, inside the
 /// write transaction with the row locked.
 pub type GrantMutation<'a> =
-    Box<dyn FnOnce(&ContextFacts, &StoredContext) -> Result<Vec<ContextGrant>, Error> + Send + 'a>;
+    Box<dyn FnOnce(&ContextFacts, &ContextHead) -> Result<Vec<ContextGrant>, Error> + Send + 'a>;
 
 #[async_trait]
 pub trait ContextStore: Send + Sync {
@@ -102,8 +96,8 @@ pub trait ContextStore: Send + Sync {
         Ok(match self.get_raw(tenant, id).await? {
             None => None,
             Some(RawContextRecord::Tombstone { facts }) => Some(ContextRecord::Tombstone { facts }),
-            Some(RawContextRecord::Live { facts, json, .. }) => {
-                Some(ContextRecord::Live { facts, context: decode_context(&json)? })
+            Some(RawContextRecord::Live { facts, body, .. }) => {
+                Some(ContextRecord::Live { facts, context: decode_context(&body.json)? })
             }
         })
     }
@@ -116,8 +110,10 @@ pub trait ContextStore: Send + Sync {
     async fn versions(&self, tenant: TenantId, id: ContextId) -> Result<Vec<VersionInfo>, StoreError>;
     /// Inserts version 1. `StoreError::Duplicate` if the id exists or ever existed.
     async fn create(&self, tenant: TenantId, owner: PrincipalId, context: &StoredContext) -> Result<(), StoreError>;
-    /// Atomically replaces the latest version with `mutate(owner, latest)`.
-    async fn update(&self, tenant: TenantId, id: ContextId, mutate: Mutation<'_>) -> Result<StoredContext, Error>;
+    /// Atomically adds the version `mutate(facts, latest head)` makes, writing only
+    /// what it changes (an append writes its messages and one small version row), and
+    /// returns the new head.
+    async fn update(&self, tenant: TenantId, id: ContextId, mutate: Mutation<'_>) -> Result<ContextHead, Error>;
     /// Live, unexpired contexts, newest first, strictly older than `before_seq`.
     async fn list(
         &self,
@@ -125,6 +121,7 @@ pub trait ContextStore: Send + Sync {
         now: Timestamp,
         before_seq: Option<i64>,
         limit: u32,
+        author: Option<PrincipalId>,
     ) -> Result<Vec<ListedContext>, StoreError>;
     /// Atomically replaces a live context's grants with `mutate(facts, latest)`; the
     /// context's version does not change (grants are not part of the OCP object).
@@ -214,6 +211,13 @@ pub trait Database: ContextStore + AuthStore + OAuthStore + McpStore {
     /// its WAL on the last close).
     async fn close(&self);
     fn backend(&self) -> &'static str;
+    /// Contexts still stored in the format before per-message storage (every version
+    /// a whole body), waiting for [`Database::convert_legacy`].
+    async fn legacy_contexts(&self) -> Result<u64, StoreError>;
+    /// Converts up to `batch` contexts to per-message storage, each in its own
+    /// transaction (so an interrupted conversion resumes where it stopped), and returns
+    /// how many it converted; 0 when none are left.
+    async fn convert_legacy(&self, batch: u32) -> Result<u64, StoreError>;
 }
 
 /// Where the data lives.

@@ -12,8 +12,8 @@ macro_rules! impl_sql_stores {
         use sqlx::Row;
 
         use crate::domain::{
-            ApiKey, ApiKeyId, ContextId, Error, Principal, PrincipalId, PrincipalKind, RoleSet, ScopeSet, StoreError,
-            StoredContext, Tenant, TenantId, Timestamp, Version,
+            ApiKey, ApiKeyId, ContextHead, ContextId, Error, NewMessages, Principal, PrincipalId, PrincipalKind,
+            Revision, RoleSet, ScopeSet, StoreError, StoredContext, Tenant, TenantId, Timestamp, Version,
         };
         use crate::store::{
             AuthStore, Bucket, ChangeClock, ContextStore, Database, Mutation, RawContextRecord, VersionInfo, map_sqlx,
@@ -31,10 +31,6 @@ macro_rules! impl_sql_stores {
         {
             let s: String = row.try_get(col).map_err(map_sqlx)?;
             s.parse().map_err(|e| corrupt(col, e))
-        }
-
-        fn encode_body(ctx: &StoredContext) -> Result<String, StoreError> {
-            serde_json::to_string(ctx).map_err(|e| corrupt("context body", e))
         }
 
         fn tenant_from_row(row: &DbRow) -> Result<Tenant, StoreError> {
@@ -85,18 +81,18 @@ macro_rules! impl_sql_stores {
             })
         }
 
-        /// The authorization facts of a head row (`labels`, `grants`, `owner_id`); legacy
-        /// rows without a labels column value take their labels from `body`.
+        /// The authorization facts of a head row (`labels`, `grants`, `owner_id`); rows
+        /// written before labels had their own column take them from `metadata`.
         fn facts_from_row(
             row: &DbRow,
             tenant: TenantId,
             id: ContextId,
-            body: Option<&str>,
         ) -> Result<crate::domain::ContextFacts, StoreError> {
             let labels: Option<String> = row.try_get("labels").map_err(map_sqlx)?;
-            let labels: Vec<String> = match (labels, body) {
+            let metadata: Option<String> = row.try_get("metadata").map_err(map_sqlx)?;
+            let labels: Vec<String> = match (labels, metadata) {
                 (Some(l), _) => serde_json::from_str(&l).map_err(|e| corrupt("labels", e))?,
-                (None, Some(b)) => crate::store::labels_of_body(b.as_bytes())?,
+                (None, Some(m)) => crate::domain::grant::labels_of(&parse_metadata(&m)?),
                 (None, None) => Vec::new(),
             };
             let grants: String = row.try_get("grants").map_err(map_sqlx)?;
@@ -111,8 +107,8 @@ macro_rules! impl_sql_stores {
             })
         }
 
-        fn labels_text(ctx: &StoredContext) -> String {
-            serde_json::to_string(&crate::domain::grant::labels_of(&ctx.metadata)).unwrap_or_else(|_| "[]".into())
+        fn labels_text(metadata: &serde_json::Map<String, serde_json::Value>) -> String {
+            serde_json::to_string(&crate::domain::grant::labels_of(metadata)).unwrap_or_else(|_| "[]".into())
         }
 
         const PRINCIPAL_COLS: &str =
@@ -122,35 +118,24 @@ macro_rules! impl_sql_stores {
         #[async_trait]
         impl ContextStore for $store {
             async fn get_raw(&self, tenant: TenantId, id: ContextId) -> Result<Option<RawContextRecord>, StoreError> {
-                let row = sqlx::query(
-                    "SELECT c.owner_id, c.labels, c.grants, c.deleted_at_ms, c.version, c.expires_at_ms, v.body \
-                     FROM contexts c \
-                     LEFT JOIN context_versions v ON v.tenant_id = c.tenant_id \
-                       AND v.context_id = c.context_id AND v.version = c.version \
-                     WHERE c.tenant_id = $1 AND c.context_id = $2",
-                )
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {HEAD_COLS} FROM contexts WHERE tenant_id = $1 AND context_id = $2"
+                )))
                 .bind(tenant.to_string())
                 .bind(id.to_string())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(map_sqlx)?;
                 let Some(row) = row else { return Ok(None) };
-                let deleted: Option<i64> = row.try_get("deleted_at_ms").map_err(map_sqlx)?;
-                let body: Option<String> = row.try_get("body").map_err(map_sqlx)?;
-                let facts = facts_from_row(&row, tenant, id, body.as_deref())?;
-                Ok(Some(match (deleted, body) {
-                    (None, Some(json)) => RawContextRecord::Live {
-                        json: bytes::Bytes::from(json),
-                        facts,
-                        version: Version(row.try_get("version").map_err(map_sqlx)?),
-                        expires_at: row
-                            .try_get::<Option<i64>, _>("expires_at_ms")
-                            .map_err(map_sqlx)?
-                            .map(Timestamp::from_millis),
-                    },
-                    (None, None) => return Err(corrupt("context", "live context without its latest version")),
-                    (Some(_), _) => RawContextRecord::Tombstone { facts },
-                }))
+                let facts = facts_from_row(&row, tenant, id)?;
+                if row.try_get::<Option<i64>, _>("deleted_at_ms").map_err(map_sqlx)?.is_some() {
+                    return Ok(Some(RawContextRecord::Tombstone { facts }));
+                }
+                let (head, at) = head_from_row(&row, id)?;
+                let metadata: String = row.try_get("metadata").map_err(map_sqlx)?;
+                let messages = load_messages(&self.pool, tenant, id, at.history, at.len).await?;
+                let body = crate::store::body::assemble(&parts(&head, &metadata), &messages)?;
+                Ok(Some(RawContextRecord::Live { facts, version: head.version, expires_at: head.expires, body }))
             }
 
             async fn get_version(
@@ -159,8 +144,14 @@ macro_rules! impl_sql_stores {
                 id: ContextId,
                 version: Version,
             ) -> Result<Option<StoredContext>, StoreError> {
-                let body: Option<String> = sqlx::query_scalar(
-                    "SELECT body FROM context_versions WHERE tenant_id = $1 AND context_id = $2 AND version = $3",
+                let row = sqlx::query(
+                    "SELECT r.history, r.history_len, r.expires_at_ms, r.created_at_ms AS updated_at_ms, \
+                            m.metadata, c.created_at_ms \
+                     FROM context_revisions r \
+                     JOIN context_revisions m ON m.tenant_id = r.tenant_id AND m.context_id = r.context_id \
+                       AND m.version = r.meta_version \
+                     JOIN contexts c ON c.tenant_id = r.tenant_id AND c.context_id = r.context_id \
+                     WHERE r.tenant_id = $1 AND r.context_id = $2 AND r.version = $3",
                 )
                 .bind(tenant.to_string())
                 .bind(id.to_string())
@@ -168,12 +159,27 @@ macro_rules! impl_sql_stores {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(map_sqlx)?;
-                body.as_deref().map(|b| crate::store::decode_context(b.as_bytes())).transpose()
+                let Some(row) = row else { return Ok(None) };
+                let metadata: Option<String> = row.try_get("metadata").map_err(map_sqlx)?;
+                let metadata = metadata.ok_or_else(|| corrupt("version", "its metadata snapshot is missing"))?;
+                let (history, len): (i64, i64) =
+                    (row.try_get("history").map_err(map_sqlx)?, row.try_get("history_len").map_err(map_sqlx)?);
+                let messages = load_messages(&self.pool, tenant, id, history, len).await?;
+                let p = crate::store::body::Parts {
+                    context_id: id,
+                    metadata: &metadata,
+                    expires: opt_ms(&row, "expires_at_ms")?,
+                    version,
+                    created_at: ms(&row, "created_at_ms")?,
+                    updated_at: ms(&row, "updated_at_ms")?,
+                };
+                let body = crate::store::body::assemble(&p, &messages)?;
+                crate::store::decode_context(&body.json).map(Some)
             }
 
             async fn versions(&self, tenant: TenantId, id: ContextId) -> Result<Vec<VersionInfo>, StoreError> {
                 let rows = sqlx::query(
-                    "SELECT version, created_at_ms FROM context_versions \
+                    "SELECT version, created_at_ms FROM context_revisions \
                      WHERE tenant_id = $1 AND context_id = $2 ORDER BY version",
                 )
                 .bind(tenant.to_string())
@@ -185,7 +191,7 @@ macro_rules! impl_sql_stores {
                     .map(|r| {
                         Ok(VersionInfo {
                             version: Version(r.try_get("version").map_err(map_sqlx)?),
-                            created_at: Timestamp::from_millis(r.try_get("created_at_ms").map_err(map_sqlx)?),
+                            created_at: ms(r, "created_at_ms")?,
                         })
                     })
                     .collect()
@@ -197,11 +203,16 @@ macro_rules! impl_sql_stores {
                 owner: PrincipalId,
                 ctx: &StoredContext,
             ) -> Result<(), StoreError> {
-                let body = encode_body(ctx)?;
+                let head = ContextHead::of(ctx);
+                let metadata = metadata_text(&ctx.metadata)?;
+                let at =
+                    HistoryRef { history: ctx.version.0, len: head.history_len as i64, meta_version: ctx.version.0 };
+                let rows = message_rows(&ctx.session.history)?;
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 sqlx::query(
                     "INSERT INTO contexts (tenant_id, context_id, owner_id, version, expires_at_ms, \
-                     created_at_ms, updated_at_ms, labels) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+                     created_at_ms, updated_at_ms, labels, metadata, meta_version, history, history_len) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $4, $4, $9)",
                 )
                 .bind(tenant.to_string())
                 .bind(ctx.context_id.to_string())
@@ -209,11 +220,14 @@ macro_rules! impl_sql_stores {
                 .bind(ctx.version.0)
                 .bind(ctx.expires.map(|e| e.millis()))
                 .bind(ctx.created_at.millis())
-                .bind(labels_text(ctx))
+                .bind(labels_text(&ctx.metadata))
+                .bind(&metadata)
+                .bind(at.len)
                 .execute(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
-                insert_version(&mut tx, tenant, ctx, &body).await?;
+                insert_revision(&mut tx, tenant, ctx.context_id, &head, &at, Some(&metadata)).await?;
+                insert_messages(&mut tx, tenant, ctx.context_id, at.history, 0, &rows).await?;
                 tx.commit().await.map_err(map_sqlx)
             }
 
@@ -222,17 +236,32 @@ macro_rules! impl_sql_stores {
                 tenant: TenantId,
                 id: ContextId,
                 mutate: Mutation<'_>,
-            ) -> Result<StoredContext, Error> {
+            ) -> Result<ContextHead, Error> {
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
-                let (facts, current, version) = locked_head(&mut tx, tenant, id).await?;
-                let next = mutate(&facts, &current)?;
-                if next.version != version.next() || next.context_id != id {
+                let (facts, current, at) = locked_head(&mut tx, tenant, id).await?;
+                let Revision { head: next, messages, metadata_changed } = mutate(&facts, &current)?;
+                if next.version != current.version.next() || next.context_id != id {
                     return Err(corrupt("update", "mutation produced a non-successor version").into());
                 }
-                let next_body = encode_body(&next)?;
-                insert_version(&mut tx, tenant, &next, &next_body).await?;
+                let (history, start, rows) = match &messages {
+                    NewMessages::Keep => (at.history, at.len, Vec::new()),
+                    NewMessages::Append(entries) => (at.history, at.len, message_rows(entries)?),
+                    // A new history, named after the version that starts it.
+                    NewMessages::Replace(entries) => (next.version.0, 0, message_rows(entries)?),
+                };
+                let len = start + rows.len() as i64;
+                if len != next.history_len as i64 {
+                    return Err(corrupt("update", "the revision's history length does not match its messages").into());
+                }
+                let meta_version = if metadata_changed { next.version.0 } else { at.meta_version };
+                let metadata = if metadata_changed { Some(metadata_text(&next.metadata)?) } else { None };
+                insert_messages(&mut tx, tenant, id, history, start, &rows).await?;
+                let next_at = HistoryRef { history, len, meta_version };
+                insert_revision(&mut tx, tenant, id, &next, &next_at, metadata.as_deref()).await?;
                 sqlx::query(
-                    "UPDATE contexts SET version = $3, expires_at_ms = $4, updated_at_ms = $5, labels = $6 \
+                    "UPDATE contexts SET version = $3, expires_at_ms = $4, updated_at_ms = $5, \
+                     labels = COALESCE($6, labels), metadata = COALESCE($7, metadata), meta_version = $8, \
+                     history = $9, history_len = $10 \
                      WHERE tenant_id = $1 AND context_id = $2",
                 )
                 .bind(tenant.to_string())
@@ -240,7 +269,11 @@ macro_rules! impl_sql_stores {
                 .bind(next.version.0)
                 .bind(next.expires.map(|e| e.millis()))
                 .bind(next.updated_at.millis())
-                .bind(labels_text(&next))
+                .bind(metadata.as_ref().map(|_| labels_text(&next.metadata)))
+                .bind(metadata.as_deref())
+                .bind(meta_version)
+                .bind(history)
+                .bind(len)
                 .execute(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
@@ -254,30 +287,32 @@ macro_rules! impl_sql_stores {
                 now: Timestamp,
                 before_seq: Option<i64>,
                 limit: u32,
+                author: Option<PrincipalId>,
             ) -> Result<Vec<crate::store::ListedContext>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT c.seq, c.context_id, c.owner_id, c.labels, c.grants, v.body \
-                     FROM contexts c JOIN context_versions v \
-                       ON v.tenant_id = c.tenant_id AND v.context_id = c.context_id AND v.version = c.version \
-                     WHERE c.tenant_id = $1 AND c.deleted_at_ms IS NULL \
-                       AND (c.expires_at_ms IS NULL OR c.expires_at_ms > $2) AND c.seq < $3 \
-                     ORDER BY c.seq DESC LIMIT $4",
-                )
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT seq, context_id, {HEAD_COLS} FROM contexts c \
+                     WHERE tenant_id = $1 AND deleted_at_ms IS NULL \
+                       AND (expires_at_ms IS NULL OR expires_at_ms > $2) AND seq < $3 \
+                       AND ($5 IS NULL OR EXISTS (SELECT 1 FROM context_messages m \
+                         WHERE m.tenant_id = c.tenant_id AND m.author_id = $5 AND m.context_id = c.context_id \
+                           AND m.history = c.history AND m.position < c.history_len)) \
+                     ORDER BY seq DESC LIMIT $4"
+                )))
                 .bind(tenant.to_string())
                 .bind(now.millis())
                 .bind(before_seq.unwrap_or(i64::MAX))
                 .bind(i64::from(limit))
+                .bind(author.map(|a| a.to_string()))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(map_sqlx)?;
                 rows.iter()
                     .map(|r| {
                         let seq: i64 = r.try_get("seq").map_err(map_sqlx)?;
-                        let body: String = r.try_get("body").map_err(map_sqlx)?;
                         let id: ContextId = parse_col(r, "context_id")?;
-                        let facts = facts_from_row(r, tenant, id, Some(&body))?;
-                        let context = crate::store::decode_context(body.as_bytes())?;
-                        Ok(crate::store::ListedContext { seq, facts, context })
+                        let facts = facts_from_row(r, tenant, id)?;
+                        let (head, _) = head_from_row(r, id)?;
+                        Ok(crate::store::ListedContext { seq, facts, head })
                     })
                     .collect()
             }
@@ -327,27 +362,33 @@ macro_rules! impl_sql_stores {
                 if done == 0 {
                     return Ok(false);
                 }
-                sqlx::query("DELETE FROM context_versions WHERE tenant_id = $1 AND context_id = $2")
+                for table in ["context_revisions", "context_messages", "context_versions"] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE tenant_id = $1 AND context_id = $2"
+                    )))
                     .bind(tenant.to_string())
                     .bind(id.to_string())
                     .execute(&mut *tx)
                     .await
                     .map_err(map_sqlx)?;
+                }
                 self.commit_context_change(tx, id).await?;
                 Ok(true)
             }
 
             async fn sweep_expired(&self, cutoff: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
-                sqlx::query(
-                    "DELETE FROM context_versions WHERE (tenant_id, context_id) IN \
-                     (SELECT tenant_id, context_id FROM contexts \
-                      WHERE deleted_at_ms IS NULL AND expires_at_ms <= $1)",
-                )
-                .bind(cutoff.millis())
-                .execute(&mut *tx)
-                .await
-                .map_err(map_sqlx)?;
+                for table in ["context_revisions", "context_messages", "context_versions"] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE (tenant_id, context_id) IN \
+                         (SELECT tenant_id, context_id FROM contexts \
+                          WHERE deleted_at_ms IS NULL AND expires_at_ms <= $1)"
+                    )))
+                    .bind(cutoff.millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                }
                 let swept = sqlx::query(
                     "UPDATE contexts SET deleted_at_ms = $2 WHERE deleted_at_ms IS NULL AND expires_at_ms <= $1",
                 )
@@ -365,17 +406,28 @@ macro_rules! impl_sql_stores {
             }
         }
 
-        /// The head of a live context, locked for update, with its latest version.
+        /// The parts of the latest version besides its messages.
+        fn parts<'a>(head: &ContextHead, metadata: &'a str) -> crate::store::body::Parts<'a> {
+            crate::store::body::Parts {
+                context_id: head.context_id,
+                metadata,
+                expires: head.expires,
+                version: head.version,
+                created_at: head.created_at,
+                updated_at: head.updated_at,
+            }
+        }
+
+        /// The head of a live context, locked for update (no messages are read).
         async fn locked_head(
             tx: &mut sqlx::Transaction<'static, $db>,
             tenant: TenantId,
             id: ContextId,
-        ) -> Result<(crate::domain::ContextFacts, StoredContext, Version), Error> {
-            let head = sqlx::query(concat!(
-                "SELECT owner_id, labels, grants, version, deleted_at_ms FROM contexts \
-                 WHERE tenant_id = $1 AND context_id = $2 ",
+        ) -> Result<(crate::domain::ContextFacts, ContextHead, HistoryRef), Error> {
+            let head = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {HEAD_COLS} FROM contexts WHERE tenant_id = $1 AND context_id = $2 {}",
                 $lock
-            ))
+            )))
             .bind(tenant.to_string())
             .bind(id.to_string())
             .fetch_optional(&mut **tx)
@@ -386,19 +438,9 @@ macro_rules! impl_sql_stores {
             if deleted.is_some() {
                 return Err(Error::ContextDeleted(id));
             }
-            let version = Version(head.try_get("version").map_err(map_sqlx)?);
-            let body: String = sqlx::query_scalar(
-                "SELECT body FROM context_versions WHERE tenant_id = $1 AND context_id = $2 AND version = $3",
-            )
-            .bind(tenant.to_string())
-            .bind(id.to_string())
-            .bind(version.0)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(map_sqlx)?;
-            let facts = facts_from_row(&head, tenant, id, Some(&body))?;
-            let current = crate::store::decode_context(body.as_bytes())?;
-            Ok((facts, current, version))
+            let facts = facts_from_row(&head, tenant, id)?;
+            let (current, at) = head_from_row(&head, id)?;
+            Ok((facts, current, at))
         }
 
         impl $store {
@@ -447,27 +489,6 @@ macro_rules! impl_sql_stores {
             }
         }
 
-        async fn insert_version(
-            tx: &mut sqlx::Transaction<'static, $db>,
-            tenant: TenantId,
-            ctx: &StoredContext,
-            body: &str,
-        ) -> Result<(), StoreError> {
-            sqlx::query(
-                "INSERT INTO context_versions (tenant_id, context_id, version, body, created_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(tenant.to_string())
-            .bind(ctx.context_id.to_string())
-            .bind(ctx.version.0)
-            .bind(body)
-            .bind(ctx.updated_at.millis())
-            .execute(&mut **tx)
-            .await
-            .map_err(map_sqlx)?;
-            Ok(())
-        }
-
         #[async_trait]
         impl Database for $store {
             async fn ping(&self) -> Result<(), StoreError> {
@@ -481,6 +502,14 @@ macro_rules! impl_sql_stores {
 
             fn backend(&self) -> &'static str {
                 $backend
+            }
+
+            async fn legacy_contexts(&self) -> Result<u64, StoreError> {
+                self.count_legacy().await
+            }
+
+            async fn convert_legacy(&self, batch: u32) -> Result<u64, StoreError> {
+                self.convert_legacy_batch(batch).await
             }
 
             fn changes(&self) -> &ChangeClock {

@@ -89,6 +89,18 @@ where
         }
     }
 
+    /// (entries, total weight) after pending evictions are applied: bytes for a cache
+    /// made with [`StampedCache::weighted`].
+    pub fn usage(&self) -> (u64, u64) {
+        match &self.entries {
+            Some(entries) => {
+                entries.run_pending_tasks();
+                (entries.entry_count(), entries.weighted_size())
+            }
+            None => (0, 0),
+        }
+    }
+
     pub fn invalidate_all(&self) {
         if let Some(entries) = &self.entries {
             entries.invalidate_all();

@@ -59,6 +59,25 @@ async fn two_contexts(srv: &TestServer, key: &str) -> (String, String) {
 }
 
 backend_tests! {
+    async fn provenance_names_the_client_and_the_actors_of_an_exchanged_token(srv) {
+        let orchestrator = agent_client(&srv, "orchestrator", None).await;
+        let sub_agent = agent_client(&srv, "sub-agent", None).await;
+        let token = access_token(&srv.cc_token(&orchestrator.0, &orchestrator.1, &[]).await);
+        let created = srv.create_context(&token, sample_context()).await;
+        let first = &created["session"]["history"][0]["provenance"];
+        assert_eq!(first["client_id"], orchestrator.0.as_str(), "{created}");
+        assert!(first.get("act").is_none(), "no delegation yet: {first}");
+        let id = created["context_id"].as_str().unwrap();
+        let exchanged = access_token(&exchange(&srv, &sub_agent, &token, &[]).await);
+        let msg = json!({"messages": [{"role": "assistant", "message": "from the sub-agent"}]});
+        let r = srv.call(Method::POST, &format!("/context/{id}/messages"), Some(&exchanged), Some(msg)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let p = &r.body["session"]["history"][2]["provenance"];
+        assert_eq!(p["principal"], first["principal"], "the subject is who the message is written for");
+        assert_eq!(p["client_id"], sub_agent.0.as_str());
+        assert_eq!(p["act"], json!([sub_agent.0]), "the delegating actor is named: {p}");
+    }
+
     async fn a_bound_token_works_only_on_its_contexts_and_actions(srv) {
         let client = agent_client(&srv, "bound", None).await;
         let unbound = access_token(&srv.cc_token(&client.0, &client.1, &[]).await);

@@ -19,4 +19,5 @@ mod ops;
 mod policies;
 mod process;
 mod sharing;
+mod storage;
 mod third_party;

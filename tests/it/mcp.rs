@@ -100,6 +100,15 @@ backend_tests! {
         let id = created["result"]["structuredContent"]["context_id"].as_str().unwrap().to_string();
         let appended = call(&srv, &key, &sid, 4, "context_append", json!({"context_id": id, "messages": [{"role": "assistant", "message": "hi"}]})).await;
         assert_eq!(appended["result"]["structuredContent"]["version"], 2);
+        assert_eq!(appended["result"]["structuredContent"]["history_length"], 2, "{appended}");
+        assert!(appended["result"]["structuredContent"].get("history").is_none(), "an append answers briefly");
+        let window = call(&srv, &key, &sid, 5, "context_get", json!({"context_id": id, "last": 1})).await;
+        let w = &window["result"]["structuredContent"];
+        assert_eq!(w["history"].as_array().map(Vec::len), Some(1), "{window}");
+        assert_eq!(w["history"][0]["message"], "hi");
+        assert_eq!((w["history_length"].as_u64(), w["history_start"].as_u64()), (Some(2), Some(2)));
+        let bad = call(&srv, &key, &sid, 6, "context_get", json!({"context_id": id, "last": 1, "after": 1})).await;
+        assert_eq!(bad["result"]["isError"], true, "{bad}");
         // What MCP wrote, HTTP reads: one store, one authorization path.
         let http = srv.call(Method::GET, &format!("/context/{id}"), Some(&key), None).await;
         assert_eq!(http.body["session"]["history"][1]["message"], "hi");

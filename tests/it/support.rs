@@ -379,6 +379,24 @@ impl TestServer {
         }
     }
 
+    /// One number from the server's database, read behind its back (row counts).
+    pub async fn raw_count(&self, query: &str) -> i64 {
+        match &self.settings.database {
+            ctxguard::store::DatabaseLocation::Sqlite(path) => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(query)).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                n
+            }
+            ctxguard::store::DatabaseLocation::Postgres { url, .. } => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(query)).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                n
+            }
+        }
+    }
+
     /// The server's current signing key, read the way the server reads it (database +
     /// KEK), so tests can sign tokens whose claims are wrong but whose signature is real.
     pub async fn signing_key(&self) -> std::sync::Arc<ctxguard::jwt::SigningKey> {
