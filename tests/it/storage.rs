@@ -301,12 +301,11 @@ async fn postgres_store_in_the_previous_format_converts_byte_for_byte() {
     old.migrations = std::borrow::Cow::Owned(old.migrations.iter().filter(|m| m.version <= 5).cloned().collect());
     old.run(&pool).await.unwrap();
     // …holding the fixture's tenants, heads and whole-body versions, row for row.
-    let sqlite = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}?mode=ro",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v1/ctxguard.db")
-    ))
-    .await
-    .unwrap();
+    // Read from a copy: opening the fixture in place would leave WAL files beside it.
+    let copy = tempfile::tempdir().unwrap();
+    let fixture = copy.path().join("ctxguard.db");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v1/ctxguard.db"), &fixture).unwrap();
+    let sqlite = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", fixture.display())).await.unwrap();
     let tenants: Vec<(String, String, i64)> =
         sqlx::query_as("SELECT id, name, created_at_ms FROM tenants").fetch_all(&sqlite).await.unwrap();
     for (id, name, at) in tenants {
