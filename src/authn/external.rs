@@ -23,9 +23,15 @@ use crate::net::fetch::{Fetcher, Trust};
 pub struct ExternalIssuerConfig {
     /// The `iss` value, exactly; discovery is fetched below it.
     pub issuer: String,
-    /// The `aud` a token must carry (default: this server's public URL).
+    /// The `aud` a token must carry at the context API (default: this server's public
+    /// URL, its resource indicator).
     #[serde(default)]
     pub audience: Option<String>,
+    /// The `aud` a token must carry at `/mcp` (default: `<public URL>/mcp`). A token is
+    /// good for the one resource its audience names, as with our own tokens (RFC 8707);
+    /// set both to one value only if the issuer cannot tell them apart.
+    #[serde(default)]
+    pub mcp_audience: Option<String>,
     /// Tenant (by name) the principals of this issuer belong to.
     pub tenant: String,
     /// Claim naming the principal (default `sub`).
@@ -66,7 +72,8 @@ struct KeyCache {
 
 pub struct ExternalIssuer {
     issuer: String,
-    audience: String,
+    /// Resource indicator → the audience a token must carry there.
+    audiences: Vec<(String, String)>,
     tenant: TenantId,
     subject_claim: String,
     roles_claim: Option<String>,
@@ -84,12 +91,16 @@ fn parse_roles(names: &[String]) -> anyhow::Result<Vec<Role>> {
 }
 
 impl ExternalIssuer {
-    pub fn new(c: &ExternalIssuerConfig, tenant: TenantId, default_audience: &str) -> anyhow::Result<Self> {
+    /// `api` and `mcp` are this server's two resource indicators.
+    pub fn new(c: &ExternalIssuerConfig, tenant: TenantId, api: &str, mcp: &str) -> anyhow::Result<Self> {
         Url::parse(&c.issuer).map_err(|e| anyhow::anyhow!("external issuer {:?}: {e}", c.issuer))?;
         let kind = PrincipalKind::parse(c.principal_kind.as_deref().unwrap_or("agent")).map_err(anyhow::Error::msg)?;
         Ok(Self {
             issuer: c.issuer.clone(),
-            audience: c.audience.clone().unwrap_or_else(|| default_audience.to_string()),
+            audiences: vec![
+                (api.to_string(), c.audience.clone().unwrap_or_else(|| api.to_string())),
+                (mcp.to_string(), c.mcp_audience.clone().unwrap_or_else(|| mcp.to_string())),
+            ],
             tenant,
             subject_claim: c.subject_claim.clone().unwrap_or_else(|| "sub".into()),
             roles_claim: c.roles_claim.clone(),
@@ -155,7 +166,15 @@ impl ExternalIssuer {
         Ok(serde_json::from_value(jwks.json)?)
     }
 
-    pub async fn authenticate(&self, token: &str) -> Result<Caller, AuthError> {
+    /// Verifies a token presented to `resource`: its `aud` must be the audience
+    /// configured for that resource.
+    pub async fn authenticate(&self, token: &str, resource: &str) -> Result<Caller, AuthError> {
+        let audience = self
+            .audiences
+            .iter()
+            .find(|(r, _)| r == resource)
+            .map(|(_, a)| a.as_str())
+            .ok_or(AuthError::InvalidToken("the token was issued for another resource"))?;
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::InvalidToken("the token is not a well-formed JWT"))?;
         if !ALGORITHMS.contains(&header.alg) {
@@ -175,7 +194,7 @@ impl ExternalIssuer {
         v.leeway = crate::jwt::LEEWAY_SECS;
         v.validate_nbf = true;
         v.set_issuer(&[&self.issuer]);
-        v.set_audience(&[&self.audience]);
+        v.set_audience(&[audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
         let claims = jsonwebtoken::decode::<Value>(token, &key, &v)
             .map_err(|e| {

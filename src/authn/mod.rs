@@ -134,7 +134,7 @@ impl Authenticator {
                             .find(|e| e.issuer() == iss)
                             .ok_or(AuthError::InvalidToken("the token was issued by an unknown issuer"))?;
                         // Not cached: an external issuer's revocations do not reach our counters.
-                        issuer.authenticate(token.expose()).await.map(|c| (c, None))
+                        issuer.authenticate(token.expose(), resource).await.map(|c| (c, None))
                     }
                     _ => self.access_token(token, resource).await.map(|(c, v)| (c, Some(v))),
                 }

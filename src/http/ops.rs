@@ -17,7 +17,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
-        .routes(routes!(metrics))
         .routes(routes!(protected_resource_metadata))
         .routes(routes!(mcp_resource_metadata))
 }
@@ -44,10 +43,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
-async fn metrics(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.inner.metrics.render()).into_response()
+/// The Prometheus listener's router: `/metrics` and nothing else. It runs on its own
+/// address (`metrics_bind`, loopback by default), never on the public listener: the
+/// series count requests per route and status, admin activity, security incidents and
+/// tokens issued — an outsider should not read them.
+pub fn metrics_router(handle: metrics_exporter_prometheus::PrometheusHandle) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()) }
+        }),
+    )
 }
 
 /// RFC 9728 protected resource metadata for the context API.

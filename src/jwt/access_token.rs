@@ -18,6 +18,8 @@ use crate::domain::{ContextBinding, PrincipalId, ScopeSet, TenantId, Timestamp};
 pub const TYP: &str = "at+jwt";
 pub const LEEWAY_SECS: u64 = 30;
 
+const RETIRED: &str = "the token's signing key is unknown or retired";
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub iss: String,
@@ -84,10 +86,11 @@ pub struct AccessTokens {
     keyring: Arc<Keyring>,
     issuer: String,
     ttl: Duration,
-    /// Tokens whose signature and issuer were verified, by SHA-256 of the token. Only the
-    /// cryptographic result is cached: time and audience are re-checked on every use,
-    /// and revocation is never cached (the caller checks the database each time).
-    verified: Mutex<HashMap<[u8; 32], AccessClaims>>,
+    /// Tokens whose signature and issuer were verified, by SHA-256 of the token, with
+    /// the `kid` that signed them. Only the cryptographic result is cached: the key must
+    /// still be published, time and audience are re-checked on every use, and revocation
+    /// is never cached (the caller checks the database each time).
+    verified: Mutex<HashMap<[u8; 32], (AccessClaims, String)>>,
 }
 
 /// Bound on the verified-token cache; it is simply emptied when full.
@@ -150,7 +153,14 @@ impl AccessTokens {
     pub fn verify(&self, token: &str, audience: Option<&str>) -> Result<AccessClaims, &'static str> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let hit = self.verified.lock().ok().and_then(|c| c.get(&key).cloned());
-        if let Some(claims) = hit {
+        if let Some((claims, kid)) = hit {
+            // A retired (or removed) key takes the memo of its signatures with it.
+            if !self.keyring.keys().verifying.contains_key(&kid) {
+                if let Ok(mut cache) = self.verified.lock() {
+                    cache.remove(&key);
+                }
+                return Err(RETIRED);
+            }
             let now = Timestamp::now().millis() / 1000;
             let leeway = LEEWAY_SECS as i64;
             if claims.exp + leeway < now {
@@ -164,18 +174,18 @@ impl AccessTokens {
             }
             return Ok(claims);
         }
-        let claims = self.verify_signed(token, audience)?;
+        let (claims, kid) = self.verify_signed(token, audience)?;
         if let Ok(mut cache) = self.verified.lock() {
             if cache.len() >= VERIFIED_MAX {
                 cache.clear();
             }
-            cache.insert(key, claims.clone());
+            cache.insert(key, (claims.clone(), kid));
         }
         Ok(claims)
     }
 
-    /// The full check, signature included.
-    fn verify_signed(&self, token: &str, audience: Option<&str>) -> Result<AccessClaims, &'static str> {
+    /// The full check, signature included; also returns the `kid` that signed it.
+    fn verify_signed(&self, token: &str, audience: Option<&str>) -> Result<(AccessClaims, String), &'static str> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| "the token is not a well-formed JWT")?;
         let typ_ok = header
             .typ
@@ -186,7 +196,7 @@ impl AccessTokens {
         }
         let kid = header.kid.as_deref().ok_or("the token names no signing key")?;
         let keys = self.keyring.keys();
-        let key = keys.verifying.get(kid).ok_or("the token's signing key is unknown or retired")?;
+        let key = keys.verifying.get(kid).ok_or(RETIRED)?;
         if header.alg != key.alg.jwt() {
             return Err("the token's algorithm does not match its key");
         }
@@ -199,7 +209,8 @@ impl AccessTokens {
             None => v.validate_aud = false,
         }
         v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-        jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &v).map(|d| d.claims).map_err(|e| {
+        let kid = kid.to_string();
+        jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &v).map(|d| (d.claims, kid)).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {
                 K::ExpiredSignature => "the token has expired",
@@ -222,11 +233,30 @@ mod tests {
     use crate::store::{self, DatabaseLocation};
 
     async fn tokens(ttl: Duration) -> (AccessTokens, tempfile::TempDir) {
+        tokens_retained(ttl, Duration::from_secs(60)).await
+    }
+
+    /// Superseded keys stay published for `retention`.
+    async fn tokens_retained(ttl: Duration, retention: Duration) -> (AccessTokens, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let db = store::open(&DatabaseLocation::sqlite_in(dir.path())).await.unwrap();
         let kek = Arc::new(Kek::load_or_create(dir.path()).unwrap());
-        let ring = Keyring::load(db, kek, KeyAlg::EdDsa, Duration::from_secs(60)).await.unwrap();
+        let ring = Keyring::load(db, kek, KeyAlg::EdDsa, retention).await.unwrap();
         (AccessTokens::new(Arc::new(ring), "https://ctx.example".into(), ttl), dir)
+    }
+
+    /// A signature remembered under a key that is no longer published is not accepted:
+    /// retiring a key (or removing a compromised one) cuts off its tokens at once.
+    #[tokio::test]
+    async fn a_retired_key_takes_its_remembered_signatures_with_it() {
+        let (t, _dir) = tokens_retained(Duration::from_secs(300), Duration::ZERO).await;
+        let (token, _) = t.issue(&grant("https://ctx.example")).unwrap();
+        assert!(t.verify(&token, None).is_ok());
+        assert!(t.verify(&token, None).is_ok(), "remembered");
+        t.keyring().rotate(KeyAlg::EdDsa).await.unwrap();
+        assert_eq!(t.verify(&token, None), Err(RETIRED), "the old key is retired at once (no retention)");
+        let (fresh, _) = t.issue(&grant("https://ctx.example")).unwrap();
+        assert!(t.verify(&fresh, None).is_ok(), "the new key works");
     }
 
     fn grant<'a>(audience: &'a str) -> Grant<'a> {
@@ -255,7 +285,7 @@ mod tests {
         assert!(t.verify(&tampered, None).is_err());
         // A cached entry whose time has run out is refused.
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        t.verified.lock().unwrap().get_mut(&key).unwrap().exp = 0;
+        t.verified.lock().unwrap().get_mut(&key).unwrap().0.exp = 0;
         assert_eq!(t.verify(&token, None), Err("the token has expired"));
     }
 }

@@ -54,6 +54,10 @@ struct AuthServerCache {
     principals: StampedCache<PrincipalId, Principal>,
 }
 
+/// The one answer for every client ID metadata document that cannot be used.
+pub const METADATA_REFUSED: &str =
+    "the client metadata document could not be fetched or is not valid; the server log says why";
+
 /// What a client id names.
 pub enum ClientLookup {
     /// A registered client (with its secret hash), or one a metadata document describes.
@@ -105,7 +109,12 @@ impl AuthServer {
             };
             return Ok(match self.client_metadata.resolve(client_id.as_str(), tenant.id).await {
                 Ok(client) => ClientLookup::Usable(StoredClient { client, secret_hash: None }),
-                Err(why) => ClientLookup::Unusable(why),
+                // What the resolver or the remote server answered stays in the log: shown
+                // to an unauthenticated browser it would tell which addresses exist.
+                Err(why) => {
+                    tracing::warn!(client_id = %client_id, reason = %why, "client ID metadata document refused");
+                    ClientLookup::Unusable(METADATA_REFUSED.into())
+                }
             });
         }
         let found = self

@@ -256,14 +256,28 @@ impl AdminService {
     }
 
     pub async fn list_api_keys(&self, caller: &Caller, principal: Option<PrincipalId>) -> Result<Vec<ApiKey>, Error> {
+        // The platform operator's keys (ids, scopes, expiry) are its own business, like
+        // every other detail of the operator: tenant admins of its tenant do not see them.
         match principal {
             Some(id) => {
-                self.principal(caller, id).await?;
+                self.managed_principal(caller, id).await?;
                 Ok(self.store.api_keys(None, Some(id)).await?)
             }
             None => {
                 let tenant = self.resolve_tenant(caller, None).await?;
-                Ok(self.store.api_keys(Some(tenant.id), None).await?)
+                let keys = self.store.api_keys(Some(tenant.id), None).await?;
+                if caller.principal.platform_admin {
+                    return Ok(keys);
+                }
+                let operators: Vec<PrincipalId> = self
+                    .store
+                    .principals(tenant.id)
+                    .await?
+                    .into_iter()
+                    .filter(|p| p.platform_admin)
+                    .map(|p| p.id)
+                    .collect();
+                Ok(keys.into_iter().filter(|k| !operators.contains(&k.principal)).collect())
             }
         }
     }

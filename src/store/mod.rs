@@ -372,8 +372,10 @@ pub trait OAuthStore: Send + Sync {
     async fn revoke_jti(&self, jti: &Jti, expires_at: Timestamp) -> Result<(), StoreError>;
     async fn is_jti_revoked(&self, jti: &Jti) -> Result<bool, StoreError>;
     async fn revoke_principal_tokens(&self, principal: PrincipalId, at: Timestamp) -> Result<(), StoreError>;
-    /// Drops deny-list entries and spent one-time records that can no longer matter.
-    async fn purge_expired_grants(&self, now: Timestamp) -> Result<u64, StoreError>;
+    /// Drops deny-list entries, codes, sessions and refresh tokens that expired before
+    /// `now` and can no longer matter — at most `limit` of each kind per call, so that
+    /// one pass never holds the write lock for long.
+    async fn purge_expired_grants(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError>;
 
     async fn create_refresh_family(
         &self,

@@ -289,17 +289,20 @@ macro_rules! impl_oauth_store {
                 self.auth_changed().await
             }
 
-            async fn purge_expired_grants(&self, now: Timestamp) -> Result<u64, StoreError> {
+            async fn purge_expired_grants(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 let mut n = 0;
-                for stmt in [
-                    "DELETE FROM revoked_tokens WHERE expires_ms < $1",
-                    "DELETE FROM authorization_codes WHERE expires_ms < $1",
-                    "DELETE FROM browser_sessions WHERE expires_ms < $1",
-                    "DELETE FROM refresh_tokens WHERE expires_ms < $1",
+                for (table, key) in [
+                    ("revoked_tokens", "jti"),
+                    ("authorization_codes", "code_hash"),
+                    ("browser_sessions", "session_hash"),
+                    ("refresh_tokens", "token_hash"),
                 ] {
-                    n += sqlx::query(stmt)
+                    n += sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE expires_ms < $1 LIMIT $2)"
+                    )))
                         .bind(now.millis())
+                        .bind(i64::from(limit))
                         .execute(&mut *tx)
                         .await
                         .map_err(map_sqlx)?

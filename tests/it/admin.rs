@@ -119,5 +119,17 @@ async fn tenant_admins_cannot_touch_the_platform_operator() {
     );
     let keys = srv.admin(Method::GET, &format!("/admin/api-keys?principal={operator}"), None).await;
     assert_eq!(keys.body.as_array().unwrap().len(), 1, "no key was minted for the operator");
+    // Nor may a tenant admin read the operator's key metadata, by principal or in the
+    // tenant's listing (which still shows its own keys).
+    srv.call(Method::GET, &format!("/admin/api-keys?principal={operator}"), Some(&tenant_admin), None)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    let listed = srv.call(Method::GET, "/admin/api-keys", Some(&tenant_admin), None).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let ids: Vec<&str> = listed.body.as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+    assert!(!ids.contains(&operator_key_id.as_str()), "the operator's key is listed to a tenant admin: {ids:?}");
+    assert!(!ids.is_empty(), "the tenant admin's own key is listed");
+    let all = srv.admin(Method::GET, "/admin/api-keys", None).await;
+    assert!(all.body.as_array().unwrap().iter().any(|k| k["id"] == operator_key_id.as_str()), "the operator sees it");
     srv.stop().await;
 }

@@ -240,3 +240,29 @@ async fn caches_can_be_turned_off() {
     }
     srv.stop().await;
 }
+
+/// A signing key rotated on one replica is used and honoured by every replica within
+/// the key reload interval (5 s), and published in each one's JWKS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signing_key_rotated_on_one_replica_reaches_the_others() {
+    let Some(srv) = TestServer::start(crate::support::Backend::Sqlite).await else { return };
+    let replica = srv.replica().await;
+    let (id, secret) = srv.machine_client("rotating", &["reader"], None).await;
+    let r = srv.admin(Method::POST, "/admin/keys/rotate", Some(serde_json::json!({}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let kid = r.body["kid"].as_str().unwrap().to_string();
+    let token = srv.cc_token(&id, &secret, &[]).await.body["access_token"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    loop {
+        let jwks: serde_json::Value =
+            srv.http.get(format!("{}/oauth/jwks", replica.url)).send().await.unwrap().json().await.unwrap();
+        let published = jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == kid.as_str());
+        if published && get_status(&srv, &replica.url, "/context", &token).await == StatusCode::OK {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(8), "the replica never picked up key {kid}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    replica.stop().await;
+    srv.stop().await;
+}

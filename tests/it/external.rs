@@ -90,6 +90,7 @@ async fn server_trusting(idp: &FakeIdp, min_refresh: u64) -> TestServer {
     let issuer = ctxguard::authn::external::ExternalIssuerConfig {
         issuer: idp.url.clone(),
         audience: None,
+        mcp_audience: None,
         tenant: "default".into(),
         subject_claim: None,
         roles_claim: Some("roles".into()),
@@ -177,5 +178,26 @@ async fn jwks_refresh_is_rate_limited() {
         assert_eq!(srv.call(Method::GET, "/context", Some(&t), None).await.status, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(idp.jwks_fetches.load(Ordering::SeqCst), 1, "unknown kids must not hammer the issuer");
+    srv.stop().await;
+}
+
+/// An external token is good for the one resource its audience names: a token for the
+/// context API is refused at `/mcp` and the other way round, as for our own tokens.
+#[tokio::test]
+async fn external_tokens_are_bound_to_one_resource() {
+    let idp = FakeIdp::start().await;
+    let srv = server_trusting(&idp, 0).await;
+    let mcp = format!("{}/mcp", srv.url);
+    let for_api = idp.token(idp.claims(&srv.url, json!({})));
+    let for_mcp = idp.token(idp.claims(&mcp, json!({})));
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let (status, _, _) = crate::mcp::rpc(&srv, Some(&for_api), &initialize, &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a context-API token is refused at /mcp");
+    let (status, _, answer) = crate::mcp::rpc(&srv, Some(&for_mcp), &initialize, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{answer:?}");
+    let r = srv.call(Method::GET, "/context", Some(&for_mcp), None).await;
+    assert_eq!((r.status, r.body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")), "{}", r.body);
+    assert_eq!(srv.call(Method::GET, "/context", Some(&for_api), None).await.status, StatusCode::OK);
     srv.stop().await;
 }

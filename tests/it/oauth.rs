@@ -239,3 +239,41 @@ async fn es256_signing_from_the_start() {
     assert_eq!(jwks.body["keys"][0]["crv"], "P-256");
     srv.stop().await;
 }
+
+/// Expired OAuth state (deny-list entries, browser sessions, codes, refresh tokens) is
+/// removed by the sweeper; what has not expired stays.
+async fn expired_oauth_state_is_purged(backend: Backend) {
+    let Some(srv) = TestServer::start_with(backend, |c| c.sweep_interval_secs = Some(1)).await else { return };
+    let now = chrono::Utc::now().timestamp_millis();
+    srv.raw_sql(&format!(
+        "INSERT INTO revoked_tokens (jti, expires_ms) VALUES ('gone-1', {old}), ('gone-2', {old}), ('kept', {future}); \
+         INSERT INTO browser_sessions (session_hash, principal_id, csrf_token, expires_ms, created_at_ms) \
+         VALUES ('s-gone', 'p', 'c', {old}, {old}), ('s-kept', 'p', 'c', {future}, {old});",
+        old = now - 60_000,
+        future = now + 3_600_000
+    ))
+    .await;
+    let start = std::time::Instant::now();
+    loop {
+        let left = srv.raw_count("SELECT COUNT(*) FROM revoked_tokens").await
+            + srv.raw_count("SELECT COUNT(*) FROM browser_sessions").await;
+        if left == 2 {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(6), "expired rows are still there ({left} rows)");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(srv.raw_count("SELECT COUNT(*) FROM revoked_tokens WHERE jti = 'kept'").await, 1);
+    assert_eq!(srv.raw_count("SELECT COUNT(*) FROM browser_sessions WHERE session_hash = 's-kept'").await, 1);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn sqlite_expired_oauth_state_is_purged() {
+    expired_oauth_state_is_purged(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_expired_oauth_state_is_purged() {
+    expired_oauth_state_is_purged(Backend::Postgres).await;
+}

@@ -417,21 +417,28 @@ async fn client_id_metadata_document_flow() {
         ))
         .await;
     assert_eq!(p.status, StatusCode::BAD_REQUEST);
-    assert!(p.body.contains("does not equal its URL"), "{}", p.body);
+    assert!(p.body.contains(ctxguard::oauth::server::METADATA_REFUSED), "{}", p.body);
     srv.stop().await;
 }
 
+/// Refused documents all get one page: what the resolver or the remote server answered
+/// (addresses, status codes, DNS failures) would make the endpoint an address oracle.
 #[tokio::test]
-async fn client_metadata_fetches_refuse_private_targets() {
+async fn client_metadata_fetches_refuse_private_targets_with_one_answer() {
     let srv = TestServer::start(Backend::Sqlite).await.unwrap();
     let doc = serve_client_document(|url| json!({"client_id": url, "redirect_uris": ["http://127.0.0.1/cb"]})).await;
     let (_, challenge) = pkce();
     let mut b = Browser::new();
     let https_local = doc.replace("http://", "https://");
-    for (client_id, why) in [
-        (doc.as_str(), "must use https"),
-        (https_local.as_str(), "non-public address"),
-        ("https://169.254.169.254/latest/meta-data", "non-public address"),
+    let missing = format!("{}/missing.json", doc.rsplit_once('/').unwrap().0);
+    let mut pages = Vec::new();
+    for client_id in [
+        doc.as_str(),
+        https_local.as_str(),
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/client.json",
+        "https://no-such-host.invalid/client.json",
+        missing.as_str(),
     ] {
         let p = b
             .get(&format!(
@@ -442,8 +449,13 @@ async fn client_metadata_fetches_refuse_private_targets() {
             .await;
         assert_eq!(p.status, StatusCode::BAD_REQUEST, "{client_id}");
         assert!(p.location.is_none());
-        assert!(p.body.contains(why), "{client_id}: {}", p.body);
+        assert!(p.body.contains(ctxguard::oauth::server::METADATA_REFUSED), "{client_id}: {}", p.body);
+        for detail in ["127.0.0.1", "169.254", "::1", "non-public", "resolve", "answered", "404", "https"] {
+            assert!(!p.body.contains(detail), "{client_id}: the page tells {detail:?}: {}", p.body);
+        }
+        pages.push(p.body);
     }
+    assert!(pages.windows(2).all(|w| w[0] == w[1]), "every refusal looks the same");
     srv.stop().await;
 }
 

@@ -21,9 +21,12 @@ backend_tests! {
         // An invented method is answered and counted, but cannot add a label value.
         let brew = srv.call(Method::from_bytes(b"BREWCOFFEE").unwrap(), "/context", Some(&key), None).await;
         assert_eq!(brew.status, StatusCode::METHOD_NOT_ALLOWED);
-        let m = srv.send(srv.request(Method::GET, "/metrics", None)).await;
-        assert_eq!(m.status, StatusCode::OK);
-        let text = m.body.as_str().unwrap();
+        // Metrics are not on the public listener, only on the metrics one.
+        srv.call(Method::GET, "/metrics", None, None).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+        let m = srv.http.get(&srv.metrics_url).send().await.unwrap();
+        assert_eq!(m.status(), StatusCode::OK);
+        let text = m.text().await.unwrap();
+        let text = text.as_str();
         assert!(text.contains(r#"ctxguard_http_requests_total{route="/context",method="POST",status="201"}"#), "{text}");
         assert!(text.contains(r#"route="/context/{id}",method="GET",status="404""#), "{text}");
         assert!(text.contains("ctxguard_http_request_duration_seconds_bucket"), "{text}");

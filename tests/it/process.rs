@@ -40,7 +40,7 @@ pub(crate) fn serve_with(data: &Path, db_url: Option<&str>, log: &Path, extra: &
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--bind", "127.0.0.1:0", "--metrics-bind", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .args(extra);
     if let Some(url) = db_url {
@@ -185,7 +185,7 @@ fn readable_secret_file_refuses_start() {
     std::fs::set_permissions(data.join("admin.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = Command::new(BIN)
         .env_clear()
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--bind", "127.0.0.1:0", "--metrics-bind", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
         .output()
         .unwrap();

@@ -480,7 +480,7 @@ async fn the_context_cache_reports_its_size() {
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
     loop {
-        let text = srv.request(Method::GET, "/metrics", None).send().await.unwrap().text().await.unwrap();
+        let text = srv.http.get(&srv.metrics_url).send().await.unwrap().text().await.unwrap();
         if let (Some(bytes), Some(entries)) =
             (gauge(&text, "ctxguard_context_cache_bytes"), gauge(&text, "ctxguard_context_cache_entries"))
             && entries >= 1.0

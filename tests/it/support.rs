@@ -124,6 +124,8 @@ impl PgSchema {
 
 pub struct TestServer {
     pub url: String,
+    /// The Prometheus listener's `/metrics` URL.
+    pub metrics_url: String,
     pub admin_key: String,
     pub http: reqwest::Client,
     pub backend: Backend,
@@ -147,6 +149,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut c = ConfigOverrides {
             bind: Some("127.0.0.1:0".into()),
+            metrics_bind: Some("127.0.0.1:0".into()),
             data_dir: Some(dir.path().join("data")),
             database_url: pg.as_ref().map(PgSchema::url),
             db_max_connections: Some(8),
@@ -158,6 +161,7 @@ impl TestServer {
         let admin_key = std::fs::read_to_string(dir.path().join("data/admin.key")).unwrap().trim().to_string();
         Some(TestServer {
             url: running.public_url.clone(),
+            metrics_url: format!("http://{}/metrics", running.metrics_addr.expect("metrics listener")),
             admin_key,
             http: reqwest::Client::new(),
             backend,
@@ -175,6 +179,7 @@ impl TestServer {
         }
         let running = server::start(self.settings.clone()).await.expect("server restarts");
         self.url = running.public_url.clone();
+        self.metrics_url = format!("http://{}/metrics", running.metrics_addr.expect("metrics listener"));
         self.running = Some(running);
     }
 
