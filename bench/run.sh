@@ -94,7 +94,7 @@ measure() {
 start_ctxguard() {
     local name="$1"; shift
     "${srv_cpu[@]}" "$ctxguard_bin" serve --bind 127.0.0.1:0 --metrics-bind 127.0.0.1:0 --data-dir "$work/data" --log warn \
-        --max-history 1000000 "$@" >"$work/$name.out" 2>"$work/$name.err" &
+        --max-history 1000000 --max-context-bytes 1073741824 "$@" >"$work/$name.out" 2>"$work/$name.err" &
     pids+=($!); printf -v "pid_$name" '%s' $!
     wait_line "$work/$name.out" "listening on"
     printf -v "url_$name" '%s' "$(sed -n 's/^ctxguard listening on //p' "$work/$name.out")"

@@ -17,9 +17,9 @@ SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(h
        || substr('89ab', 1 + abs(random()) % 4, 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))
 FROM k;
 INSERT INTO contexts (tenant_id, context_id, owner_id, version, expires_at_ms, created_at_ms, updated_at_ms,
-                      labels, grants, metadata, meta_version, history, history_len)
+                      labels, grants, metadata, meta_version, history, history_len, history_bytes)
 SELECT c.tenant_id, s.id, c.owner_id, 1, NULL, c.created_at_ms, c.updated_at_ms,
-       c.labels, c.grants, c.metadata, 1, 1, c.history_len
+       c.labels, c.grants, c.metadata, 1, 1, c.history_len, c.history_bytes
 FROM seed s, contexts c WHERE c.context_id = '$template';
 INSERT INTO context_revisions (tenant_id, context_id, version, history, history_len, meta_version, metadata,
                                expires_at_ms, created_at_ms)

@@ -57,6 +57,12 @@ pub struct ConfigOverrides {
     /// Most messages in one context's history (default 10000).
     #[arg(long, env = "CTXGUARD_MAX_HISTORY")]
     pub max_history: Option<usize>,
+    /// Largest serialized size of one context, metadata and history (default 4194304).
+    #[arg(long, env = "CTXGUARD_MAX_CONTEXT_BYTES")]
+    pub max_context_bytes: Option<usize>,
+    /// Longest message text in bytes (default 262144).
+    #[arg(long, env = "CTXGUARD_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
     /// Seconds between expiry sweeps (default 60).
     #[arg(long, env = "CTXGUARD_SWEEP_INTERVAL_SECS")]
     pub sweep_interval_secs: Option<u64>,
@@ -136,6 +142,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub max_json_depth: usize,
     pub max_history: usize,
+    pub max_context_bytes: usize,
+    pub max_message_bytes: usize,
     pub sweep_interval: Duration,
     pub expiry_grace: Duration,
     pub request_timeout: Duration,
@@ -251,6 +259,8 @@ impl Settings {
             max_body_bytes: in_range("max_body_bytes", c.max_body_bytes.unwrap_or(1 << 20), 1024, 64 << 20)?,
             max_json_depth: in_range("max_json_depth", c.max_json_depth.unwrap_or(64), 2, 512)?,
             max_history: in_range("max_history", c.max_history.unwrap_or(10_000), 1, 1_000_000)?,
+            max_context_bytes: in_range("max_context_bytes", c.max_context_bytes.unwrap_or(4 << 20), 1024, 1 << 30)?,
+            max_message_bytes: in_range("max_message_bytes", c.max_message_bytes.unwrap_or(256 << 10), 1, 64 << 20)?,
             sweep_interval: Duration::from_secs(in_range(
                 "sweep_interval_secs",
                 c.sweep_interval_secs.unwrap_or(60),

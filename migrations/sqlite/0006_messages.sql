@@ -34,9 +34,11 @@ CREATE TABLE context_revisions (
 ) WITHOUT ROWID;
 
 -- The head row serves the hot read without a join: the latest metadata as serialized,
--- the version holding it, and the latest history and its length. NULL in rows not yet
+-- the version holding it, and the latest history, its length and size. NULL in rows not yet
 -- converted (and in tombstones, which are never read).
 ALTER TABLE contexts ADD COLUMN metadata TEXT;
 ALTER TABLE contexts ADD COLUMN meta_version INTEGER;
 ALTER TABLE contexts ADD COLUMN history INTEGER;
 ALTER TABLE contexts ADD COLUMN history_len INTEGER;
+-- The serialized size of those messages (the size limit counts it without reading them).
+ALTER TABLE contexts ADD COLUMN history_bytes INTEGER;

@@ -73,7 +73,11 @@ impl App {
                 key_file.display()
             );
         }
-        let limits = ContextLimits { max_history: settings.max_history };
+        let limits = ContextLimits {
+            max_history: settings.max_history,
+            max_context_bytes: settings.max_context_bytes,
+            max_message_bytes: settings.max_message_bytes,
+        };
         let context_cache = (settings.context_cache_bytes > 0)
             .then(|| Arc::new(CachedContexts::new(db.clone(), settings.context_cache_bytes)));
         let store: Arc<dyn ContextStore> = match &context_cache {

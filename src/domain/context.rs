@@ -7,7 +7,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::revision::{ContextHead, NewMessages, Provenance, Revision, entries};
+use super::revision::{ContextHead, NewMessages, Provenance, Revision, entries, serialized_len};
 use super::{ContextId, Error, Timestamp, merge_patch};
 
 /// The version of a context; every write makes a new, immutable one. `ETag: "v<n>"`.
@@ -154,6 +154,16 @@ pub struct AppendInput {
 #[derive(Clone, Copy, Debug)]
 pub struct ContextLimits {
     pub max_history: usize,
+    /// The largest a version may be, serialized (metadata and history together).
+    pub max_context_bytes: usize,
+    /// The longest one message's text may be, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ContextLimits {
+    fn default() -> Self {
+        ContextLimits { max_history: 10_000, max_context_bytes: 4 << 20, max_message_bytes: 256 << 10 }
+    }
 }
 
 impl ContextInput {
@@ -219,6 +229,7 @@ impl ContextInput {
                 created_at: current.created_at,
                 updated_at: now,
                 history_len: history.len(),
+                history_bytes: serialized_len(&history),
             },
             messages: NewMessages::Replace(history),
             metadata_changed: true,
@@ -279,20 +290,38 @@ pub fn append_messages(
     if messages.is_empty() {
         return Err(Error::invalid("messages", "must contain at least one message"));
     }
+    let added = entries(messages, provenance);
     let mut next = current.clone();
-    next.history_len += messages.len();
+    next.history_len += added.len();
+    next.history_bytes += serialized_len(&added);
     next.version = current.version.next();
     next.updated_at = now;
-    Ok(Revision { head: next, messages: NewMessages::Append(entries(messages, provenance)), metadata_changed: false })
+    Ok(Revision { head: next, messages: NewMessages::Append(added), metadata_changed: false })
 }
 
 impl ContextLimits {
-    /// Checks a version about to be stored by its head.
-    pub fn check(&self, head: &ContextHead) -> Result<(), Error> {
+    /// Checks a version about to be stored by its head and the messages it adds.
+    pub fn check(&self, head: &ContextHead, added: &[HistoryEntry]) -> Result<(), Error> {
+        let context_id = head.context_id;
+        if added.iter().any(|m| m.message.len() > self.max_message_bytes) {
+            return Err(Error::MessageTooLarge { context_id, max: self.max_message_bytes });
+        }
         if head.history_len > self.max_history {
-            return Err(Error::HistoryTooLong { context_id: head.context_id, max: self.max_history });
+            return Err(Error::HistoryTooLong { context_id, max: self.max_history });
+        }
+        if head.served_bytes() > self.max_context_bytes {
+            return Err(Error::ContextTooLarge { context_id, max: self.max_context_bytes });
         }
         Ok(())
+    }
+
+    /// Checks a revision about to be stored.
+    pub fn check_revision(&self, r: &Revision) -> Result<(), Error> {
+        let added = match &r.messages {
+            NewMessages::Keep => &[][..],
+            NewMessages::Append(m) | NewMessages::Replace(m) => m,
+        };
+        self.check(&r.head, added)
     }
 }
 
@@ -374,13 +403,34 @@ mod tests {
 
     #[test]
     fn history_limit() {
-        let limits = ContextLimits { max_history: 1 };
+        let limits = ContextLimits { max_history: 1, ..Default::default() };
         let cur = ContextHead::of(&sample());
-        assert!(limits.check(&cur).is_ok());
+        assert!(limits.check(&cur, &[]).is_ok());
         let next =
             append_messages(&cur, vec![Message::new(MessageRole::Assistant, "x")], Timestamp::from_millis(2_000), None)
                 .unwrap();
         assert_eq!(next.head.history_len, 2);
-        assert!(matches!(limits.check(&next.head), Err(Error::HistoryTooLong { max: 1, .. })));
+        assert!(matches!(limits.check_revision(&next), Err(Error::HistoryTooLong { max: 1, .. })));
+    }
+
+    #[test]
+    fn size_limits() {
+        let limits = ContextLimits { max_history: 100, max_context_bytes: 2_000, max_message_bytes: 100 };
+        let cur = ContextHead::of(&sample());
+        let now = Timestamp::from_millis(2_000);
+        let long = append_messages(&cur, vec![Message::new(MessageRole::User, "x".repeat(101))], now, None).unwrap();
+        assert!(matches!(limits.check_revision(&long), Err(Error::MessageTooLarge { max: 100, .. })));
+        let fits = append_messages(&cur, vec![Message::new(MessageRole::User, "x".repeat(100))], now, None).unwrap();
+        assert!(limits.check_revision(&fits).is_ok());
+        assert_eq!(fits.head.history_bytes, cur.history_bytes + r#"{"role":"user","message":""}"#.len() + 100);
+        let mut grown = ContextHead { ..fits.head.clone() };
+        for _ in 0..20 {
+            grown =
+                append_messages(&grown, vec![Message::new(MessageRole::User, "y".repeat(90))], now, None).unwrap().head;
+        }
+        assert!(matches!(limits.check(&grown, &[]), Err(Error::ContextTooLarge { max: 2_000, .. })));
+        let mut fat = cur.clone();
+        fat.metadata.insert("blob".into(), Value::String("z".repeat(3_000)));
+        assert!(matches!(limits.check(&fat, &[]), Err(Error::ContextTooLarge { .. })), "metadata counts too");
     }
 }

@@ -20,6 +20,10 @@ pub enum Error {
     PreconditionFailed { context_id: ContextId, current: Version },
     #[error("session.history would exceed {max} messages")]
     HistoryTooLong { context_id: ContextId, max: usize },
+    #[error("the context would be larger than max_context_bytes ({max} bytes serialized)")]
+    ContextTooLarge { context_id: ContextId, max: usize },
+    #[error("a message is longer than max_message_bytes ({max} bytes)")]
+    MessageTooLarge { context_id: ContextId, max: usize },
     /// The principal's roles do not allow the action.
     #[error("{reason}")]
     Forbidden { reason: String },

@@ -44,6 +44,9 @@ pub struct ContextHead {
     pub updated_at: Timestamp,
     /// How many messages the version's history holds.
     pub history_len: usize,
+    /// The serialized size of those messages (each as served, without separators):
+    /// with the metadata, what the size limit counts, kept without reading them.
+    pub history_bytes: usize,
 }
 
 impl ContextHead {
@@ -56,7 +59,16 @@ impl ContextHead {
             created_at: ctx.created_at,
             updated_at: ctx.updated_at,
             history_len: ctx.session.history.len(),
+            history_bytes: serialized_len(&ctx.session.history),
         }
+    }
+
+    /// The version's size as served, near enough for a limit: metadata, messages with
+    /// separators, and the fixed fields.
+    pub fn served_bytes(&self) -> usize {
+        const FIXED: usize = 256;
+        let metadata = serde_json::to_string(&self.metadata).map_or(0, |m| m.len());
+        FIXED + metadata + self.history_bytes + self.history_len
     }
 
     pub fn is_expired_at(&self, now: Timestamp) -> bool {
@@ -83,6 +95,11 @@ pub struct Revision {
     /// Whether metadata or expiry may differ from the current version's (PATCH, PUT):
     /// only then is a new metadata snapshot stored.
     pub metadata_changed: bool,
+}
+
+/// The serialized size of messages as served.
+pub fn serialized_len(entries: &[HistoryEntry]) -> usize {
+    entries.iter().map(|e| serde_json::to_string(e).map_or(0, |s| s.len())).sum()
 }
 
 /// Stamps messages from a request with their provenance.

@@ -74,6 +74,12 @@ impl HttpError {
                     (S::PRECONDITION_FAILED, "precondition_failed", Some(*context_id))
                 }
                 Error::HistoryTooLong { context_id, .. } => (S::BAD_REQUEST, "history_too_long", Some(*context_id)),
+                Error::ContextTooLarge { context_id, .. } => {
+                    (S::PAYLOAD_TOO_LARGE, "context_too_large", Some(*context_id))
+                }
+                Error::MessageTooLarge { context_id, .. } => {
+                    (S::PAYLOAD_TOO_LARGE, "message_too_large", Some(*context_id))
+                }
                 Error::Forbidden { .. } => (S::FORBIDDEN, "forbidden", None),
                 Error::InsufficientScope { .. } => (S::FORBIDDEN, "insufficient_scope", None),
                 Error::NotFound { .. } => (S::NOT_FOUND, "not_found", None),

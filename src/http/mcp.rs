@@ -15,17 +15,19 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::session::{SessionState, SessionStore, SessionStoreError};
+use rmcp::transport::streamable_http_server::session::{SessionManager, SessionState, SessionStore, SessionStoreError};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::Value;
 
 use super::AppState;
 use super::error::HttpError;
-use super::extract::authenticate;
+use super::extract::{authenticate, credential_from_headers};
 use super::json::{self, BodyLimits};
-use crate::authn::{Authenticator, Caller};
+use crate::authn::{Authenticator, Caller, Credential};
 use crate::authz::Action;
+use crate::crypto::Secret;
 use crate::domain::{Error, ScopeSet, Timestamp};
+use crate::mcp::stream::{Authority, StreamAuthority};
 use crate::mcp::tools::{ContextTools, Tool, method_action};
 use crate::service::ContextService;
 use crate::store::Database;
@@ -68,6 +70,8 @@ pub struct McpEdge {
     db: Arc<dyn Database>,
     contexts: ContextService,
     body_limits: BodyLimits,
+    /// rmcp's sessions, so that a session whose credential was revoked can be ended.
+    sessions: Arc<LocalSessionManager>,
 }
 
 impl McpEdge {
@@ -80,6 +84,7 @@ impl McpEdge {
             db: s.db.clone(),
             contexts: s.contexts.clone(),
             body_limits: s.body_limits,
+            sessions: Arc::new(LocalSessionManager::default()),
         })
     }
 }
@@ -116,11 +121,7 @@ pub fn service(edge: &McpEdge) -> StreamableHttpService<ContextTools, LocalSessi
         .with_json_response(true);
     config.session_store = Some(Arc::new(DbSessionStore(edge.db.clone())));
     let contexts = edge.contexts.clone();
-    StreamableHttpService::new(
-        move || Ok(ContextTools::new(contexts.clone())),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    )
+    StreamableHttpService::new(move || Ok(ContextTools::new(contexts.clone())), edge.sessions.clone(), config)
 }
 
 /// The MCP service as an axum handler that shares one instance: as a tower service it
@@ -149,6 +150,37 @@ const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Authenticates, checks scopes and session ownership, and passes the caller to the
 /// MCP service; records who opened each new session.
+/// The `/mcp` transport's answer to "does this session's credential still hold?": the
+/// same credential authenticated again for the MCP resource (revocation, expiry, the
+/// principal's current roles and state), and ending means closing the rmcp session,
+/// which ends its streams.
+struct SessionAuthority {
+    edge: Arc<McpEdge>,
+    token: Secret,
+    session: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl StreamAuthority for SessionAuthority {
+    async fn current(&self) -> Option<Caller> {
+        let credential = Credential::Bearer(Secret::new(self.token.expose().to_string()));
+        self.edge.authn.authenticate(&credential, &self.edge.resource).await.ok()
+    }
+
+    async fn end(&self) {
+        if let Some(id) = &self.session {
+            let id: rmcp::transport::streamable_http_server::session::SessionId = id.as_str().into();
+            if let Err(e) = self.edge.sessions.close_session(&id).await {
+                tracing::warn!(error = %e, "cannot close an MCP session whose credential was revoked");
+            }
+            if let Err(e) = self.edge.db.delete_mcp_session(&id).await {
+                tracing::warn!(error = %e, "cannot delete an MCP session whose credential was revoked");
+            }
+        }
+        tracing::info!("an MCP session ended: its credential no longer holds");
+    }
+}
+
 pub async fn guard(State(edge): State<Arc<McpEdge>>, req: Request, next: Next) -> Response {
     let req = match authorize(&edge, req).await {
         Ok(req) => req,
@@ -158,6 +190,13 @@ pub async fn guard(State(edge): State<Arc<McpEdge>>, req: Request, next: Next) -
         return HttpError::Internal.into_response();
     };
     let presented = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let mut req = req;
+    let token = match credential_from_headers(req.headers()) {
+        Ok(Credential::Bearer(t)) => t,
+        Err(_) => return HttpError::Internal.into_response(),
+    };
+    let authority: Authority = Arc::new(SessionAuthority { edge: edge.clone(), token, session: presented.clone() });
+    req.extensions_mut().insert(authority);
     if let Some(session) = &presented {
         // A session belongs to the principal that opened it; to anyone else it does not
         // exist (MCP security best practices: bind sessions to the user).

@@ -1,4 +1,5 @@
 //! MCP: contexts as tools and resources, independent of the transport. The Streamable
 //! HTTP endpoint (`/mcp`) is in `http::mcp`, stdio in `app::stdio`.
 
+pub mod stream;
 pub mod tools;

@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::stream::{Authority, RECHECK};
 use crate::authn::Caller;
 use crate::authz::Action;
 use crate::domain::context::AppendInput;
@@ -92,6 +93,8 @@ pub struct ContextTools {
     contexts: ContextService,
     /// Over stdio the caller is fixed at start; over HTTP it comes with each request.
     fixed_caller: Option<Caller>,
+    /// Over stdio, what re-checks the key for streams; over HTTP it comes with each request.
+    fixed_authority: Option<Authority>,
     /// Resource URIs this session subscribed to.
     subscriptions: Arc<Mutex<HashSet<String>>>,
     watching: Arc<AtomicBool>,
@@ -230,7 +233,10 @@ fn tool_error(e: Error) -> String {
             tracing::error!(error = %e, "MCP tool failed");
             "the database is unavailable; try again".into()
         }
-        Error::InvalidField { .. } | Error::HistoryTooLong { .. } => format!("invalid arguments: {e}"),
+        Error::InvalidField { .. }
+        | Error::HistoryTooLong { .. }
+        | Error::ContextTooLarge { .. }
+        | Error::MessageTooLarge { .. } => format!("invalid arguments: {e}"),
         _ => e.to_string(),
     }
 }
@@ -256,15 +262,18 @@ impl ContextTools {
         Self::build(contexts, None)
     }
 
-    /// For stdio: one caller, authenticated at start.
-    pub fn for_caller(contexts: ContextService, caller: Caller) -> Self {
-        Self::build(contexts, Some(caller))
+    /// For stdio: one caller, authenticated at start, and what re-checks its key.
+    pub fn for_caller(contexts: ContextService, caller: Caller, authority: Authority) -> Self {
+        let mut tools = Self::build(contexts, Some(caller));
+        tools.fixed_authority = Some(authority);
+        tools
     }
 
     fn build(contexts: ContextService, fixed_caller: Option<Caller>) -> Self {
         Self {
             contexts,
             fixed_caller,
+            fixed_authority: None,
             subscriptions: Arc::default(),
             watching: Arc::default(),
             tool_router: Self::shared_router(),
@@ -277,27 +286,49 @@ impl ContextTools {
     }
 
     /// Sends `notifications/resources/updated` to this session's peer for every change
-    /// of a subscribed context the caller can still read. Ends when the peer is gone.
-    fn watch(&self, caller: Caller, peer: Peer<RoleServer>) {
+    /// of a subscribed context the caller can still read — the caller as it is at that
+    /// moment, not as it was when it subscribed. Ends when the peer is gone; ends the
+    /// session when the credential no longer holds (checked before each notification
+    /// and every [`RECHECK`] while idle).
+    fn watch(&self, authority: Authority, peer: Peer<RoleServer>) {
         if self.watching.swap(true, Ordering::SeqCst) {
             return;
         }
         let mut changes = self.contexts.changes();
         let contexts = self.contexts.clone();
         let subscriptions = self.subscriptions.clone();
+        let watching = self.watching.clone();
         tokio::spawn(async move {
-            loop {
-                let change = match changes.recv().await {
-                    Ok(c) => c,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                };
-                if change.tenant != caller.principal.tenant {
-                    continue;
+            let revoked = || async {
+                if let Ok(mut s) = subscriptions.lock() {
+                    s.clear();
                 }
+                watching.store(false, Ordering::SeqCst);
+                authority.end().await;
+            };
+            loop {
+                let change = tokio::select! {
+                    got = changes.recv() => match got {
+                        Ok(c) => c,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = tokio::time::sleep(RECHECK) => {
+                        if authority.current().await.is_none() {
+                            return revoked().await;
+                        }
+                        continue;
+                    }
+                };
                 let uri = resource_uri(change.context_id);
                 let subscribed = subscriptions.lock().map(|s| s.contains(&uri)).unwrap_or(false);
                 if !subscribed {
+                    continue;
+                }
+                let Some(caller) = authority.current().await else {
+                    return revoked().await;
+                };
+                if change.tenant != caller.principal.tenant {
                     continue;
                 }
                 // Deleted or no longer readable contexts are reported too (as an update
@@ -311,6 +342,17 @@ impl ContextTools {
                 }
             }
         });
+    }
+
+    /// What re-checks this session's credential for its streams.
+    fn authority(&self, ctx: &RequestContext<RoleServer>) -> Result<Authority, ErrorData> {
+        if let Some(a) = &self.fixed_authority {
+            return Ok(a.clone());
+        }
+        ctx.extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<Authority>().cloned())
+            .ok_or_else(|| ErrorData::invalid_request("not authenticated", None))
     }
 
     fn caller(&self, ctx: &RequestContext<RoleServer>) -> Result<Caller, ErrorData> {
@@ -476,7 +518,8 @@ impl ServerHandler for ContextTools {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let caller = self.caller(&context)?;
+        self.caller(&context)?;
+        let authority = self.authority(&context)?;
         // Any URI is accepted (answering differently would reveal which contexts exist);
         // only readable contexts of the caller's tenant ever produce notifications.
         if let Ok(mut s) = self.subscriptions.lock() {
@@ -485,7 +528,7 @@ impl ServerHandler for ContextTools {
             }
             s.insert(request.uri);
         }
-        self.watch(caller, context.peer.clone());
+        self.watch(authority, context.peer.clone());
         Ok(())
     }
 

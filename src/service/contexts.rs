@@ -124,7 +124,7 @@ impl ContextService {
         let id = input.context_id.unwrap_or_else(ContextId::new_random);
         let now = Timestamp::now();
         let ctx = input.into_new(id, now, Some(&provenance(caller, now)))?;
-        self.limits.check(&ContextHead::of(&ctx))?;
+        self.limits.check(&ContextHead::of(&ctx), &ctx.session.history)?;
         match self.store.create(tenant, caller.principal.id, &ctx).await {
             Ok(()) => {
                 self.changed(tenant, id);
@@ -297,7 +297,7 @@ impl ContextService {
                         cond.check(id, current.version)?;
                     }
                     let next = make_next(current, now)?;
-                    limits.check(&next.head)?;
+                    limits.check_revision(&next)?;
                     Ok(next)
                 }),
             )

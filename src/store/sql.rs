@@ -211,8 +211,8 @@ macro_rules! impl_sql_stores {
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 sqlx::query(
                     "INSERT INTO contexts (tenant_id, context_id, owner_id, version, expires_at_ms, \
-                     created_at_ms, updated_at_ms, labels, metadata, meta_version, history, history_len) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $4, $4, $9)",
+                     created_at_ms, updated_at_ms, labels, metadata, meta_version, history, history_len, history_bytes) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $4, $4, $9, $10)",
                 )
                 .bind(tenant.to_string())
                 .bind(ctx.context_id.to_string())
@@ -223,6 +223,7 @@ macro_rules! impl_sql_stores {
                 .bind(labels_text(&ctx.metadata))
                 .bind(&metadata)
                 .bind(at.len)
+                .bind(head.history_bytes as i64)
                 .execute(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
@@ -261,7 +262,7 @@ macro_rules! impl_sql_stores {
                 sqlx::query(
                     "UPDATE contexts SET version = $3, expires_at_ms = $4, updated_at_ms = $5, \
                      labels = COALESCE($6, labels), metadata = COALESCE($7, metadata), meta_version = $8, \
-                     history = $9, history_len = $10 \
+                     history = $9, history_len = $10, history_bytes = $11 \
                      WHERE tenant_id = $1 AND context_id = $2",
                 )
                 .bind(tenant.to_string())
@@ -274,6 +275,7 @@ macro_rules! impl_sql_stores {
                 .bind(meta_version)
                 .bind(history)
                 .bind(len)
+                .bind(next.history_bytes as i64)
                 .execute(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;

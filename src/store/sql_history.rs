@@ -22,7 +22,7 @@ macro_rules! impl_history_sql {
 
         /// Columns of a head row a read or a write needs.
         const HEAD_COLS: &str = "owner_id, labels, grants, deleted_at_ms, version, expires_at_ms, created_at_ms, \
-                                 updated_at_ms, metadata, meta_version, history, history_len";
+                                 updated_at_ms, metadata, meta_version, history, history_len, history_bytes";
 
         /// Where a live head's history is: (history, length, meta_version).
         struct HistoryRef {
@@ -50,6 +50,10 @@ macro_rules! impl_history_sql {
                 created_at: ms(row, "created_at_ms")?,
                 updated_at: ms(row, "updated_at_ms")?,
                 history_len: usize::try_from(len).map_err(|e| corrupt("history_len", e))?,
+                history_bytes: usize::try_from(
+                    row.try_get::<Option<i64>, _>("history_bytes").map_err(map_sqlx)?.unwrap_or(0),
+                )
+                .map_err(|e| corrupt("history_bytes", e))?,
             };
             Ok((head, HistoryRef { history, len, meta_version }))
         }

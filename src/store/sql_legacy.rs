@@ -88,7 +88,7 @@ macro_rules! impl_legacy_conversion {
                 if let Some((last, at)) = prev {
                     sqlx::query(
                         "UPDATE contexts SET metadata = $3, meta_version = $4, history = $5, history_len = $6, \
-                         labels = COALESCE(labels, $7) WHERE tenant_id = $1 AND context_id = $2",
+                         labels = COALESCE(labels, $7), history_bytes = $8 WHERE tenant_id = $1 AND context_id = $2",
                     )
                     .bind(tenant.to_string())
                     .bind(id.to_string())
@@ -97,6 +97,7 @@ macro_rules! impl_legacy_conversion {
                     .bind(at.history)
                     .bind(at.len)
                     .bind(labels_text(&last.metadata))
+                    .bind(ContextHead::of(&last).history_bytes as i64)
                     .execute(&mut *tx)
                     .await
                     .map_err(map_sqlx)?;

@@ -108,3 +108,74 @@ async fn history_limit_refuses_growth() {
         .assert_error(StatusCode::BAD_REQUEST, "history_too_long");
     srv.stop().await;
 }
+
+/// Contexts are bounded in bytes, not only in messages: a message over
+/// `max_message_bytes`, or a write that would take the context over
+/// `max_context_bytes` (appends and metadata alike), is a 413 naming the limit — over
+/// HTTP and MCP — and the stored context does not change.
+async fn contexts_are_bounded_in_bytes(backend: crate::support::Backend) {
+    let Some(srv) = crate::support::TestServer::start_with(backend, |c| {
+        c.max_context_bytes = Some(8_192);
+        c.max_message_bytes = Some(1_000);
+    })
+    .await
+    else {
+        return;
+    };
+    let key = srv.agent("w", &["writer"]).await;
+    let id = srv.create_context(&key, sample_context()).await["context_id"].as_str().unwrap().to_string();
+    let path = format!("/context/{id}");
+    let messages = format!("{path}/messages");
+    let append = |text: String| {
+        srv.call(Method::POST, &messages, Some(&key), Some(json!({"messages": [{"role": "user", "message": text}]})))
+    };
+    let r = append("x".repeat(1_001)).await;
+    r.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "message_too_large");
+    assert!(r.body["error"].as_str().unwrap().contains("1000"), "the limit is named: {}", r.body);
+    assert_eq!(r.body["context_id"], id.as_str());
+    let before = srv.stored(&id).await.body;
+    let mut accepted = 0;
+    let refusal = loop {
+        let r = append("y".repeat(900)).await;
+        if r.status != StatusCode::OK {
+            break r;
+        }
+        accepted += 1;
+        assert!(accepted < 20, "8 KiB cannot hold 20 messages of 900 bytes");
+    };
+    refusal.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "context_too_large");
+    assert!(refusal.body["error"].as_str().unwrap().contains("8192"), "{}", refusal.body);
+    assert!(accepted >= 5, "the limit is the context's size, not a message count ({accepted} accepted)");
+    let full = srv.stored(&id).await.body;
+    assert_eq!(full["version"].as_u64().unwrap(), before["version"].as_u64().unwrap() + accepted);
+    assert!(serde_json::to_string(&full).unwrap().len() <= 8_192);
+    // Metadata counts as well, and a refused PATCH changes nothing.
+    let patch = srv
+        .request(Method::PATCH, &path, Some(&key))
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({"metadata": {"blob": "z".repeat(6_000)}}).to_string());
+    srv.send(patch).await.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "context_too_large");
+    assert_eq!(srv.stored(&id).await.body, full, "a refused write left the context as it was");
+    // MCP: the same limits, as a tool error naming them.
+    let (status, is_error, text) = crate::sharing::mcp_tool(
+        &srv,
+        &key,
+        "context_append",
+        json!({"context_id": id, "messages": [{"role": "user", "message": "q".repeat(1_001)}]}),
+    )
+    .await;
+    assert_eq!((status, is_error), (StatusCode::OK, true), "{text}");
+    assert!(text.contains("max_message_bytes"), "{text}");
+    assert_eq!(srv.stored(&id).await.body, full);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn sqlite_contexts_are_bounded_in_bytes() {
+    contexts_are_bounded_in_bytes(crate::support::Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_contexts_are_bounded_in_bytes() {
+    contexts_are_bounded_in_bytes(crate::support::Backend::Postgres).await;
+}

@@ -299,3 +299,88 @@ async fn a_token_that_expires_mid_conversation_gets_the_challenge() {
     assert!(status.is_client_error(), "{status}");
     srv.stop().await;
 }
+
+/// Reads a session's GET stream in the background: every `notifications/resources/updated`
+/// URI, and whether the stream has ended.
+struct Listener {
+    updates: tokio::sync::mpsc::UnboundedReceiver<Option<String>>,
+}
+
+impl Listener {
+    async fn open(srv: &TestServer, key: &str, sid: &str) -> Listener {
+        let res = srv
+            .request(Method::GET, "/mcp", Some(key))
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", sid)
+            .header("mcp-protocol-version", V2025)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let (tx, updates) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut res = res;
+            let mut buf = String::new();
+            while let Ok(Some(chunk)) = res.chunk().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find('\n') {
+                    let line: String = buf.drain(..=end).collect();
+                    if let Some(data) = line.trim().strip_prefix("data:")
+                        && let Ok(v) = serde_json::from_str::<Value>(data.trim())
+                        && v["method"] == "notifications/resources/updated"
+                    {
+                        let _ = tx.send(Some(v["params"]["uri"].as_str().unwrap_or("").to_string()));
+                    }
+                }
+            }
+            let _ = tx.send(None);
+        });
+        Listener { updates }
+    }
+
+    /// The next event within `wait`: `Some(Some(uri))` an update, `Some(None)` the end of
+    /// the stream, `None` nothing.
+    async fn next(&mut self, wait: std::time::Duration) -> Option<Option<String>> {
+        tokio::time::timeout(wait, self.updates.recv()).await.ok().flatten()
+    }
+}
+
+/// Streams and revocation, both backends.
+mod streams {
+    use super::*;
+
+    backend_tests! {
+        async fn an_open_stream_stops_when_its_credential_is_revoked(srv) {
+            let principal = srv.create_principal("default", "subscriber", &["writer"]).await;
+            let (_, key) = srv.api_key(&principal, None, None).await;
+            let id = srv.create_context(&key, crate::support::sample_context()).await["context_id"].as_str().unwrap().to_string();
+            let sid = session(&srv, &key).await;
+            let mut listener = Listener::open(&srv, &key, &sid).await;
+            let subscribe = json!({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": {"uri": format!("context://{id}")}});
+            let (status, _, _) = rpc(&srv, Some(&key), &subscribe, &[("mcp-session-id", &sid), ("mcp-protocol-version", V2025)]).await;
+            assert_eq!(status, StatusCode::OK);
+            let messages = format!("/context/{id}/messages");
+            let append = || srv.call(Method::POST, &messages, Some(&srv.admin_key),
+                Some(json!({"messages": [{"role": "user", "message": "x"}]})));
+            // Positive control: while the key holds, a write is notified.
+            append().await;
+            let got = listener.next(std::time::Duration::from_secs(5)).await;
+            assert_eq!(got, Some(Some(format!("context://{id}"))), "the subscriber hears of the write");
+
+            let r = srv.admin(Method::POST, &format!("/admin/principals/{principal}/revoke-all"), None).await;
+            assert!(r.status.is_success(), "{}", r.body);
+            append().await;
+            // No notification for a write after the revocation: the stream ends instead.
+            match listener.next(std::time::Duration::from_secs(8)).await {
+                Some(Some(uri)) => panic!("a revoked subscriber was notified of {uri}"),
+                Some(None) => {}
+                None => panic!("the stream of a revoked credential is still open"),
+            }
+            // And the session is gone: even a new key of the same principal cannot resume it.
+            let (_, fresh) = srv.api_key(&principal, None, None).await;
+            let (status, _, _) = rpc(&srv, Some(&fresh), &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}),
+                &[("mcp-session-id", &sid), ("mcp-protocol-version", V2025)]).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "the session ended");
+        }
+    }
+}
