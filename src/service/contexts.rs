@@ -205,7 +205,14 @@ impl ContextService {
     /// representation. Not authorized again: the writer is shown what it wrote (as
     /// before per-message storage), even where it may not read.
     pub async fn written(&self, caller: &Caller, head: &ContextHead) -> Result<StoredContext, Error> {
-        let found = self.store.get_version(caller.principal.tenant, head.context_id, head.version).await?;
+        let tenant = caller.principal.tenant;
+        // The writer's cache holds what it just wrote (see `store/cached.rs`).
+        if let Some(RawContextRecord::Live { version, body, .. }) = self.store.get_raw(tenant, head.context_id).await?
+            && version == head.version
+        {
+            return Ok(decode_context(&body.json)?);
+        }
+        let found = self.store.get_version(tenant, head.context_id, head.version).await?;
         // Only a delete racing the write removes the version in between.
         found.ok_or(Error::ContextDeleted(head.context_id))
     }
@@ -301,7 +308,8 @@ impl ContextService {
                     Ok(next)
                 }),
             )
-            .await;
+            .await
+            .map(|written| written.head);
         self.after_write(caller, id, result).await
     }
 

@@ -12,12 +12,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::body::Body;
+use super::body::{self, Body};
 use super::{
-    Bucket, ContextStore, Database, GrantMutation, ListedContext, Mutation, RawContextRecord, StampedCache, VersionInfo,
+    Bucket, ContextStore, Database, GrantMutation, ListedContext, Mutation, RawContextRecord, StampedCache,
+    VersionInfo, Written,
 };
 use crate::domain::{
-    ContextFacts, ContextGrant, ContextHead, ContextId, Error, PrincipalId, StoreError, StoredContext, TenantId,
+    ContextFacts, ContextGrant, ContextId, Error, NewMessages, PrincipalId, StoreError, StoredContext, TenantId,
     Timestamp, Version,
 };
 
@@ -47,6 +48,47 @@ impl CachedContexts {
         });
         Self { db, heads }
     }
+}
+
+/// The cached head after `written`, from the cached head it was written on — only if
+/// that was exactly the version the write followed (another process may have written
+/// in between; then there is nothing to build on).
+fn next_head(before: Option<Head>, written: &Written) -> Option<Head> {
+    let next = &written.head;
+    let before = before.filter(|b| b.version.next() == next.version)?;
+    let serialize = |entries: &[crate::domain::HistoryEntry]| -> Option<Vec<String>> {
+        entries.iter().map(|e| serde_json::to_string(e).ok()).collect()
+    };
+    let kept = || -> Option<Vec<String>> {
+        before
+            .body
+            .messages(0..before.body.history_len())
+            .map(|m| std::str::from_utf8(m).ok().map(str::to_string))
+            .collect()
+    };
+    let messages = match &written.messages {
+        NewMessages::Keep => kept()?,
+        NewMessages::Append(added) => {
+            let mut all = kept()?;
+            all.extend(serialize(added)?);
+            all
+        }
+        NewMessages::Replace(entries) => serialize(entries)?,
+    };
+    if messages.len() != next.history_len {
+        return None;
+    }
+    let metadata = serde_json::to_string(&next.metadata).ok()?;
+    let parts = body::Parts {
+        context_id: next.context_id,
+        metadata: &metadata,
+        expires: next.expires,
+        version: next.version,
+        created_at: next.created_at,
+        updated_at: next.updated_at,
+    };
+    let facts = ContextFacts { labels: crate::domain::grant::labels_of(&next.metadata).into(), ..before.facts };
+    Some(Head { facts, version: next.version, expires_at: next.expires, body: body::assemble(&parts, &messages).ok()? })
 }
 
 impl CachedContexts {
@@ -98,9 +140,21 @@ impl ContextStore for CachedContexts {
         self.db.create(tenant, owner, context).await
     }
 
-    async fn update(&self, tenant: TenantId, id: ContextId, mutate: Mutation<'_>) -> Result<ContextHead, Error> {
+    /// Writes through: when the version the write started from was cached here, the
+    /// new version is put together from it and the written messages and cached under
+    /// the write's own stamp — the writer reads its write (and answers with it) without
+    /// reading the history back from the database.
+    async fn update(&self, tenant: TenantId, id: ContextId, mutate: Mutation<'_>) -> Result<Written, Error> {
+        let key = (tenant, id);
+        let before = self.heads.get(&key, self.db.changes());
         let result = self.db.update(tenant, id, mutate).await;
-        self.heads.invalidate(&(tenant, id));
+        self.heads.invalidate(&key);
+        if let Ok(written) = &result
+            && let Some(stamp) = written.stamp
+            && let Some(head) = next_head(before, written)
+        {
+            self.heads.insert(key, head, stamp);
+        }
         result
     }
 

@@ -104,6 +104,13 @@ impl ChangeClock {
     }
 
     /// Whether an entry with this stamp may still be served.
+    /// A stamp for a value this process wrote itself: `n` is the bucket's counter as the
+    /// writing transaction left it, so an entry stamped with it goes stale as soon as
+    /// anyone writes after it (here or on another replica).
+    pub fn stamp_at(&self, bucket: Bucket, n: u64) -> Option<Stamp> {
+        self.fresh().then_some(Stamp { bucket, n })
+    }
+
     pub fn is_current(&self, stamp: Stamp) -> bool {
         self.fresh() && self.counters[stamp.bucket.index()].load(Ordering::Acquire) == stamp.n
     }

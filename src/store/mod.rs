@@ -70,6 +70,16 @@ pub fn decode_context(json: &[u8]) -> Result<StoredContext, StoreError> {
     serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(format!("context body: {e}")))
 }
 
+/// What an update wrote: the new head, the messages it added or replaced, and a stamp
+/// of the context's change counter as the write left it (none when the counters are not
+/// fresh), so that the writing process can cache the new version without reading it.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub head: ContextHead,
+    pub messages: crate::domain::NewMessages,
+    pub stamp: Option<Stamp>,
+}
+
 /// One entry of a version listing.
 #[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct VersionInfo {
@@ -112,8 +122,8 @@ pub trait ContextStore: Send + Sync {
     async fn create(&self, tenant: TenantId, owner: PrincipalId, context: &StoredContext) -> Result<(), StoreError>;
     /// Atomically adds the version `mutate(facts, latest head)` makes, writing only
     /// what it changes (an append writes its messages and one small version row), and
-    /// returns the new head.
-    async fn update(&self, tenant: TenantId, id: ContextId, mutate: Mutation<'_>) -> Result<ContextHead, Error>;
+    /// says what was written.
+    async fn update(&self, tenant: TenantId, id: ContextId, mutate: Mutation<'_>) -> Result<Written, Error>;
     /// Live, unexpired contexts, newest first, strictly older than `before_seq`.
     async fn list(
         &self,

@@ -237,7 +237,7 @@ macro_rules! impl_sql_stores {
                 tenant: TenantId,
                 id: ContextId,
                 mutate: Mutation<'_>,
-            ) -> Result<ContextHead, Error> {
+            ) -> Result<crate::store::Written, Error> {
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 let (facts, current, at) = locked_head(&mut tx, tenant, id).await?;
                 let Revision { head: next, messages, metadata_changed } = mutate(&facts, &current)?;
@@ -279,8 +279,9 @@ macro_rules! impl_sql_stores {
                 .execute(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
-                self.commit_context_change(tx, id).await?;
-                Ok(next)
+                let n = self.commit_context_change(tx, id).await?;
+                let stamp = self.changes.stamp_at(Bucket::of_context(id), n);
+                Ok(crate::store::Written { head: next, messages, stamp })
             }
 
             async fn list(
@@ -453,12 +454,12 @@ macro_rules! impl_sql_stores {
                 &self,
                 mut tx: sqlx::Transaction<'static, $db>,
                 id: ContextId,
-            ) -> Result<(), StoreError> {
+            ) -> Result<u64, StoreError> {
                 let bucket = Bucket::of_context(id);
                 let n = counter_in(&mut tx, bucket).await?;
                 tx.commit().await.map_err(map_sqlx)?;
                 self.changes.observe(bucket, n);
-                Ok(())
+                Ok(n)
             }
         }
 

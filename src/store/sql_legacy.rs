@@ -108,7 +108,7 @@ macro_rules! impl_legacy_conversion {
                         .await
                         .map_err(map_sqlx)?;
                 }
-                self.commit_context_change(tx, id).await
+                self.commit_context_change(tx, id).await.map(|_| ())
             }
         }
     };

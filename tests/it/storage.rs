@@ -72,6 +72,8 @@ backend_tests! {
         let texts: Vec<&str> = v4["session"]["history"].as_array().unwrap().iter().map(|m| m["message"].as_str().unwrap()).collect();
         assert_eq!(texts, ["new start", "after 0", "after 1"]);
         assert_eq!(raw(&srv, &format!("{path}/versions/1")).await.2, v1, "version 1 is unchanged, byte for byte");
+        // What the writer cached from its own writes is what the database holds.
+        assert_eq!(raw(&srv, &path).await.2, raw(&srv, &format!("{path}/versions/4")).await.2);
         let v2 = srv.call(Method::GET, &format!("{path}/versions/2"), Some(&key), None).await.body;
         assert_eq!(v2["metadata"], json!({"rewritten": true}));
         let versions = srv.call(Method::GET, &format!("{path}/versions"), Some(&key), None).await.body;
