@@ -37,11 +37,13 @@ const resource = await client.readResource({ uri: `context://${id}` });
 assert.ok(resource.contents[0].text.includes(id));
 await client.close();
 
-let refused = false;
+// Refused for the right reason: a 401 from the server, not any failure at all.
+let refusal;
 try {
   await connect("ctxg_not-a-real-key");
 } catch (e) {
-  refused = true;
+  refusal = e;
 }
-assert.ok(refused, "a bad key must be refused");
+assert.ok(refusal, "a bad key must be refused");
+assert.ok(refusal.code === 401 || /\b401\b/.test(String(refusal.message)), `refused with a 401, not: ${refusal}`);
 console.log(`typescript mcp client flow: ok (context ${id})`);

@@ -377,19 +377,72 @@ mod properties {
                 c.binding = bound(&elsewhere, r#"["read"]"#);
             }
             let action = ACTIONS[action_i];
-            if authz.authorize(&c, action, Resource::Context(&mine)).is_ok() {
-                prop_assert!(action.on_context().is_some());
-                prop_assert!(action.required_scopes().is_subset_of(&c.scopes));
-                prop_assert!(!bind, "a token bound elsewhere reached this context");
-            }
-            if authz.authorize(&c, action, Resource::Tenant(c.principal.tenant)).is_ok() {
-                prop_assert!(action.required_scopes().is_subset_of(&c.scopes));
-                prop_assert!(!bind || action == Action::List, "a bound token did {:?} on the tenant", action);
-            }
-            if bind && authz.authorize(&c, action, Resource::Context(&elsewhere)).is_ok() {
-                prop_assert_eq!(action, Action::Read);
+            let problems = scope_and_binding_violations(&authz, &c, action, bind, &mine, &elsewhere);
+            prop_assert!(problems.is_empty(), "{:?}", problems);
+        }
+    }
+
+    /// What `scopes_and_bindings_always_hold` forbids, as a list of violations, and how
+    /// many of the three decisions allowed something (so that a test can show the
+    /// property is not vacuously true).
+    fn scope_and_binding_violations(
+        authz: &Authorizer,
+        c: &Caller,
+        action: Action,
+        bind: bool,
+        mine: &ContextFacts,
+        elsewhere: &ContextFacts,
+    ) -> Vec<String> {
+        let mut v = Vec::new();
+        let scoped = action.required_scopes().is_subset_of(&c.scopes);
+        let on_mine = authz.authorize(c, action, Resource::Context(mine));
+        if on_mine.is_ok() && !(action.on_context().is_some() && scoped && !bind) {
+            v.push(format!("{action:?} on an unbound context allowed: scoped {scoped}, bound elsewhere {bind}"));
+        }
+        if !scoped && !matches!(on_mine, Err(Denial::InsufficientScope(_) | Denial::NotVisible | Denial::Forbidden(_)))
+        {
+            v.push(format!("{action:?} without its scope answered {on_mine:?}"));
+        }
+        let on_tenant = authz.authorize(c, action, Resource::Tenant(c.principal.tenant));
+        if on_tenant.is_ok() && !(scoped && (!bind || action == Action::List)) {
+            v.push(format!("{action:?} on the tenant allowed: scoped {scoped}, bound {bind}"));
+        }
+        if bind && authz.authorize(c, action, Resource::Context(elsewhere)).is_ok() && action != Action::Read {
+            v.push(format!("a token bound to read did {action:?} on its context"));
+        }
+        v
+    }
+
+    /// The property above on a deterministic grid, counting what was allowed: were the
+    /// authorizer to refuse everything, the property would hold and prove nothing.
+    #[test]
+    fn scopes_and_bindings_hold_and_are_not_vacuous() {
+        let (mut allowed_mine, mut allowed_tenant, mut allowed_bound) = (0, 0, 0);
+        for caller_role in 0u8..6 {
+            for scope_bits in [0x3f_u8, 0x01, 0x04, 0x00] {
+                for bind in [false, true] {
+                    let (authz, mut c) = setup(0, caller_role, false, scope_bits);
+                    let mine = context(c.principal.tenant, c.principal.id);
+                    let elsewhere = context(c.principal.tenant, c.principal.id);
+                    if bind {
+                        c.binding = bound(&elsewhere, r#"["read"]"#);
+                    }
+                    for action in ACTIONS {
+                        let problems = scope_and_binding_violations(&authz, &c, action, bind, &mine, &elsewhere);
+                        assert!(problems.is_empty(), "{problems:?}");
+                        allowed_mine += usize::from(authz.authorize(&c, action, Resource::Context(&mine)).is_ok());
+                        allowed_tenant +=
+                            usize::from(authz.authorize(&c, action, Resource::Tenant(c.principal.tenant)).is_ok());
+                        allowed_bound +=
+                            usize::from(bind && authz.authorize(&c, action, Resource::Context(&elsewhere)).is_ok());
+                    }
+                }
             }
         }
+        assert!(
+            allowed_mine > 10 && allowed_tenant > 5 && allowed_bound > 2,
+            "{allowed_mine} / {allowed_tenant} / {allowed_bound}"
+        );
     }
 }
 

@@ -15,7 +15,7 @@ use super::extract::{Authenticated, ContextIdPath, JsonBody, QueryParams, Versio
 use super::history_api::{self, WindowQuery};
 use crate::authn::Caller;
 use crate::domain::context::AppendInput;
-use crate::domain::{ContextHead, ContextInput, StoredContext};
+use crate::domain::{ContextHead, ContextInput, StoredContext, Version};
 use crate::service::contexts::{Cursor, Page};
 use crate::store::VersionInfo;
 
@@ -31,9 +31,28 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// A context with its `ETag`. Contexts steer agents: caches may keep them only
 /// privately and must revalidate.
 fn context_response(status: StatusCode, ctx: &StoredContext, extra: Option<(header::HeaderName, String)>) -> Response {
-    let mut response = (status, Json(ctx)).into_response();
+    json_response(status, ctx.version, Json(ctx).into_response(), extra)
+}
+
+/// Served bytes of a version as a context response.
+fn bytes_response(
+    status: StatusCode,
+    version: Version,
+    json: bytes::Bytes,
+    extra: Option<(header::HeaderName, String)>,
+) -> Response {
+    json_response(status, version, ([(header::CONTENT_TYPE, "application/json")], json).into_response(), extra)
+}
+
+fn json_response(
+    status: StatusCode,
+    version: Version,
+    mut response: Response,
+    extra: Option<(header::HeaderName, String)>,
+) -> Response {
+    *response.status_mut() = status;
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&ctx.version.etag()) {
+    if let Ok(v) = HeaderValue::from_str(&version.etag()) {
         headers.insert(header::ETAG, v);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
@@ -87,9 +106,9 @@ async fn write_answer(
         h.insert("preference-applied", HeaderValue::from_static("return=minimal"));
         r
     } else {
-        let ctx = state.inner.contexts.written(caller, head).await?;
+        let json = state.inner.contexts.written(caller, head).await?;
         let extra = (status == StatusCode::CREATED).then_some((header::LOCATION, location));
-        context_response(status, &ctx, extra)
+        bytes_response(status, head.version, json, extra)
     };
     version_headers(&mut r, head);
     Ok(r)

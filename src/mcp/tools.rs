@@ -479,6 +479,9 @@ impl ServerHandler for ContextTools {
                 .enable_tools()
                 .enable_resources()
                 .enable_resources_subscribe()
+                // No prompts are offered; declaring the capability lets clients list
+                // them (an empty list) instead of meeting "method not found".
+                .enable_prompts()
                 .enable_logging()
                 .build(),
         );

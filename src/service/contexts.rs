@@ -204,17 +204,19 @@ impl ContextService {
     /// The whole version a write of `caller` just made, for answers that carry the
     /// representation. Not authorized again: the writer is shown what it wrote (as
     /// before per-message storage), even where it may not read.
-    pub async fn written(&self, caller: &Caller, head: &ContextHead) -> Result<StoredContext, Error> {
+    /// Served as bytes, never parsed: the writer's cache holds what it just wrote (see
+    /// `store/cached.rs`), so a long history costs a copy, not a parse and a serialization.
+    pub async fn written(&self, caller: &Caller, head: &ContextHead) -> Result<Bytes, Error> {
         let tenant = caller.principal.tenant;
-        // The writer's cache holds what it just wrote (see `store/cached.rs`).
         if let Some(RawContextRecord::Live { version, body, .. }) = self.store.get_raw(tenant, head.context_id).await?
             && version == head.version
         {
-            return Ok(decode_context(&body.json)?);
+            return Ok(body.json);
         }
         let found = self.store.get_version(tenant, head.context_id, head.version).await?;
         // Only a delete racing the write removes the version in between.
-        found.ok_or(Error::ContextDeleted(head.context_id))
+        let ctx = found.ok_or(Error::ContextDeleted(head.context_id))?;
+        Ok(crate::store::body::of_context(&ctx)?.json)
     }
 
     pub async fn delete(&self, caller: &Caller, id: ContextId, if_match: Option<IfMatch>) -> Result<(), Error> {

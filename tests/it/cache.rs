@@ -179,11 +179,17 @@ backend_tests! {
 
         let r = srv.call(Method::DELETE, &path, Some(&key), None).await;
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
-        assert_ne!(get_status(&srv, &srv.url, &path, &key).await, StatusCode::OK);
-        settles("delete on the other replica", || async {
-            get_status(&srv, &replica.url, &path, &key).await != StatusCode::OK
-        })
-        .await;
+        let deleted = |base: String| {
+            let (srv, path, key) = (&srv, &path, &key);
+            async move {
+                let r = srv.http.get(format!("{base}{path}")).bearer_auth(key).send().await.unwrap();
+                let status = r.status();
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                status == StatusCode::NOT_FOUND && body["code"] == "context_deleted"
+            }
+        };
+        assert!(deleted(srv.url.clone()).await, "the deleting replica answers 404 context_deleted at once");
+        settles("delete on the other replica", || deleted(replica.url.clone())).await;
         replica.stop().await;
     }
 

@@ -113,7 +113,10 @@ backend_tests! {
         }
         assert_eq!(srv.stored(id).await.body, r.body, "refused patches changed storage");
         let r = srv.call(Method::PATCH, &path, Some(&key), Some(json!({"expires": null}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["version"], 3);
         assert!(r.body.get("expires").is_none());
+        assert!(srv.stored(id).await.body.get("expires").is_none(), "the cleared expiry is stored");
     }
 
     async fn append_messages_and_versions(srv) {

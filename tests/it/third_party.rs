@@ -89,7 +89,6 @@ backend_tests! {
         let access2 = refreshed.access_token().secret().clone();
         let refresh2 = refreshed.refresh_token().unwrap().clone();
         assert_eq!(srv.call(Method::GET, "/context", Some(&access2), None).await.status, StatusCode::OK);
-        assert!(client.exchange_refresh_token(&refresh).request_async(&http).await.is_err(), "spent refresh token");
 
         // The crate refuses to revoke over plain http (its `InsecureUrl` guard) and the
         // test server has no TLS listener yet, so revocation is posted directly.
@@ -99,10 +98,13 @@ backend_tests! {
         let r = srv.form("/oauth/revoke", &[("token", &access2)], Some((id, secret))).await;
         assert_eq!(r.status, StatusCode::OK);
         srv.call(Method::GET, "/context", Some(&access2), None).await.assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
-        // Revoking the refresh token kills the family.
+        // Revoking an unspent refresh token kills its family: refresh2 has never been
+        // used and its family never replayed, so only the revocation can refuse it.
         let r = srv.form("/oauth/revoke", &[("token", refresh2.secret())], Some((id, secret))).await;
         assert_eq!(r.status, StatusCode::OK);
-        assert!(client.exchange_refresh_token(&refresh2).request_async(&http).await.is_err(), "revoked family");
+        assert_eq!(server_error(client.exchange_refresh_token(&refresh2).request_async(&http).await), "invalid_grant", "revoked family");
+        // A spent refresh token is refused as well.
+        assert_eq!(server_error(client.exchange_refresh_token(&refresh).request_async(&http).await), "invalid_grant", "spent refresh token");
     }
 
     async fn oauth2_crate_client_credentials(srv) {
@@ -126,6 +128,16 @@ backend_tests! {
             .add_scope(Scope::new("admin".into()))
             .request_async(&http)
             .await;
-        assert!(bad.is_err(), "a scope wider than the client's is refused");
+        assert_eq!(server_error(bad), "invalid_scope", "a scope wider than the client's is refused");
+    }
+}
+
+/// The RFC 6749 error code a token request was refused with (anything else fails).
+fn server_error<T: std::fmt::Debug, E: std::error::Error + 'static>(
+    r: Result<T, oauth2::RequestTokenError<E, oauth2::basic::BasicErrorResponse>>,
+) -> String {
+    match r {
+        Err(oauth2::RequestTokenError::ServerResponse(e)) => e.error().as_ref().to_string(),
+        other => panic!("expected an error response from the server, got {other:?}"),
     }
 }
