@@ -125,8 +125,11 @@ backend_tests! {
         assert!(!err);
         let (_, err, text) = mcp_tool(&srv, &mcp_token, "context_get", json!({"context_id": b})).await;
         assert!(err && text == "Context not found", "{text}");
-        let (_, err, _) = mcp_tool(&srv, &mcp_token, "context_delete", json!({"context_id": a})).await;
-        assert!(err);
+        let before = srv.stored(&a).await.body;
+        let (_, err, text) = mcp_tool(&srv, &mcp_token, "context_delete", json!({"context_id": a})).await;
+        assert!(err && text.contains("may not") && !text.starts_with("invalid arguments"), "refused by the binding: {text}");
+        let stored = srv.stored(&a).await;
+        assert_eq!((stored.status, &stored.body), (StatusCode::OK, &before), "A was not deleted");
         // Introspection shows the binding.
         let i = srv.form("/oauth/introspect", &[("token", &token)], Some((&client.0, &client.1))).await;
         assert_eq!(i.body["authorization_details"], serde_json::from_str::<Value>(&asked).unwrap());

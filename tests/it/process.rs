@@ -339,11 +339,54 @@ async fn cli_users_clients_and_keys() {
     assert_eq!(header["alg"], "ES256", "the rotated key signs");
     let r = http.post(format!("{}/context", p.url)).bearer_auth(at).json(&sample_context()).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
+    // `user passwd` took effect: the old password is refused at the login page, the
+    // new one accepted; after `user disable`, the new one is refused too.
+    let login = |password: &'static str| {
+        let url = p.url.clone();
+        async move { sign_in_status(&url, "frank", password).await }
+    };
+    assert_eq!(login("first password 123").await, StatusCode::UNAUTHORIZED, "the old password still works");
+    assert_eq!(login("second password 456").await, StatusCode::SEE_OTHER, "the new password is refused");
     run(&["user", "disable", "frank"]);
+    assert_eq!(login("second password 456").await, StatusCode::UNAUTHORIZED, "a disabled user signed in");
     run(&["client", "delete", &id]);
     let r = http.get(format!("{}/context", p.url)).bearer_auth(at).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "deleting the client revoked its tokens");
     p.terminate();
+}
+
+/// The status of a sign-in at the login page of `base` (303: signed in, 401: refused),
+/// through a public client registered for it.
+async fn sign_in_status(base: &str, user: &str, password: &str) -> StatusCode {
+    use crate::oauth_flow::{Browser, authorize_query, hidden, pkce};
+    let reg: Value = reqwest::Client::new()
+        .post(format!("{base}/oauth/register"))
+        .json(&json!({"redirect_uris": ["http://127.0.0.1/callback"], "token_endpoint_auth_method": "none",
+                      "application_type": "native", "client_name": "cli check"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client = reg["client_id"].as_str().expect("registered").to_string();
+    let (_, challenge) = pkce();
+    let query = authorize_query(&client, "http://127.0.0.1/callback", &challenge, "context:read", "s");
+    let mut b = Browser::new();
+    let page = b.get(&format!("{base}/oauth/authorize?{query}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let r = b
+        .post(
+            &format!("{base}/oauth/login"),
+            &[
+                ("csrf", &hidden(&page.body, "csrf")),
+                ("request", &hidden(&page.body, "request")),
+                ("username", user),
+                ("password", password),
+            ],
+        )
+        .await;
+    r.status
 }
 
 /// `ctxguard mcp-stdio`: the tools over stdin/stdout for the principal of

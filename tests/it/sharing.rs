@@ -139,7 +139,21 @@ fn assert_mcp_matches(http: StatusCode, got: (StatusCode, bool, String), cell: &
         StatusCode::NOT_FOUND => {
             assert!(is_error && text == "Context not found", "{cell}: expected not found, got {text}")
         }
-        _ => assert!(is_error && text != "Context not found", "{cell}: expected a refusal, got {text}"),
+        // A refusal for the reason the HTTP half gives, not any failure that happens to
+        // be an error: bad arguments, a store failure or a missing caller do not count.
+        _ => assert!(
+            is_error
+                && text != "Context not found"
+                && !text.starts_with("invalid arguments")
+                && !text.contains("database")
+                && !text.contains("not authenticated")
+                && (text.contains("may not")
+                    || text.contains("lacks the scope")
+                    || text.contains("role")
+                    || text.contains("limited to")
+                    || text.contains("bound")),
+            "{cell}: expected a policy refusal, got {text}"
+        ),
     }
 }
 
@@ -207,7 +221,14 @@ backend_tests! {
                             args["messages"] = json!([{"role": "user", "message": "x"}]);
                         }
                         let got = mcp_tool(&srv, &key, tool, args).await;
-                        assert_mcp_matches(expected(role, rel, action, bound), got, &format!("MCP {role:?} {rel:?} {action} bound={bound}"));
+                        let want = expected(role, rel, action, bound);
+                        let cell = format!("MCP {role:?} {rel:?} {action} bound={bound}");
+                        assert_mcp_matches(want, got, &cell);
+                        if !want.is_success() && rel != Rel::Foreign {
+                            // A refused tool call changes nothing either.
+                            let stored = srv.stored(&id).await;
+                            assert_eq!((stored.status, stored.body["version"].as_i64()), (StatusCode::OK, Some(1)), "{cell}");
+                        }
                         cells += 1;
                     }
                 }
@@ -333,7 +354,7 @@ backend_tests! {
         // Timing: interleaved, so that machine noise hits both alike; the same query
         // answers both (the tenant is in the key), so the medians stay close.
         let mut times = (Vec::new(), Vec::new());
-        for _ in 0..40 {
+        for _ in 0..60 {
             for (target, bucket) in [(&foreign, &mut times.0), (&missing, &mut times.1)] {
                 let t = std::time::Instant::now();
                 srv.call(Method::GET, &format!("/context/{target}"), Some(&me), None).await;
@@ -342,9 +363,11 @@ backend_tests! {
         }
         times.0.sort();
         times.1.sort();
-        let (f, m) = (times.0[20], times.1[20]);
+        let (f, m) = (times.0[30], times.1[30]);
         let gap = f.abs_diff(m);
-        assert!(gap < std::time::Duration::from_millis(2) || gap < f.max(m) / 2, "medians {f:?} vs {m:?}");
+        // Generous: a busy machine adds noise to both; an oracle would show as a
+        // difference far beyond it (a second query, a different code path).
+        assert!(gap < std::time::Duration::from_millis(5) || gap < f.max(m) / 2, "medians {f:?} vs {m:?}");
         // The foreign context is untouched.
         let r = srv.call(Method::GET, &format!("/context/{foreign}"), Some(&their_key), None).await;
         assert_eq!((r.status, r.body["version"].as_i64()), (StatusCode::OK, Some(1)));
