@@ -237,7 +237,10 @@ async fn cli_administers_the_local_database() {
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
     };
-    let _ = command(&data, None, &["init"]).output().unwrap();
+    let init = command(&data, None, &["init"]).output().unwrap();
+    assert!(init.status.success(), "init: {}", String::from_utf8_lossy(&init.stderr));
+    assert!(String::from_utf8_lossy(&init.stderr).contains("is ready"), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(data.join("admin.key").exists(), "init wrote the admin key");
     let t = run(&["tenant", "create", "acme"]);
     assert_eq!(t["name"], "acme");
     let tenants = run(&["tenant", "list"]);
