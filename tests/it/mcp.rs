@@ -140,6 +140,8 @@ backend_tests! {
         assert_eq!(deleted["result"]["structuredContent"]["deleted"], true);
         let gone = call(&srv, &key, &sid, 32, "context_get", json!({"context_id": id})).await;
         assert_eq!(gone["result"]["isError"], true);
+        assert_eq!(gone["result"]["content"][0]["text"], "Context has been deleted", "{gone}");
+        srv.stored(&id).await.assert_error(StatusCode::NOT_FOUND, "context_deleted");
     }
 
     async fn authorization_at_the_mcp_endpoint(srv) {
@@ -164,6 +166,8 @@ backend_tests! {
         let created = call(&srv, &for_mcp, &sid, 2, "context_create", json!({"history": []})).await;
         assert_eq!(created["result"]["isError"], false, "{created}");
 
+        let count = || async { srv.admin(Method::GET, "/context?limit=200", None).await.body["items"].as_array().unwrap().len() };
+        let stored_before = count().await;
         // Step-up: a read-only token asking to write gets 403 naming the scope.
         let read_only = mcp_token(&srv, &["writer"], "mcp:read", &mcp_resource).await;
         let sid = session(&srv, &read_only).await;
@@ -178,6 +182,7 @@ backend_tests! {
         let r = call(&srv, &reader_key, &sid, 4, "context_create", json!({})).await;
         assert_eq!(r["result"]["isError"], true);
         assert!(r["result"]["content"][0]["text"].as_str().unwrap().contains("writer"), "{r}");
+        assert_eq!(count().await, stored_before, "neither refused create stored a context");
 
         // DNS rebinding: a foreign Origin is refused.
         let (status, _, _) = rpc(&srv, Some(&reader_key), &init, &[("origin", "https://evil.example")]).await;
