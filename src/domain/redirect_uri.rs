@@ -44,6 +44,19 @@ pub fn validate(uri: &str, app: ApplicationType) -> Result<(), String> {
     }
 }
 
+/// The application type a registration that names none implies: native when every
+/// redirect URI is http on a loopback host or a private-use scheme (RFC 8252 sections
+/// 7.1 and 7.3: what installed MCP clients register), web otherwise. This is what the
+/// official MCP TypeScript SDK derives for its own registrations.
+pub fn inferred_application_type(uris: &[String]) -> ApplicationType {
+    let native = |uri: &String| {
+        Url::parse(uri).is_ok_and(|u| {
+            (u.scheme() == "http" && is_loopback_host(&u)) || (u.scheme() != "https" && u.scheme().contains('.'))
+        })
+    };
+    if !uris.is_empty() && uris.iter().all(native) { ApplicationType::Native } else { ApplicationType::Web }
+}
+
 /// Whether `requested` matches one of `registered`.
 pub fn matches(requested: &str, registered: &[String], app: ApplicationType) -> bool {
     if registered.iter().any(|r| r == requested) {
@@ -69,6 +82,18 @@ pub fn matches(requested: &str, registered: &[String], app: ApplicationType) -> 
 mod tests {
     use super::*;
     use ApplicationType::*;
+
+    #[test]
+    fn the_application_type_a_registration_implies() {
+        let v = |uris: &[&str]| inferred_application_type(&uris.iter().map(|u| u.to_string()).collect::<Vec<_>>());
+        assert_eq!(v(&["http://127.0.0.1:33418/callback"]), Native);
+        assert_eq!(v(&["http://localhost:6274/oauth/callback", "http://[::1]/cb"]), Native);
+        assert_eq!(v(&["com.example.app:/oauth2redirect"]), Native);
+        assert_eq!(v(&["https://app.example.com/cb"]), Web);
+        assert_eq!(v(&["http://127.0.0.1/cb", "https://app.example.com/cb"]), Web, "one web URI makes it web");
+        assert_eq!(v(&["http://app.example.com/cb"]), Web, "plain http elsewhere is not native (and is refused)");
+        assert_eq!(v(&[]), Web);
+    }
 
     #[test]
     fn registration_rules() {

@@ -37,7 +37,7 @@ impl AuthServer {
                     self.db.revoke_jti(&jti, now.plus_secs(MAX_ACCESS_TOKEN_TTL_SECS as i64 + 60)).await?;
                 }
                 if let Some(family) = issued_family {
-                    self.db.revoke_refresh_family(&family, now).await?;
+                    self.revoke_family(&family, now).await?;
                 }
                 tracing::warn!(incident = "authorization_code_replay", client_id = %c.client.client_id, "a used authorization code was presented again; its tokens are revoked");
                 metrics::counter!("ctxguard_security_incidents_total", "kind" => "authorization_code_replay")
@@ -95,14 +95,16 @@ impl AuthServer {
             binding: binding.as_ref(),
             delegation: None,
         };
-        let (refresh, family) = if wants_refresh {
-            let (t, f) = self.issue_refresh(None, &token_grant).await?;
-            (Some(t), Some(f))
+        let (mut response, claims) = self.mint(&token_grant, None)?;
+        let jti = Jti::new(claims.jti);
+        let family = if wants_refresh {
+            let (t, f) = self.issue_refresh(None, &token_grant, &jti).await?;
+            response.refresh_token = Some(t);
+            Some(f)
         } else {
-            (None, None)
+            None
         };
-        let (response, claims) = self.mint(&token_grant, refresh)?;
-        self.db.record_code_issue(&hash, &Jti::new(claims.jti), family.as_ref()).await?;
+        self.db.record_code_issue(&hash, &jti, family.as_ref()).await?;
         Ok(response)
     }
 }

@@ -8,7 +8,7 @@ use super::request::Narrowing;
 use super::server::{AuthServer, granted_scopes};
 use super::token::TokenResponse;
 use crate::crypto::{Secret, token};
-use crate::domain::{ClientId, ContextBinding, FamilyId, ScopeSet, Timestamp};
+use crate::domain::{ClientId, ContextBinding, FamilyId, Jti, ScopeSet, Timestamp};
 use crate::jwt::Grant;
 use crate::store::{OneTime, RefreshGrant, RefreshTokenState};
 
@@ -22,12 +22,13 @@ pub fn is_refresh_token(token: &str) -> bool {
 
 impl AuthServer {
     /// Creates a refresh token in `family` (a new family when `None`) standing for `what`
-    /// (its scopes, audience and binding are what every refresh may ask for), and returns
-    /// it with its family id.
+    /// (its scopes, audience and binding are what every refresh may ask for), recording
+    /// the access token minted with it, and returns it with its family id.
     pub(super) async fn issue_refresh(
         &self,
         family: Option<FamilyId>,
         what: &Grant<'_>,
+        access_jti: &Jti,
     ) -> OAuthResult<(String, FamilyId)> {
         let now = Timestamp::now();
         let client_id = ClientId::new(what.client_id);
@@ -50,7 +51,7 @@ impl AuthServer {
             expires_at: now.plus_secs(self.config.refresh_ttl.as_secs() as i64),
             binding: what.binding.cloned(),
         };
-        self.db.insert_refresh_token(&token::token_hash(secret.expose()), &grant, now).await?;
+        self.db.insert_refresh_token(&token::token_hash(secret.expose()), &grant, Some(access_jti), now).await?;
         Ok((secret.expose().to_string(), family_id))
     }
 
@@ -74,7 +75,7 @@ impl AuthServer {
         let grant = match self.db.use_refresh_token(&hash, now).await? {
             OneTime::Unknown => return Err(OAuthError::invalid_grant("unknown, expired or revoked refresh token")),
             OneTime::Replayed { grant, .. } => {
-                self.db.revoke_refresh_family(&grant.family_id, now).await?;
+                self.revoke_family(&grant.family_id, now).await?;
                 tracing::warn!(
                     incident = "refresh_token_replay",
                     client_id = %grant.client_id,
@@ -88,7 +89,7 @@ impl AuthServer {
         };
         if grant.client_id != c.client.client_id {
             // Someone else's token: treat it as compromised.
-            self.db.revoke_refresh_family(&grant.family_id, now).await?;
+            self.revoke_family(&grant.family_id, now).await?;
             return Err(OAuthError::invalid_grant("the refresh token was not issued to this client"));
         }
         if grant.expires_at <= now {
@@ -107,9 +108,20 @@ impl AuthServer {
             binding: grant.binding.as_ref(),
             delegation: None,
         };
-        let (next, _) = self.issue_refresh(Some(grant.family_id.clone()), &family).await?;
         let token_grant = Grant { scopes, binding: binding.as_ref(), ..family };
-        Ok(self.mint(&token_grant, Some(next))?.0)
+        let (mut response, claims) = self.mint(&token_grant, None)?;
+        let (next, _) = self.issue_refresh(Some(grant.family_id.clone()), &family, &Jti::new(claims.jti)).await?;
+        response.refresh_token = Some(next);
+        Ok(response)
+    }
+
+    /// Revokes a refresh token family: its refresh tokens and the access tokens minted
+    /// with them (a replay means one of them was stolen; RFC 6749 section 10.4).
+    pub(super) async fn revoke_family(&self, family: &FamilyId, now: Timestamp) -> OAuthResult<()> {
+        self.db.revoke_refresh_family(family, now).await?;
+        let until = now.plus_secs(crate::jwt::MAX_ACCESS_TOKEN_TTL_SECS as i64 + crate::jwt::LEEWAY_SECS as i64);
+        self.db.revoke_family_access_tokens(family, until).await?;
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@ use super::RegistrationMode;
 use super::clients::{NewClient, default_scopes};
 use super::error::{OAuthError, OAuthErrorCode, OAuthResult};
 use super::server::AuthServer;
-use crate::domain::{ApplicationType, Error, GrantType, ScopeSet};
+use crate::domain::{ApplicationType, Error, GrantType, ScopeSet, redirect_uri};
 
 /// RFC 7591 section 2 metadata. Unknown members are ignored, as section 2 requires.
 #[derive(Debug, Deserialize)]
@@ -81,8 +81,10 @@ impl AuthServer {
         {
             return Err(metadata_error("only the response type code is supported"));
         }
-        let application_type =
-            ApplicationType::parse(meta.application_type.as_deref().unwrap_or("web")).map_err(metadata_error)?;
+        let application_type = match meta.application_type.as_deref() {
+            Some(t) => ApplicationType::parse(t).map_err(metadata_error)?,
+            None => redirect_uri::inferred_application_type(&meta.redirect_uris),
+        };
         let scopes = match &meta.scope {
             Some(s) => {
                 // Registered clients get what they asked for within what registration may

@@ -18,7 +18,7 @@ impl AuthServer {
             if let Some(found) = self.db.refresh_token(&token::token_hash(token)).await?
                 && found.grant.client_id == client.client.client_id
             {
-                self.db.revoke_refresh_family(&found.grant.family_id, now).await?;
+                self.revoke_family(&found.grant.family_id, now).await?;
             }
         } else if let Ok(claims) = self.tokens.verify(token, None)
             && claims.client_id == client.client.client_id.as_str()

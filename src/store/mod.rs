@@ -394,12 +394,17 @@ pub trait OAuthStore: Send + Sync {
         principal: PrincipalId,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+    /// Stores a refresh token and the `jti` of the access token minted with it.
     async fn insert_refresh_token(
         &self,
         token_hash: &TokenHash,
         grant: &RefreshGrant,
+        access_jti: Option<&Jti>,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+    /// Puts the access tokens minted with the family's refresh tokens on the deny-list
+    /// (until `until`, past their expiry).
+    async fn revoke_family_access_tokens(&self, family_id: &FamilyId, until: Timestamp) -> Result<(), StoreError>;
     /// Atomically marks the token spent. A family that was revoked answers `Unknown`.
     async fn use_refresh_token(
         &self,

@@ -332,11 +332,17 @@ macro_rules! impl_oauth_store {
                 Ok(())
             }
 
-            async fn insert_refresh_token(&self, hash: &TokenHash, g: &RefreshGrant, now: Timestamp) -> Result<(), StoreError> {
+            async fn insert_refresh_token(
+                &self,
+                hash: &TokenHash,
+                g: &RefreshGrant,
+                access_jti: Option<&Jti>,
+                now: Timestamp,
+            ) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO refresh_tokens (token_hash, family_id, client_id, principal_id, tenant_id, scope, \
-                     resource, expires_ms, created_at_ms, authorization_details) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     resource, expires_ms, created_at_ms, authorization_details, access_jti) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(hash.as_str())
                 .bind(g.family_id.as_str())
@@ -348,10 +354,25 @@ macro_rules! impl_oauth_store {
                 .bind(g.expires_at.millis())
                 .bind(now.millis())
                 .bind(binding_text(&g.binding))
+                .bind(access_jti.map(Jti::as_str))
                 .execute(self.writes())
                 .await
                 .map_err(map_sqlx)?;
                 Ok(())
+            }
+
+            async fn revoke_family_access_tokens(&self, family_id: &FamilyId, until: Timestamp) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO revoked_tokens (jti, expires_ms) \
+                     SELECT access_jti, $2 FROM refresh_tokens WHERE family_id = $1 AND access_jti IS NOT NULL \
+                     ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(family_id.as_str())
+                .bind(until.millis())
+                .execute(self.writes())
+                .await
+                .map_err(map_sqlx)?;
+                self.auth_changed().await
             }
 
             async fn use_refresh_token(&self, hash: &TokenHash, now: Timestamp) -> Result<OneTime<RefreshGrant>, StoreError> {

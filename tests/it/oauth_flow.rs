@@ -228,11 +228,52 @@ backend_tests! {
         let wide = srv.form("/oauth/token", &[("grant_type", "refresh_token"), ("refresh_token", &rt2), ("client_id", &client), ("scope", "context:read context:write")], None).await;
         assert_eq!(wide.body["error"], "invalid_scope", "{}", wide.body);
 
-        // The spent rt1 comes back: the whole family dies, rt2 included.
+        // The spent rt1 comes back: the whole family dies, rt2 included — and so do the
+        // access tokens minted from it (the thief's and the holder's alike).
+        let at1 = t.body["access_token"].as_str().unwrap().to_string();
+        assert_eq!(srv.call(Method::GET, "/context", Some(&at1), None).await.status, StatusCode::OK);
         let replay = srv.form("/oauth/token", &[("grant_type", "refresh_token"), ("refresh_token", &rt1), ("client_id", &client)], None).await;
         assert_eq!(replay.body["error"], "invalid_grant");
         let after = srv.form("/oauth/token", &[("grant_type", "refresh_token"), ("refresh_token", &rt2), ("client_id", &client)], None).await;
         assert_eq!(after.body["error"], "invalid_grant", "{}", after.body);
+        for at in [&at1, &at2] {
+            srv.call(Method::GET, "/context", Some(at), None).await.assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+        }
+    }
+
+    async fn revoking_a_refresh_token_revokes_its_familys_access_tokens(srv) {
+        user(&srv, "rita", &["reader"]).await;
+        let client = register_public_native(&srv).await;
+        let (verifier, challenge) = pkce();
+        let redirect = "http://127.0.0.1/callback";
+        let query = authorize_query(&client, redirect, &challenge, "context:read offline_access", "s");
+        let code = query_of(&sign_in_and_allow(&srv, &mut Browser::new(), &query, "rita", "correct horse battery").await)["code"].clone();
+        let t = exchange(&srv, &[("code", &code), ("redirect_uri", redirect), ("code_verifier", &verifier), ("client_id", &client)], None).await;
+        let (at, rt) = (t.body["access_token"].as_str().unwrap().to_string(), t.body["refresh_token"].as_str().unwrap().to_string());
+        assert_eq!(srv.call(Method::GET, "/context", Some(&at), None).await.status, StatusCode::OK);
+        let r = srv.form("/oauth/revoke", &[("token", &rt), ("client_id", &client)], None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        srv.call(Method::GET, "/context", Some(&at), None).await.assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+    }
+
+    async fn registration_infers_the_application_type(srv) {
+        let register = |uris: Value| srv.call(Method::POST, "/oauth/register", None, Some(json!({
+            "client_name": "sdk client", "redirect_uris": uris, "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"]})));
+        // What 2025-era MCP clients send: no application_type, loopback redirect URIs.
+        for uris in [json!(["http://127.0.0.1:33418/callback"]), json!(["http://localhost:6274/oauth/callback"]), json!(["com.example.agent:/cb"])] {
+            let r = register(uris.clone()).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{uris}: {}", r.body);
+            assert_eq!(r.body["application_type"], "native", "{uris}");
+        }
+        let r = register(json!(["https://app.example.com/cb"])).await;
+        assert_eq!((r.status, r.body["application_type"].as_str()), (StatusCode::CREATED, Some("web")), "{}", r.body);
+        let r = register(json!(["http://app.example.com/cb"])).await;
+        assert_eq!((r.status, r.body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_redirect_uri")), "{}", r.body);
+        // An explicit application_type is still honoured.
+        let r = srv.call(Method::POST, "/oauth/register", None, Some(json!({"redirect_uris": ["http://127.0.0.1/cb"],
+            "token_endpoint_auth_method": "none", "application_type": "web"}))).await;
+        assert_eq!((r.status, r.body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_redirect_uri")), "{}", r.body);
     }
 
     async fn authorization_request_refusals(srv) {
