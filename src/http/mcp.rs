@@ -27,8 +27,9 @@ use crate::authn::{Authenticator, Caller, Credential};
 use crate::authz::Action;
 use crate::crypto::Secret;
 use crate::domain::{Error, ScopeSet, Timestamp};
+use crate::mcp::catalog::{Tool, method_action};
 use crate::mcp::stream::{Authority, StreamAuthority};
-use crate::mcp::tools::{ContextTools, Tool, method_action};
+use crate::mcp::tools::ContextTools;
 use crate::service::ContextService;
 use crate::store::Database;
 

@@ -1,5 +1,6 @@
 //! MCP: contexts as tools and resources, independent of the transport. The Streamable
 //! HTTP endpoint (`/mcp`) is in `http::mcp`, stdio in `app::stdio`.
 
+pub mod catalog;
 pub mod stream;
 pub mod tools;

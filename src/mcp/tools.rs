@@ -20,72 +20,15 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::catalog::{RESOURCE_SCHEME, resource_uri};
 use super::stream::{Authority, RECHECK};
 use crate::authn::Caller;
-use crate::authz::Action;
 use crate::domain::context::AppendInput;
 use crate::domain::{
     ContextId, ContextInput, Error, HistoryWindow, Message, MessageRole, StoreError, StoredContext, Timestamp,
 };
 use crate::service::ContextService;
 use crate::service::contexts::Cursor;
-
-/// The scheme of context resource URIs: `context://<id>`.
-pub const RESOURCE_SCHEME: &str = "context://";
-
-/// The resource URI of a context.
-pub fn resource_uri(id: ContextId) -> String {
-    format!("{RESOURCE_SCHEME}{id}")
-}
-
-/// Every tool, with the action it performs: the `/mcp` edge derives the scope a call
-/// needs from [`Tool::action`], the same table HTTP routes use, and a tool added to the
-/// router without a variant here fails `every_routed_tool_has_an_action`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tool {
-    Get,
-    Create,
-    Append,
-    Delete,
-    List,
-}
-
-impl Tool {
-    pub const ALL: [Tool; 5] = [Tool::Get, Tool::Create, Tool::Append, Tool::Delete, Tool::List];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Tool::Get => "context_get",
-            Tool::Create => "context_create",
-            Tool::Append => "context_append",
-            Tool::Delete => "context_delete",
-            Tool::List => "context_list",
-        }
-    }
-
-    pub fn action(self) -> Action {
-        match self {
-            Tool::Get => Action::Read,
-            Tool::Create => Action::Create,
-            Tool::Append => Action::Inject,
-            Tool::Delete => Action::Delete,
-            Tool::List => Action::List,
-        }
-    }
-
-    pub fn named(name: &str) -> Option<Tool> {
-        Tool::ALL.into_iter().find(|t| t.name() == name)
-    }
-}
-
-/// The action of an MCP request method other than `tools/call` (resources are read).
-pub fn method_action(method: &str) -> Option<Action> {
-    match method {
-        "resources/list" | "resources/templates/list" => Some(Action::List),
-        "resources/read" => Some(Action::Read),
-        _ => None,
-    }
-}
 
 /// One MCP server instance per session (or per stateless request); cheap to build.
 #[derive(Clone)]
@@ -581,6 +524,7 @@ impl ServerHandler for ContextTools {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mcp::catalog::Tool;
 
     #[test]
     fn every_routed_tool_has_an_action() {
