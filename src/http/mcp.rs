@@ -177,8 +177,8 @@ impl StreamAuthority for SessionAuthority {
             if let Err(e) = self.edge.db.delete_mcp_session(&id).await {
                 tracing::warn!(error = %e, "cannot delete an MCP session whose credential was revoked");
             }
+            tracing::info!("an MCP session was ended: its credential no longer holds");
         }
-        tracing::info!("an MCP session ended: its credential no longer holds");
     }
 }
 

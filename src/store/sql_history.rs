@@ -133,7 +133,6 @@ macro_rules! impl_history_sql {
         }
 
         /// One version row.
-        #[allow(clippy::too_many_arguments)]
         async fn insert_revision(
             tx: &mut sqlx::Transaction<'static, $db>,
             tenant: TenantId,
