@@ -95,4 +95,12 @@ impl OAuthClient {
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
     }
+
+    /// Whether users of any tenant may sign in through this client: dynamically
+    /// registered clients and client ID metadata documents serve everyone (their
+    /// `tenant` is only where they are recorded); an administrator's client belongs to
+    /// its tenant.
+    pub fn serves_every_tenant(&self) -> bool {
+        self.registered_by != "admin"
+    }
 }

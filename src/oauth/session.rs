@@ -34,21 +34,39 @@ impl AuthServer {
             return None;
         }
         let p = self.db.principal(s.principal).await.ok()??;
-        (!p.disabled && p.tenant == client.tenant).then_some((p, s))
+        (!p.disabled && (client.serves_every_tenant() || p.tenant == client.tenant)).then_some((p, s))
     }
 
-    /// Checks a user's password in the client's tenant. `Ok(None)`: wrong name or password.
+    /// A tenant's name, for the consent page.
+    pub async fn tenant_name(&self, id: crate::domain::TenantId) -> Option<String> {
+        self.db.tenant(id).await.ok().flatten().map(|t| t.name)
+    }
+
+    /// Checks a user's password in `tenant` (by name; the client's own tenant when none
+    /// is given). A client an administrator made serves its tenant only; another tenant
+    /// named there is treated like an unknown user. `Ok(None)`: wrong tenant, name or
+    /// password — all three cost the same (a password hash is verified either way).
     pub async fn check_password(
         &self,
         client: &OAuthClient,
+        tenant: Option<&str>,
         username: &str,
         pw: &str,
     ) -> Result<Option<Principal>, StoreError> {
-        let principal = self
-            .db
-            .principal_by_name(client.tenant, username)
-            .await?
-            .filter(|p| p.kind == PrincipalKind::User && !p.disabled);
+        let tenant = match tenant.map(str::trim).filter(|t| !t.is_empty()) {
+            None => Some(client.tenant),
+            Some(name) => self
+                .db
+                .tenant_by_name(name)
+                .await?
+                .map(|t| t.id)
+                .filter(|id| client.serves_every_tenant() || *id == client.tenant),
+        };
+        let principal = match tenant {
+            Some(t) => self.db.principal_by_name(t, username).await?,
+            None => None,
+        }
+        .filter(|p| p.kind == PrincipalKind::User && !p.disabled);
         let stored = match &principal {
             Some(p) => self.db.password_hash(p.id).await?,
             None => None,

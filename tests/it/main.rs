@@ -19,5 +19,6 @@ mod ops;
 mod policies;
 mod process;
 mod sharing;
+mod sign_in;
 mod storage;
 mod third_party;

@@ -160,7 +160,11 @@ pub(crate) async fn register_public_native(srv: &TestServer) -> String {
     r.body["client_id"].as_str().unwrap().to_string()
 }
 
-async fn exchange(srv: &TestServer, params: &[(&str, &str)], basic: Option<(&str, &str)>) -> crate::support::Reply {
+pub(crate) async fn exchange(
+    srv: &TestServer,
+    params: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> crate::support::Reply {
     let mut all = vec![("grant_type", "authorization_code")];
     all.extend_from_slice(params);
     srv.form("/oauth/token", &all, basic).await

@@ -116,6 +116,7 @@ pub async fn authorize(State(server): State<Arc<AuthServer>>, headers: HeaderMap
             client_name: &req.client.name,
             client_id: req.client.client_id.as_str(),
             user: &principal.name,
+            tenant: &server.tenant_name(principal.tenant).await.unwrap_or_default(),
             scopes: req.scopes,
             resource: &req.audience,
             binding: req.binding.as_ref(),
@@ -160,9 +161,10 @@ pub async fn login(State(server): State<Arc<AuthServer>>, headers: HeaderMap, Fo
             Some("The form expired; sign in again."),
         );
     }
+    let tenant = form.get("tenant").ok().flatten();
     let username = form.get("username").ok().flatten().unwrap_or("");
     let password = form.get("password").ok().flatten().unwrap_or("");
-    match server.check_password(&req.client, username, password).await {
+    match server.check_password(&req.client, tenant, username, password).await {
         Ok(Some(principal)) => match server.start_session(principal.id).await {
             Ok(id) => {
                 let mut r = Redirect::to(&format!("authorize?{raw}")).into_response();

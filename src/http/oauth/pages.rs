@@ -65,6 +65,7 @@ pub fn login_page(status: StatusCode, client_name: &str, request: &str, csrf: &s
              <form method=\"post\" action=\"login\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <input type=\"hidden\" name=\"request\" value=\"{}\">\
+             <label for=\"t\">Tenant (organisation; leave empty for the default)</label><input id=\"t\" name=\"tenant\" autocomplete=\"organization\">\
              <label for=\"u\">User name</label><input id=\"u\" name=\"username\" autocomplete=\"username\" required>\
              <label for=\"p\">Password</label><input id=\"p\" type=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
              <button type=\"submit\">Sign in</button></form>",
@@ -91,6 +92,8 @@ pub struct Consent<'a> {
     pub client_name: &'a str,
     pub client_id: &'a str,
     pub user: &'a str,
+    /// The signed-in user's tenant: the tokens will act in it.
+    pub tenant: &'a str,
     pub scopes: ScopeSet,
     pub resource: &'a str,
     /// The contexts the token will be limited to, if the client asked for a binding.
@@ -106,7 +109,7 @@ pub fn consent_page(c: &Consent<'_>) -> Response {
         StatusCode::OK,
         "Allow access?",
         &format!(
-            "<p>Signed in as <strong>{}</strong>.</p>\
+            "<p>Signed in as <strong>{}</strong> of tenant <strong>{}</strong>.</p>\
              <p><strong>{}</strong> (<code>{}</code>) asks to:</p><ul>{items}</ul>\
              <p>on the resource <code>{}</code>{}.</p>\
              <form method=\"post\" action=\"consent\">\
@@ -115,6 +118,7 @@ pub fn consent_page(c: &Consent<'_>) -> Response {
              <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button>\
              <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
             esc(c.user),
+            esc(c.tenant),
             esc(c.client_name),
             esc(c.client_id),
             esc(c.resource),
