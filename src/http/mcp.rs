@@ -192,12 +192,16 @@ pub async fn guard(State(edge): State<Arc<McpEdge>>, req: Request, next: Next) -
     };
     let presented = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
     let mut req = req;
-    let token = match credential_from_headers(req.headers()) {
-        Ok(Credential::Bearer(t)) => t,
-        Err(_) => return HttpError::Internal.into_response(),
-    };
-    let authority: Authority = Arc::new(SessionAuthority { edge: edge.clone(), token, session: presented.clone() });
-    req.extensions_mut().insert(authority);
+    // Only a session's requests can subscribe (or open a stream), so only they carry what
+    // re-checks the credential: stateless calls, the hot path, do not pay for it.
+    if presented.is_some() || req.method() == axum::http::Method::GET {
+        let token = match credential_from_headers(req.headers()) {
+            Ok(Credential::Bearer(t)) => t,
+            Err(_) => return HttpError::Internal.into_response(),
+        };
+        let authority: Authority = Arc::new(SessionAuthority { edge: edge.clone(), token, session: presented.clone() });
+        req.extensions_mut().insert(authority);
+    }
     if let Some(session) = &presented {
         // A session belongs to the principal that opened it; to anyone else it does not
         // exist (MCP security best practices: bind sessions to the user).

@@ -295,7 +295,7 @@ impl ContextTools {
         ctx.extensions
             .get::<axum::http::request::Parts>()
             .and_then(|p| p.extensions.get::<Authority>().cloned())
-            .ok_or_else(|| ErrorData::invalid_request("not authenticated", None))
+            .ok_or_else(|| ErrorData::invalid_request("subscriptions need a session", None))
     }
 
     fn caller(&self, ctx: &RequestContext<RoleServer>) -> Result<Caller, ErrorData> {

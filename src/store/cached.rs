@@ -8,6 +8,7 @@
 //! and this process's mirror is fresh. Writes made here drop the entry at once.
 //! Tombstones and misses are not cached: they are cheap to look up and rare.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -56,14 +57,14 @@ impl CachedContexts {
 fn next_head(before: Option<Head>, written: &Written) -> Option<Head> {
     let next = &written.head;
     let before = before.filter(|b| b.version.next() == next.version)?;
-    let serialize = |entries: &[crate::domain::HistoryEntry]| -> Option<Vec<String>> {
-        entries.iter().map(|e| serde_json::to_string(e).ok()).collect()
+    let serialize = |entries: &[crate::domain::HistoryEntry]| -> Option<Vec<Cow<'_, str>>> {
+        entries.iter().map(|e| serde_json::to_string(e).ok().map(Cow::Owned)).collect()
     };
-    let kept = || -> Option<Vec<String>> {
+    let kept = || -> Option<Vec<Cow<'_, str>>> {
         before
             .body
             .messages(0..before.body.history_len())
-            .map(|m| std::str::from_utf8(m).ok().map(str::to_string))
+            .map(|m| std::str::from_utf8(m).ok().map(Cow::Borrowed))
             .collect()
     };
     let messages = match &written.messages {

@@ -93,6 +93,19 @@ pub fn authorize_query(client_id: &str, redirect: &str, challenge: &str, scope: 
 
 /// Signs in and consents; returns the final redirect to the client.
 pub async fn sign_in_and_allow(srv: &TestServer, b: &mut Browser, query: &str, user: &str, password: &str) -> String {
+    sign_in_and_allow_in(srv, b, query, "", user, password).await
+}
+
+/// The same, naming the user's tenant on the login page (empty: the client's); the
+/// consent page must name it back.
+pub async fn sign_in_and_allow_in(
+    srv: &TestServer,
+    b: &mut Browser,
+    query: &str,
+    tenant: &str,
+    user: &str,
+    password: &str,
+) -> String {
     let login = b.get(&format!("{}/oauth/authorize?{query}", srv.url)).await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.body);
     assert!(login.body.contains("Sign in"), "{}", login.body);
@@ -102,6 +115,7 @@ pub async fn sign_in_and_allow(srv: &TestServer, b: &mut Browser, query: &str, u
             &[
                 ("csrf", &hidden(&login.body, "csrf")),
                 ("request", &hidden(&login.body, "request")),
+                ("tenant", tenant),
                 ("username", user),
                 ("password", password),
             ],
@@ -111,6 +125,13 @@ pub async fn sign_in_and_allow(srv: &TestServer, b: &mut Browser, query: &str, u
     let consent = b.get(&format!("{}/oauth/{}", srv.url, after.location.unwrap())).await;
     assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
     assert!(consent.body.contains("Allow access?"), "{}", consent.body);
+    if !tenant.is_empty() {
+        assert!(
+            consent.body.contains(&format!("of tenant <strong>{tenant}</strong>")),
+            "the consent page names the tenant: {}",
+            consent.body
+        );
+    }
     let done = b
         .post(
             &format!("{}/oauth/consent", srv.url),

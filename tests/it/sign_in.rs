@@ -6,7 +6,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::backend_tests;
-use crate::oauth_flow::{Browser, authorize_query, exchange, hidden, pkce, query_of, register_public_native};
+use crate::oauth_flow::{
+    Browser, authorize_query, exchange, hidden, pkce, query_of, register_public_native, sign_in_and_allow_in,
+};
 use crate::support::{TestServer, sample_context};
 
 const REDIRECT: &str = "http://127.0.0.1/callback";
@@ -52,38 +54,8 @@ async fn attempt(srv: &TestServer, client: &str, tenant: &str, user: &str, passw
 async fn token_for(srv: &TestServer, client: &str, tenant: &str, user: &str) -> String {
     let (verifier, challenge) = pkce();
     let query = authorize_query(client, REDIRECT, &challenge, "context:read context:write", "s");
-    let mut b = Browser::new();
-    let login = b.get(&format!("{}/oauth/authorize?{query}", srv.url)).await;
-    let after = b
-        .post(
-            &format!("{}/oauth/login", srv.url),
-            &[
-                ("csrf", &hidden(&login.body, "csrf")),
-                ("request", &hidden(&login.body, "request")),
-                ("tenant", tenant),
-                ("username", user),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
-    assert_eq!(after.status, StatusCode::SEE_OTHER, "{}", after.body);
-    let consent = b.get(&format!("{}/oauth/{}", srv.url, after.location.unwrap())).await;
-    assert!(
-        consent.body.contains(&format!("of tenant <strong>{tenant}</strong>")),
-        "the consent page names the tenant: {}",
-        consent.body
-    );
-    let done = b
-        .post(
-            &format!("{}/oauth/consent", srv.url),
-            &[
-                ("csrf", &hidden(&consent.body, "csrf")),
-                ("request", &hidden(&consent.body, "request")),
-                ("decision", "allow"),
-            ],
-        )
-        .await;
-    let code = query_of(&done.location.unwrap())["code"].clone();
+    let back = sign_in_and_allow_in(srv, &mut Browser::new(), &query, tenant, user, PASSWORD).await;
+    let code = query_of(&back)["code"].clone();
     let t = exchange(
         srv,
         &[("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", &verifier), ("client_id", client)],
