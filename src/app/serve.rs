@@ -95,6 +95,11 @@ async fn prepare(
     let serving = app.serving(&public_url).await?;
     // Caches are checked against the change counters: sync once before serving.
     app.db.sync_changes().await.context("reading the change counters")?;
+    // Where the database announces every replica's writes, subscribers hear them from it.
+    let feed = app.db.context_feed().await.context("listening for context changes")?;
+    if feed.is_some() {
+        app.contexts.follow_database_feed();
+    }
     let state = AppState {
         inner: Arc::new(AppInner {
             contexts: app.contexts.clone(),
@@ -123,6 +128,7 @@ async fn prepare(
     let upkeep = tokio::spawn(telemetry::upkeep(telemetry::metrics_handle(), sample, stop_rx.clone()));
     let reloader = tokio::spawn(reload_on_hangup(app.authz.clone(), stop_rx.clone()));
     let keys = tokio::spawn(follow_keys(app.keyring.clone(), stop_rx.clone()));
+    let announcer = feed.map(|f| tokio::spawn(announce_changes(f, app.contexts.clone(), stop_rx.clone())));
     let metrics_server = metrics_listener.map(|l| {
         let mut stop = stop_rx.clone();
         let router = http::ops::metrics_router(telemetry::metrics_handle());
@@ -148,6 +154,9 @@ async fn prepare(
         let _ = stop_tx.send(true);
         let _ = sweeper.await;
         let _ = keys.await;
+        if let Some(a) = announcer {
+            let _ = a.await;
+        }
         if let Some(m) = metrics_server {
             let _ = m.await;
         }
@@ -159,6 +168,32 @@ async fn prepare(
         result.context("server error")
     };
     Ok(Prepared { addr, metrics_addr, public_url, fut })
+}
+
+/// Passes the database's change feed on to this process's subscribers. A lost
+/// connection is re-established by the feed; an error is logged and retried after a
+/// pause rather than ending subscriptions.
+async fn announce_changes(
+    mut feed: crate::store::feed::ContextFeed,
+    contexts: crate::service::ContextService,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let next = tokio::select! {
+            next = feed.next() => next,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match next {
+            Ok(change) => contexts.publish(change),
+            Err(e) => {
+                tracing::warn!(error = %e, "the context change feed failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    }
 }
 
 /// How often each replica re-reads the signing keys: a key rotated by another replica

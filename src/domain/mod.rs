@@ -6,6 +6,7 @@
 
 pub mod api_key;
 pub mod binding;
+pub mod change;
 pub mod client;
 pub mod context;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod window;
 
 pub use api_key::ApiKey;
 pub use binding::{ContextAction, ContextActions, ContextBinding};
+pub use change::{ChangeKind, ContextChange};
 pub use client::{ApplicationType, GrantType, OAuthClient};
 pub use context::{ContextInput, HistoryEntry, Message, MessageRole, Session, StoredContext, StoredSession, Version};
 pub use error::{Error, StoreError};

@@ -148,9 +148,8 @@ fn action(message: &Value) -> Option<Action> {
 }
 
 const SESSION_HEADER: &str = "mcp-session-id";
+const LISTEN: &str = "subscriptions/listen";
 
-/// Authenticates, checks scopes and session ownership, and passes the caller to the
-/// MCP service; records who opened each new session.
 /// The `/mcp` transport's answer to "does this session's credential still hold?": the
 /// same credential authenticated again for the MCP resource (revocation, expiry, the
 /// principal's current roles and state), and ending means closing the rmcp session,
@@ -182,9 +181,11 @@ impl StreamAuthority for SessionAuthority {
     }
 }
 
+/// Authenticates, checks scopes and session ownership, and passes the caller to the
+/// MCP service; records who opened each new session.
 pub async fn guard(State(edge): State<Arc<McpEdge>>, req: Request, next: Next) -> Response {
-    let req = match authorize(&edge, req).await {
-        Ok(req) => req,
+    let (req, listens) = match authorize(&edge, req).await {
+        Ok(authorized) => authorized,
         Err(e) => return e.into_response(),
     };
     let Some(owner) = req.extensions().get::<Caller>().map(|c| c.principal.id) else {
@@ -192,9 +193,10 @@ pub async fn guard(State(edge): State<Arc<McpEdge>>, req: Request, next: Next) -
     };
     let presented = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
     let mut req = req;
-    // Only a session's requests can subscribe (or open a stream), so only they carry what
-    // re-checks the credential: stateless calls, the hot path, do not pay for it.
-    if presented.is_some() || req.method() == axum::http::Method::GET {
+    // Only a session's requests and `subscriptions/listen` open streams, so only they
+    // carry what re-checks the credential: other stateless calls, the hot path, do not
+    // pay for it.
+    if listens || presented.is_some() || req.method() == axum::http::Method::GET {
         let token = match credential_from_headers(req.headers()) {
             Ok(Credential::Bearer(t)) => t,
             Err(_) => return HttpError::Internal.into_response(),
@@ -233,9 +235,12 @@ fn session_not_found() -> Response {
         .into_response()
 }
 
-async fn authorize(edge: &McpEdge, req: Request) -> Result<Request, HttpError> {
+/// The request with its caller attached, and whether it opens a `subscriptions/listen`
+/// stream.
+async fn authorize(edge: &McpEdge, req: Request) -> Result<(Request, bool), HttpError> {
     let (mut parts, body) = req.into_parts();
     let caller: Caller = authenticate(&edge.authn, &parts, &edge.resource).await?;
+    let mut listens = false;
     let body = if parts.method == axum::http::Method::POST {
         let bytes = json::read_body(&parts.headers, body, edge.body_limits).await?;
         if let Ok(message) = serde_json::from_slice::<Value>(&bytes) {
@@ -245,6 +250,7 @@ async fn authorize(edge: &McpEdge, req: Request) -> Result<Request, HttpError> {
             };
             let mut needed = ScopeSet::empty();
             for m in messages {
+                listens |= m["method"] == LISTEN;
                 if let Some(a) = action(m) {
                     needed = needed.union(&a.required_scopes());
                 }
@@ -258,5 +264,5 @@ async fn authorize(edge: &McpEdge, req: Request) -> Result<Request, HttpError> {
         body
     };
     parts.extensions.insert(caller);
-    Ok(Request::from_parts(parts, body))
+    Ok((Request::from_parts(parts, body), listens))
 }

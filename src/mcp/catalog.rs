@@ -53,11 +53,12 @@ impl Tool {
     }
 }
 
-/// The action of an MCP request method other than `tools/call` (resources are read).
+/// The action of an MCP request method other than `tools/call` (resources are read;
+/// a subscription reads what changed).
 pub fn method_action(method: &str) -> Option<Action> {
     match method {
         "resources/list" | "resources/templates/list" => Some(Action::List),
-        "resources/read" => Some(Action::Read),
+        "resources/read" | "resources/subscribe" | "subscriptions/listen" => Some(Action::Read),
         _ => None,
     }
 }

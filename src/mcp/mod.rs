@@ -3,4 +3,5 @@
 
 pub mod catalog;
 pub mod stream;
+pub mod subscriptions;
 pub mod tools;

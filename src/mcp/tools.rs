@@ -10,18 +10,19 @@ use rmcp::model::{
 // Logging is deprecated by SEP-2577 but 2025-era clients still call logging/setLevel.
 #[allow(deprecated)]
 use rmcp::model::SetLevelRequestParams;
-use rmcp::model::{ResourceUpdatedNotificationParam, SubscribeRequestParams, UnsubscribeRequestParams};
-use rmcp::service::{Peer, RequestContext};
+use rmcp::model::{
+    CacheScope, ListToolsResult, ResultType, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
+};
+use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::catalog::{RESOURCE_SCHEME, resource_uri};
-use super::stream::{Authority, RECHECK};
+use super::stream::Authority;
+use super::subscriptions::{self, SessionSubscriptions};
 use crate::authn::Caller;
 use crate::domain::context::AppendInput;
 use crate::domain::{
@@ -38,9 +39,8 @@ pub struct ContextTools {
     fixed_caller: Option<Caller>,
     /// Over stdio, what re-checks the key for streams; over HTTP it comes with each request.
     fixed_authority: Option<Authority>,
-    /// Resource URIs this session subscribed to.
-    subscriptions: Arc<Mutex<HashSet<String>>>,
-    watching: Arc<AtomicBool>,
+    /// A 2025-era session's `resources/subscribe` URIs and its watcher.
+    subscriptions: SessionSubscriptions,
     /// Built once per process: building it derives every tool's JSON Schemas, which
     /// cost more than the tool call itself when done per stateless request.
     tool_router: Arc<ToolRouter<Self>>,
@@ -109,8 +109,6 @@ pub struct ListArgs {
     #[serde(default)]
     pub limit: Option<u32>,
 }
-
-const MAX_SUBSCRIPTIONS: usize = 1000;
 
 /// A context as tools return it.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -217,8 +215,7 @@ impl ContextTools {
             contexts,
             fixed_caller,
             fixed_authority: None,
-            subscriptions: Arc::default(),
-            watching: Arc::default(),
+            subscriptions: SessionSubscriptions::default(),
             tool_router: Self::shared_router(),
         }
     }
@@ -226,65 +223,6 @@ impl ContextTools {
     fn shared_router() -> Arc<ToolRouter<Self>> {
         static ROUTER: std::sync::OnceLock<Arc<ToolRouter<ContextTools>>> = std::sync::OnceLock::new();
         ROUTER.get_or_init(|| Arc::new(Self::tool_router())).clone()
-    }
-
-    /// Sends `notifications/resources/updated` to this session's peer for every change
-    /// of a subscribed context the caller can still read — the caller as it is at that
-    /// moment, not as it was when it subscribed. Ends when the peer is gone; ends the
-    /// session when the credential no longer holds (checked before each notification
-    /// and every [`RECHECK`] while idle).
-    fn watch(&self, authority: Authority, peer: Peer<RoleServer>) {
-        if self.watching.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let mut changes = self.contexts.changes();
-        let contexts = self.contexts.clone();
-        let subscriptions = self.subscriptions.clone();
-        let watching = self.watching.clone();
-        tokio::spawn(async move {
-            let revoked = || async {
-                if let Ok(mut s) = subscriptions.lock() {
-                    s.clear();
-                }
-                watching.store(false, Ordering::SeqCst);
-                authority.end().await;
-            };
-            loop {
-                let change = tokio::select! {
-                    got = changes.recv() => match got {
-                        Ok(c) => c,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                    },
-                    _ = tokio::time::sleep(RECHECK) => {
-                        if authority.current().await.is_none() {
-                            return revoked().await;
-                        }
-                        continue;
-                    }
-                };
-                let uri = resource_uri(change.context_id);
-                let subscribed = subscriptions.lock().map(|s| s.contains(&uri)).unwrap_or(false);
-                if !subscribed {
-                    continue;
-                }
-                let Some(caller) = authority.current().await else {
-                    return revoked().await;
-                };
-                if change.tenant != caller.principal.tenant {
-                    continue;
-                }
-                // Deleted or no longer readable contexts are reported too (as an update
-                // the reader will see as "not found"), but only to readers of the tenant.
-                let readable = match contexts.get(&caller, change.context_id).await {
-                    Ok(_) | Err(Error::ContextDeleted(_) | Error::ContextExpired(_)) => true,
-                    Err(_) => false,
-                };
-                if readable && peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri)).await.is_err() {
-                    return;
-                }
-            }
-        });
     }
 
     /// What re-checks this session's credential for its streams.
@@ -295,7 +233,7 @@ impl ContextTools {
         ctx.extensions
             .get::<axum::http::request::Parts>()
             .and_then(|p| p.extensions.get::<Authority>().cloned())
-            .ok_or_else(|| ErrorData::invalid_request("subscriptions need a session", None))
+            .ok_or_else(|| ErrorData::invalid_request("this request cannot open a stream", None))
     }
 
     fn caller(&self, ctx: &RequestContext<RoleServer>) -> Result<Caller, ErrorData> {
@@ -403,6 +341,17 @@ impl ContextTools {
     }
 }
 
+/// How long clients may keep the tool catalog (SEP-2549 `ttlMs`).
+const TOOLS_TTL_MS: u64 = 10 * 60 * 1000;
+
+/// Contexts change at any moment and access to them can be revoked: a listing or a
+/// read is stale at once and belongs to its caller alone (SEP-2549: `ttlMs` 0,
+/// `cacheScope` private). Subscriptions say when to read again.
+fn uncacheable(ttl_ms: &mut Option<u64>, scope: &mut Option<CacheScope>) {
+    *ttl_ms = Some(0);
+    *scope = Some(CacheScope::Private);
+}
+
 fn resource_error(e: Error) -> ErrorData {
     match e {
         Error::ContextNotFound(_) | Error::ContextDeleted(_) | Error::ContextExpired(_) | Error::NotFound { .. } => {
@@ -422,6 +371,7 @@ impl ServerHandler for ContextTools {
                 .enable_tools()
                 .enable_resources()
                 .enable_resources_subscribe()
+                .enable_resources_list_changed()
                 // No prompts are offered; declaring the capability lets clients list
                 // them (an empty list) instead of meeting "method not found".
                 .enable_prompts()
@@ -435,6 +385,29 @@ impl ServerHandler for ContextTools {
                 .into(),
         );
         info
+    }
+
+    /// The catalog is fixed for a running server and the same for every caller
+    /// (SEP-2549 caching hints: public, fresh for [`TOOLS_TTL_MS`]).
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let mut result = ListToolsResult::with_all_items(self.tool_router.list_all());
+        result.result_type = Some(ResultType::COMPLETE);
+        result.ttl_ms = Some(TOOLS_TTL_MS);
+        result.cache_scope = Some(CacheScope::Public);
+        Ok(result)
+    }
+
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        Some(subscriptions::accepted(requested))
+    }
+
+    async fn listen(&self, subscription: rmcp::service::SubscriptionContext) -> Result<(), ErrorData> {
+        let authority = self.authority(subscription.request_context())?;
+        subscriptions::listen(&self.contexts, authority, subscription).await
     }
 
     async fn list_resources(
@@ -456,6 +429,7 @@ impl ServerHandler for ContextTools {
             .collect();
         let mut result = ListResourcesResult::with_all_items(resources);
         result.next_cursor = page.next_cursor;
+        uncacheable(&mut result.ttl_ms, &mut result.cache_scope);
         Ok(result)
     }
 
@@ -466,15 +440,8 @@ impl ServerHandler for ContextTools {
     ) -> Result<(), ErrorData> {
         self.caller(&context)?;
         let authority = self.authority(&context)?;
-        // Any URI is accepted (answering differently would reveal which contexts exist);
-        // only readable contexts of the caller's tenant ever produce notifications.
-        if let Ok(mut s) = self.subscriptions.lock() {
-            if s.len() >= MAX_SUBSCRIPTIONS {
-                return Err(ErrorData::invalid_request("too many subscriptions in this session", None));
-            }
-            s.insert(request.uri);
-        }
-        self.watch(authority, context.peer.clone());
+        self.subscriptions.add(request.uri)?;
+        self.subscriptions.watch(self.contexts.clone(), authority, context.peer.clone());
         Ok(())
     }
 
@@ -483,9 +450,7 @@ impl ServerHandler for ContextTools {
         request: UnsubscribeRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        if let Ok(mut s) = self.subscriptions.lock() {
-            s.remove(&request.uri);
-        }
+        self.subscriptions.remove(&request.uri);
         Ok(())
     }
 
@@ -506,18 +471,25 @@ impl ServerHandler for ContextTools {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let caller = self.caller(&context)?;
+        // Errors name the URI they are about (SEP-2164).
+        let about = |mut e: ErrorData| {
+            e.data = Some(serde_json::json!({ "uri": request.uri }));
+            e
+        };
         let raw = request
             .uri
             .strip_prefix(RESOURCE_SCHEME)
-            .ok_or_else(|| ErrorData::invalid_params("resource URIs look like context://<id>", None))?;
-        let cid: ContextId = raw.parse().map_err(|m: String| ErrorData::invalid_params(m, None))?;
-        let ctx = self.contexts.get(&caller, cid).await.map_err(resource_error)?;
+            .ok_or_else(|| about(ErrorData::invalid_params("resource URIs look like context://<id>", None)))?;
+        let cid: ContextId = raw.parse().map_err(|m: String| about(ErrorData::invalid_params(m, None)))?;
+        let ctx = self.contexts.get(&caller, cid).await.map_err(|e| about(resource_error(e)))?;
         let text = serde_json::to_string(&ctx).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         let mut contents = ResourceContents::text(text, request.uri.clone());
         if let ResourceContents::TextResourceContents { mime_type, .. } = &mut contents {
             *mime_type = Some("application/json".into());
         }
-        Ok(ReadResourceResult::new(vec![contents]).into())
+        let mut result = ReadResourceResult::new(vec![contents]);
+        uncacheable(&mut result.ttl_ms, &mut result.cache_scope);
+        Ok(result.into())
     }
 }
 

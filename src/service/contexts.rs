@@ -1,6 +1,7 @@
 //! The context use cases: create, get, replace, patch, append, delete, list, versions.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -9,7 +10,7 @@ use serde_json::{Map, Value};
 use super::context_denial;
 use crate::authn::Caller;
 use crate::authz::{Action, Authorizer, Resource};
-use crate::domain::TenantId;
+use crate::domain::{ChangeKind, ContextChange, TenantId};
 use crate::domain::context::{AppendInput, ContextLimits, append_messages, apply_patch};
 use crate::domain::{
     ContextFacts, ContextHead, ContextId, ContextInput, Error, Provenance, Revision, StoreError, StoredContext,
@@ -80,15 +81,11 @@ pub struct ContextService {
     pub(super) principals: Arc<dyn AuthStore>,
     pub(super) authz: Authorizer,
     limits: ContextLimits,
-    /// Every successful write, for MCP resource subscriptions (this process only).
+    /// Committed changes, for MCP subscriptions: this process's own writes, or — when
+    /// the database announces every replica's writes — what it announces.
     changes: tokio::sync::broadcast::Sender<ContextChange>,
-}
-
-/// A context that was created, changed or deleted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ContextChange {
-    pub tenant: TenantId,
-    pub context_id: ContextId,
+    /// Whether this service announces its own writes (false once the database does).
+    announces_writes: Arc<AtomicBool>,
 }
 
 impl ContextService {
@@ -99,7 +96,7 @@ impl ContextService {
         limits: ContextLimits,
     ) -> Self {
         let (changes, _) = tokio::sync::broadcast::channel(256);
-        Self { store, principals, authz, limits, changes }
+        Self { store, principals, authz, limits, changes, announces_writes: Arc::new(AtomicBool::new(true)) }
     }
 
     pub fn authorizer(&self) -> &Authorizer {
@@ -111,9 +108,22 @@ impl ContextService {
         self.changes.subscribe()
     }
 
-    fn changed(&self, tenant: TenantId, context_id: ContextId) {
+    /// From now on changes come from the database's feed ([`Self::publish`]), which
+    /// carries this process's writes as well as every other replica's.
+    pub fn follow_database_feed(&self) {
+        self.announces_writes.store(false, Ordering::Release);
+    }
+
+    /// Announces a change the database reported.
+    pub fn publish(&self, change: ContextChange) {
         // No receivers is the common case and not an error.
-        let _ = self.changes.send(ContextChange { tenant, context_id });
+        let _ = self.changes.send(change);
+    }
+
+    fn changed(&self, tenant: TenantId, context_id: ContextId, kind: ChangeKind) {
+        if self.announces_writes.load(Ordering::Acquire) {
+            self.publish(ContextChange { tenant, context_id, kind });
+        }
     }
 
     pub async fn create(&self, caller: &Caller, input: ContextInput) -> Result<StoredContext, Error> {
@@ -127,7 +137,7 @@ impl ContextService {
         self.limits.check(&ContextHead::of(&ctx), &ctx.session.history)?;
         match self.store.create(tenant, caller.principal.id, &ctx).await {
             Ok(()) => {
-                self.changed(tenant, id);
+                self.changed(tenant, id, ChangeKind::Created);
                 Ok(ctx)
             }
             Err(StoreError::Duplicate) => Err(Error::ContextExists(id)),
@@ -233,7 +243,7 @@ impl ContextService {
         }
         let expected = if_match.is_some().then_some(current.version);
         if self.store.delete(tenant, id, expected, Timestamp::now()).await? {
-            self.changed(tenant, id);
+            self.changed(tenant, id, ChangeKind::Deleted);
             return Ok(());
         }
         // Lost a race: someone else deleted or changed it in between.
@@ -330,7 +340,7 @@ impl ContextService {
                 _ => Err(Error::ContextNotFound(id)),
             },
             Ok(done) => {
-                self.changed(tenant, id);
+                self.changed(tenant, id, ChangeKind::Updated);
                 Ok(done)
             }
             other => other,

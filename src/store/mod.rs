@@ -9,6 +9,7 @@
 pub mod body;
 pub mod cached;
 pub mod changes;
+pub mod feed;
 mod postgres;
 mod sql;
 mod sql_auth;
@@ -221,6 +222,10 @@ pub trait Database: ContextStore + AuthStore + OAuthStore + McpStore {
     /// its WAL on the last close).
     async fn close(&self);
     fn backend(&self) -> &'static str;
+    /// Every committed context change of every process sharing this database, where the
+    /// database can announce them (PostgreSQL); `None` where this process is the only
+    /// writer and announces its own (SQLite).
+    async fn context_feed(&self) -> Result<Option<feed::ContextFeed>, StoreError>;
     /// Contexts still stored in the format before per-message storage (every version
     /// a whole body), waiting for [`Database::convert_legacy`].
     async fn legacy_contexts(&self) -> Result<u64, StoreError>;

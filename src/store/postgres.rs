@@ -35,6 +35,10 @@ impl PostgresStore {
         &self.pool
     }
 
+    async fn open_context_feed(&self) -> Result<Option<super::feed::ContextFeed>, crate::domain::StoreError> {
+        super::feed::ContextFeed::listen(&self.pool).await.map(Some)
+    }
+
     async fn close_pools(&self) {
         self.pool.close().await;
     }

@@ -507,6 +507,10 @@ macro_rules! impl_sql_stores {
                 $backend
             }
 
+            async fn context_feed(&self) -> Result<Option<super::feed::ContextFeed>, StoreError> {
+                self.open_context_feed().await
+            }
+
             async fn legacy_contexts(&self) -> Result<u64, StoreError> {
                 self.count_legacy().await
             }

@@ -58,6 +58,11 @@ impl SqliteStore {
         &self.writer
     }
 
+    /// One process owns the file and announces its own writes.
+    async fn open_context_feed(&self) -> Result<Option<super::feed::ContextFeed>, crate::domain::StoreError> {
+        Ok(None)
+    }
+
     /// Closes both pools; the last close checkpoints the WAL.
     async fn close_pools(&self) {
         self.pool.close().await;
