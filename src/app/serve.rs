@@ -93,6 +93,11 @@ async fn prepare(
     };
     let metrics_addr = metrics_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let serving = app.serving(&public_url).await?;
+    let (stopping_tx, stopping_rx) = watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
     // Caches are checked against the change counters: sync once before serving.
     app.db.sync_changes().await.context("reading the change counters")?;
     // Where the database announces every replica's writes, subscribers hear them from it.
@@ -113,6 +118,7 @@ async fn prepare(
             body_limits: BodyLimits { max_bytes: s.max_body_bytes, max_depth: s.max_json_depth },
             metrics: telemetry::metrics_handle(),
             openapi_json: http::openapi_json(),
+            stopping: stopping_rx,
         }),
     };
     let router = http::router(state, s.request_timeout);

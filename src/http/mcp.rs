@@ -73,6 +73,7 @@ pub struct McpEdge {
     body_limits: BodyLimits,
     /// rmcp's sessions, so that a session whose credential was revoked can be ended.
     sessions: Arc<LocalSessionManager>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl McpEdge {
@@ -86,6 +87,7 @@ impl McpEdge {
             contexts: s.contexts.clone(),
             body_limits: s.body_limits,
             sessions: Arc::new(LocalSessionManager::default()),
+            stopping: s.stopping.clone(),
         })
     }
 }
@@ -122,7 +124,12 @@ pub fn service(edge: &McpEdge) -> StreamableHttpService<ContextTools, LocalSessi
         .with_json_response(true);
     config.session_store = Some(Arc::new(DbSessionStore(edge.db.clone())));
     let contexts = edge.contexts.clone();
-    StreamableHttpService::new(move || Ok(ContextTools::new(contexts.clone())), edge.sessions.clone(), config)
+    let stopping = edge.stopping.clone();
+    StreamableHttpService::new(
+        move || Ok(ContextTools::new(contexts.clone(), stopping.clone())),
+        edge.sessions.clone(),
+        config,
+    )
 }
 
 /// The MCP service as an axum handler that shares one instance: as a tower service it

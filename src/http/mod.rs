@@ -59,6 +59,9 @@ pub struct AppInner {
     pub body_limits: BodyLimits,
     pub metrics: PrometheusHandle,
     pub openapi_json: String,
+    /// Turns true when the server starts shutting down: long-lived streams (MCP
+    /// subscriptions) then end gracefully, so that the shutdown does not wait on them.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The routes and their OpenAPI description, from one source.

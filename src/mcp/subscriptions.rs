@@ -19,10 +19,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rmcp::ErrorData;
+use rmcp::RoleServer;
 use rmcp::model::{ResourceUpdatedNotificationParam, SubscriptionFilter};
 use rmcp::service::{Peer, SubscriptionContext, SubscriptionSink};
-use rmcp::RoleServer;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 
 use super::catalog::resource_uri;
 use super::stream::{Authority, RECHECK};
@@ -60,21 +61,40 @@ fn credential_ended() -> ErrorData {
     ErrorData::invalid_request("the credential of this subscription no longer holds; authenticate again", None)
 }
 
-/// Runs one `subscriptions/listen` stream until the client goes away (`Ok`: rmcp then
-/// sends the final result, which a departed client never reads) or the credential
-/// stops holding (an error ends the stream).
+/// Runs one `subscriptions/listen` stream until the client goes away or the server
+/// shuts down (`Ok`: rmcp then sends the final result that says the subscription ended
+/// gracefully), or until the credential stops holding (an error ends the stream).
 pub async fn listen(
     contexts: &ContextService,
     authority: Authority,
+    stopping: Option<watch::Receiver<bool>>,
     subscription: SubscriptionContext,
 ) -> Result<(), ErrorData> {
+    let stop = async move {
+        match stopping {
+            Some(mut s) => {
+                let _ = s.wait_for(|stopping| *stopping).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        ended = follow(contexts, authority, &subscription) => ended,
+        _ = stop => Ok(()),
+    }
+}
+
+async fn follow(
+    contexts: &ContextService,
+    authority: Authority,
+    subscription: &SubscriptionContext,
+) -> Result<(), ErrorData> {
     let sink = subscription.sink().clone();
-    let uris: HashSet<String> =
-        sink.accepted().resource_subscriptions.iter().flatten().cloned().collect();
+    let uris: HashSet<String> = sink.accepted().resource_subscriptions.iter().flatten().cloned().collect();
     let list = sink.accepted().resources_list_changed == Some(true);
     if uris.is_empty() && !list {
         // Nothing to send: hold the stream open (the client asked for it) until it goes.
-        return wait_idle(&authority, &subscription).await;
+        return wait_idle(&authority, subscription).await;
     }
     let mut changes = contexts.changes();
     loop {
@@ -148,7 +168,8 @@ async fn resync(
         let Some(id) = uri.strip_prefix(super::catalog::RESOURCE_SCHEME).and_then(|r| r.parse().ok()) else {
             continue;
         };
-        let change = ContextChange { tenant: caller.principal.tenant, context_id: id, kind: crate::domain::ChangeKind::Updated };
+        let change =
+            ContextChange { tenant: caller.principal.tenant, context_id: id, kind: crate::domain::ChangeKind::Updated };
         if may_hear(contexts, caller, &change).await && sink.notify_resource_updated(uri.clone()).await.is_err() {
             return false;
         }

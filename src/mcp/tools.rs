@@ -41,6 +41,8 @@ pub struct ContextTools {
     fixed_authority: Option<Authority>,
     /// A 2025-era session's `resources/subscribe` URIs and its watcher.
     subscriptions: SessionSubscriptions,
+    /// Turns true when the server shuts down; subscriptions then end gracefully.
+    stopping: Option<tokio::sync::watch::Receiver<bool>>,
     /// Built once per process: building it derives every tool's JSON Schemas, which
     /// cost more than the tool call itself when done per stateless request.
     tool_router: Arc<ToolRouter<Self>>,
@@ -199,8 +201,10 @@ fn messages(args: Vec<MessageArg>) -> Result<Vec<Message>, String> {
 #[tool_router(router = tool_router)]
 impl ContextTools {
     /// For HTTP: the caller of each request is attached by the `/mcp` guard.
-    pub fn new(contexts: ContextService) -> Self {
-        Self::build(contexts, None)
+    pub fn new(contexts: ContextService, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
+        let mut tools = Self::build(contexts, None);
+        tools.stopping = Some(stopping);
+        tools
     }
 
     /// For stdio: one caller, authenticated at start, and what re-checks its key.
@@ -216,6 +220,7 @@ impl ContextTools {
             fixed_caller,
             fixed_authority: None,
             subscriptions: SessionSubscriptions::default(),
+            stopping: None,
             tool_router: Self::shared_router(),
         }
     }
@@ -407,7 +412,7 @@ impl ServerHandler for ContextTools {
 
     async fn listen(&self, subscription: rmcp::service::SubscriptionContext) -> Result<(), ErrorData> {
         let authority = self.authority(subscription.request_context())?;
-        subscriptions::listen(&self.contexts, authority, subscription).await
+        subscriptions::listen(&self.contexts, authority, self.stopping.clone(), subscription).await
     }
 
     async fn list_resources(

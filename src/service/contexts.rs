@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use super::context_denial;
 use crate::authn::Caller;
 use crate::authz::{Action, Authorizer, Resource};
-use crate::domain::{ChangeKind, ContextChange, TenantId};
 use crate::domain::context::{AppendInput, ContextLimits, append_messages, apply_patch};
+use crate::domain::{ChangeKind, ContextChange, TenantId};
 use crate::domain::{
     ContextFacts, ContextHead, ContextId, ContextInput, Error, Provenance, Revision, StoreError, StoredContext,
     Timestamp, Version,

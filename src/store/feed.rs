@@ -27,10 +27,8 @@ pub struct ContextFeed {
 
 impl ContextFeed {
     pub(super) async fn listen(pool: &PgPool) -> Result<Self, StoreError> {
-        let channel: String = sqlx::query_scalar(CHANNEL_QUERY)
-            .fetch_one(pool)
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let channel: String =
+            sqlx::query_scalar(CHANNEL_QUERY).fetch_one(pool).await.map_err(|e| StoreError::Backend(e.to_string()))?;
         let mut listener = PgListener::connect_with(pool).await.map_err(|e| StoreError::Backend(e.to_string()))?;
         listener.listen(&channel).await.map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(Self { listener })

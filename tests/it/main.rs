@@ -21,4 +21,5 @@ mod process;
 mod sharing;
 mod sign_in;
 mod storage;
+mod subscriptions;
 mod third_party;

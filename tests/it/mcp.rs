@@ -237,6 +237,37 @@ async fn stateless_2026_revision_and_bad_messages() {
         rpc(&srv, Some(&key), &call, &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/list")]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // SEP-2549 caching hints: the tool catalog is the same for everyone and fixed while
+    // the server runs; contexts change at any time and belong to their caller.
+    let id =
+        srv.create_context(&key, crate::support::sample_context()).await["context_id"].as_str().unwrap().to_string();
+    let hints = |method: &str, params: Value| {
+        let name = params["uri"].as_str().map(str::to_string);
+        let mut params = params;
+        params["_meta"] = meta.clone();
+        let body = json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": params});
+        let method = method.to_string();
+        let srv = &srv;
+        let key = key.clone();
+        async move {
+            let mut headers = vec![("mcp-protocol-version", "2026-07-28"), ("mcp-method", method.as_str())];
+            if let Some(name) = &name {
+                headers.push(("mcp-name", name));
+            }
+            let (status, _, msgs) = rpc(srv, Some(&key), &body, &headers).await;
+            assert_eq!(status, StatusCode::OK, "{msgs:?}");
+            let r = &msgs[0]["result"];
+            (
+                r["ttlMs"].as_u64().unwrap_or_else(|| panic!("{method}: {r}")),
+                r["cacheScope"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    let (ttl, scope) = hints("tools/list", json!({})).await;
+    assert!(ttl > 0 && scope == "public", "tools/list: {ttl} {scope}");
+    assert_eq!(hints("resources/list", json!({})).await, (0, "private".to_string()));
+    assert_eq!(hints("resources/read", json!({"uri": format!("context://{id}")})).await, (0, "private".to_string()));
+
     // Malformed JSON and oversized bodies are 4xx, never a crash.
     let r = srv
         .send(
@@ -258,7 +289,7 @@ async fn stateless_2026_revision_and_bad_messages() {
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     let list = srv.call(Method::GET, "/context", Some(&key), None).await;
-    assert!(list.body["items"].as_array().unwrap().is_empty());
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1, "only the context made above");
     srv.stop().await;
 }
 
