@@ -6,7 +6,10 @@
 #      baseline-2026-07-28.yml (check-level entries where a scenario also tests protocol);
 #   3. 0.2.0-alpha `authorization` against ctxguard's authorization server: the metadata
 #      scenario and the authorization code grant, whose sign-in and consent
-#      browser.mjs performs from the URL the suite prints, through the real pages.
+#      browser.mjs performs from the URL the suite prints, through the real pages;
+#   4. the MCP Inspector CLI: tools/list --strict (tool schemas portable to every
+#      client and model provider: exit 6 on any error-severity problem), a tools/call
+#      and a resources/read.
 # The suite cannot send credentials to /mcp, so a loopback proxy (auth-proxy.mjs) adds
 # the bootstrap admin key; ctxguard itself has no auth bypass.
 # Usage: conformance/run.sh [path/to/ctxguard]   (default: target/debug/ctxguard)
@@ -76,5 +79,28 @@ authorization() {
             "$node22" "$here/browser.mjs"
 }
 run "0.2.0-alpha authorization (metadata, authorization code grant)" authorization
+
+inspect() { "$node22" "$here/node_modules/.bin/mcp-inspector" --cli "$server_url/mcp" --header "Authorization: Bearer $admin_key" "$@"; }
+echo "-- MCP Inspector CLI $(inspect --version 2>/dev/null || true)"
+if ! inspect --method tools/list --strict >"$work/tools.json" 2>"$work/strict.txt"; then
+    echo "inspector: tools/list --strict found portability errors:"; cat "$work/strict.txt"; failed=1
+elif grep -q . "$work/strict.txt"; then
+    echo "inspector: tools/list --strict warnings:"; cat "$work/strict.txt"; failed=1
+else
+    echo "tools/list --strict: no portability problems"
+fi
+if inspect --method tools/call --tool-name context_create \
+        --tool-arg 'session={"history":[{"role":"user","message":"from the inspector"}]}' --tool-arg 'metadata={"via":"inspector"}' \
+        >"$work/created.json" 2>&1 && grep -q '"isError": false' "$work/created.json"; then
+    id="$(sed -n 's/^    "context_id": "\(.*\)",$/\1/p' "$work/created.json" | head -n1)"
+    echo "tools/call context_create: ok ($id)"
+    if inspect --method resources/read --uri "context://$id" >"$work/read.json" 2>&1 && grep -q "from the inspector" "$work/read.json"; then
+        echo "resources/read context://$id: ok"
+    else
+        echo "inspector: resources/read failed:"; cat "$work/read.json"; failed=1
+    fi
+else
+    echo "inspector: tools/call failed:"; cat "$work/created.json"; failed=1
+fi
 
 exit "$failed"

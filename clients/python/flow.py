@@ -133,16 +133,16 @@ async def main() -> None:
                 tools = sorted(t.name for t in (await session.list_tools()).tools)
                 assert tools == ["context_append", "context_create", "context_delete", "context_get", "context_list"], tools
 
-                created = structured(await session.call_tool("context_create", {"metadata": {"by": "python"}, "history": [{"role": "user", "message": "hi"}]}))
+                created = structured(await session.call_tool("context_create", {"metadata": {"by": "python"}, "session": {"history": [{"role": "user", "message": "hi"}]}}))
                 cid = created["context_id"]
                 appended = structured(await session.call_tool("context_append", {"context_id": cid, "messages": [{"role": "assistant", "message": "hello"}]}))
                 assert appended["version"] == 2 and appended["history_length"] == 2, appended
                 assert "history" not in appended, "an append answers briefly"
                 got = structured(await session.call_tool("context_get", {"context_id": cid}))
-                assert [m["message"] for m in got["history"]] == ["hi", "hello"]
-                assert got["history"][1]["provenance"]["name"], "each message says who appended it"
+                assert [m["message"] for m in got["session"]["history"]] == ["hi", "hello"]
+                assert got["session"]["history"][1]["provenance"]["name"], "each message says who appended it"
                 window = structured(await session.call_tool("context_get", {"context_id": cid, "last": 1}))
-                assert [m["message"] for m in window["history"]] == ["hello"] and window["history_length"] == 2, window
+                assert [m["message"] for m in window["session"]["history"]] == ["hello"] and window["history_length"] == 2, window
                 listed = structured(await session.call_tool("context_list", {}))
                 assert listed["items"][0]["context_id"] == cid
                 denied = await session.call_tool("context_delete", {"context_id": cid})

@@ -2,6 +2,7 @@
 //! HTTP endpoint (`/mcp`) is in `http::mcp`, stdio in `app::stdio`.
 
 pub mod catalog;
+pub mod schemas;
 pub mod stream;
 pub mod subscriptions;
 pub mod tools;

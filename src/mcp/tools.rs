@@ -15,19 +15,16 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
 use super::catalog::{RESOURCE_SCHEME, resource_uri};
+use super::schemas::{self, AppendArgs, GetArgs, ListArgs, ReadArgs};
 use super::stream::Authority;
 use super::subscriptions::{self, SessionSubscriptions};
 use crate::authn::Caller;
 use crate::domain::context::AppendInput;
-use crate::domain::{
-    ContextId, ContextInput, Error, HistoryWindow, Message, MessageRole, StoreError, StoredContext, Timestamp,
-};
+use crate::domain::{ContextId, ContextInput, Error, HistoryWindow, StoreError};
 use crate::service::ContextService;
 use crate::service::contexts::Cursor;
 
@@ -48,127 +45,6 @@ pub struct ContextTools {
     tool_router: Arc<ToolRouter<Self>>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GetArgs {
-    /// The context id (UUID).
-    pub context_id: String,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReadArgs {
-    /// The context id (UUID).
-    pub context_id: String,
-    /// Only the last N messages of the history.
-    #[serde(default)]
-    pub last: Option<u64>,
-    /// Only the messages after this position (1-based; 0 is before the first).
-    #[serde(default)]
-    pub after: Option<u64>,
-    /// With `after`: at most this many messages.
-    #[serde(default)]
-    pub limit: Option<u64>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MessageArg {
-    /// user, assistant or system.
-    pub role: String,
-    pub message: String,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateArgs {
-    /// Optional id (UUID); one is made if absent.
-    #[serde(default)]
-    pub context_id: Option<String>,
-    #[serde(default)]
-    pub metadata: Option<Map<String, Value>>,
-    #[serde(default)]
-    pub history: Vec<MessageArg>,
-    /// RFC 3339 expiry.
-    #[serde(default)]
-    pub expires: Option<String>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AppendArgs {
-    pub context_id: String,
-    pub messages: Vec<MessageArg>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ListArgs {
-    /// From a previous call's next_cursor.
-    #[serde(default)]
-    pub cursor: Option<String>,
-    /// 1–200, default 50.
-    #[serde(default)]
-    pub limit: Option<u32>,
-}
-
-/// A context as tools return it.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ContextOut {
-    pub context_id: String,
-    pub metadata: Map<String, Value>,
-    pub history: Vec<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires: Option<String>,
-    pub version: i64,
-    pub created_at: String,
-    pub updated_at: String,
-    /// For a window: how many messages the whole history holds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub history_length: Option<usize>,
-    /// For a window: the position (1-based) of its first message.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub history_start: Option<usize>,
-}
-
-/// What an append answers: the new version and the history's length, not the whole
-/// context (`context_get` reads it, or a window of it).
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct Appended {
-    pub context_id: String,
-    pub version: i64,
-    pub history_length: usize,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct Deleted {
-    pub context_id: String,
-    pub deleted: bool,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ContextPage {
-    pub items: Vec<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
-impl From<StoredContext> for ContextOut {
-    fn from(c: StoredContext) -> Self {
-        ContextOut {
-            context_id: c.context_id.to_string(),
-            metadata: c.metadata,
-            history: c.session.history.iter().filter_map(|m| serde_json::to_value(m).ok()).collect(),
-            expires: c.expires.map(|e| e.to_rfc3339()),
-            version: c.version.0,
-            created_at: c.created_at.to_rfc3339(),
-            updated_at: c.updated_at.to_rfc3339(),
-            history_length: None,
-            history_start: None,
-        }
-    }
-}
-
 /// What a tool reports for a refused or failed call (an `isError` result).
 fn tool_error(e: Error) -> String {
     match &e {
@@ -184,18 +60,19 @@ fn tool_error(e: Error) -> String {
     }
 }
 
-fn id(raw: &str) -> Result<ContextId, String> {
-    raw.parse::<ContextId>().map_err(|m| format!("invalid arguments: context_id {m}"))
+/// Parses a tool's arguments. A mistake is a tool error the model can read and correct
+/// (MCP: input validation errors are tool execution errors), not a protocol error.
+fn arguments<T: serde::de::DeserializeOwned>(raw: Map<String, Value>) -> Result<T, String> {
+    serde_json::from_value(Value::Object(raw)).map_err(|e| format!("invalid arguments: {e}"))
 }
 
-fn messages(args: Vec<MessageArg>) -> Result<Vec<Message>, String> {
-    args.into_iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let role = MessageRole::parse(&m.role).map_err(|e| format!("invalid arguments: messages[{i}]: {e}"))?;
-            Ok(Message::new(role, m.message))
-        })
-        .collect()
+/// The served JSON of a context, as the tool's structured result.
+fn served(bytes: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(bytes).map_err(|e| tool_error(Error::Store(StoreError::Corrupt(e.to_string()))))
+}
+
+fn id(raw: &str) -> Result<ContextId, String> {
+    raw.parse::<ContextId>().map_err(|m| format!("invalid arguments: context_id {m}"))
 }
 
 #[tool_router(router = tool_router)]
@@ -253,96 +130,115 @@ impl ContextTools {
 
     #[tool(
         name = "context_get",
-        description = "Read the latest version of a context (metadata, history, expiry), or only part of its history: \
-                       the last N messages (last) or those after a position (after, limit)."
+        description = "Read the latest version of a context (an OCP context object: metadata, session.history, \
+                       expires), or only part of its history: the last N messages (last) or those after a \
+                       position (after, limit).",
+        input_schema = schemas::get_input(),
+        output_schema = schemas::context_output()
     )]
     async fn context_get(
         &self,
         ctx: RequestContext<RoleServer>,
-        Parameters(args): Parameters<ReadArgs>,
-    ) -> Result<Json<ContextOut>, String> {
+        Parameters(raw): Parameters<Map<String, Value>>,
+    ) -> Result<Json<Value>, String> {
+        let args: ReadArgs = arguments(raw)?;
         let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
         let window = HistoryWindow::from_query(args.last, args.after, args.limit)
             .map_err(|e| format!("invalid arguments: {e}"))?;
         let cid = id(&args.context_id)?;
         let Some(window) = window else {
-            let ctx = self.contexts.get(&caller, cid).await.map_err(tool_error)?;
-            return Ok(Json(ctx.into()));
+            let (_, bytes) = self.contexts.get_json(&caller, cid).await.map_err(tool_error)?;
+            return served(&bytes).map(Json);
         };
         let (_, body) = self.contexts.get_body(&caller, cid).await.map_err(tool_error)?;
         let total = body.history_len();
         let range = window.range(total);
         let start = range.start + 1;
-        let cut: StoredContext = serde_json::from_slice(&body.window(range))
-            .map_err(|e| tool_error(Error::Store(StoreError::Corrupt(e.to_string()))))?;
-        let mut out = ContextOut::from(cut);
-        out.history_length = Some(total);
-        out.history_start = Some(start);
+        let mut out = served(&body.window(range))?;
+        out["history_length"] = total.into();
+        out["history_start"] = start.into();
         Ok(Json(out))
     }
 
-    #[tool(name = "context_create", description = "Create a context. Returns the stored context.")]
+    #[tool(
+        name = "context_create",
+        description = "Create a context from an OCP context object (session.history required, may be empty). \
+                       Returns the stored context.",
+        input_schema = schemas::create_input(),
+        output_schema = schemas::context_output()
+    )]
     async fn context_create(
         &self,
         ctx: RequestContext<RoleServer>,
-        Parameters(args): Parameters<CreateArgs>,
-    ) -> Result<Json<ContextOut>, String> {
+        Parameters(raw): Parameters<Map<String, Value>>,
+    ) -> Result<Json<Value>, String> {
+        let input: ContextInput = arguments(raw)?;
         let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
-        let context_id = args.context_id.as_deref().map(id).transpose()?;
-        let expires = args
-            .expires
-            .as_deref()
-            .map(|e| Timestamp::parse_rfc3339(e).map_err(|m| format!("invalid arguments: expires {m}")))
-            .transpose()?;
-        let input = ContextInput::new(context_id, args.metadata, messages(args.history)?, expires);
         let ctx = self.contexts.create(&caller, input).await.map_err(tool_error)?;
-        Ok(Json(ctx.into()))
+        serde_json::to_value(&ctx).map(Json).map_err(|e| tool_error(Error::Store(StoreError::Corrupt(e.to_string()))))
     }
 
     #[tool(
         name = "context_append",
-        description = "Append messages to a context's history (inject). Returns the new version and history length."
+        description = "Append messages to a context's session.history (inject). Returns the new version and \
+                       history length.",
+        input_schema = schemas::append_input(),
+        output_schema = schemas::append_output()
     )]
     async fn context_append(
         &self,
         ctx: RequestContext<RoleServer>,
-        Parameters(args): Parameters<AppendArgs>,
-    ) -> Result<Json<Appended>, String> {
+        Parameters(raw): Parameters<Map<String, Value>>,
+    ) -> Result<Json<Value>, String> {
+        let args: AppendArgs = arguments(raw)?;
         let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
-        let input = AppendInput { messages: messages(args.messages)? };
+        let input = AppendInput { messages: args.messages };
         let head = self.contexts.append(&caller, id(&args.context_id)?, input, None).await.map_err(tool_error)?;
-        Ok(Json(Appended {
-            context_id: head.context_id.to_string(),
-            version: head.version.0,
-            history_length: head.history_len,
-        }))
+        Ok(Json(json!({
+            "context_id": head.context_id,
+            "version": head.version.0,
+            "history_length": head.history_len,
+        })))
     }
 
-    #[tool(name = "context_delete", description = "Delete (revoke) a context. Its id is never reused.")]
+    #[tool(
+        name = "context_delete",
+        description = "Delete (revoke) a context. Its id is never reused.",
+        input_schema = schemas::delete_input(),
+        output_schema = schemas::delete_output()
+    )]
     async fn context_delete(
         &self,
         ctx: RequestContext<RoleServer>,
-        Parameters(args): Parameters<GetArgs>,
-    ) -> Result<Json<Deleted>, String> {
+        Parameters(raw): Parameters<Map<String, Value>>,
+    ) -> Result<Json<Value>, String> {
+        let args: GetArgs = arguments(raw)?;
         let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
         let cid = id(&args.context_id)?;
         self.contexts.delete(&caller, cid, None).await.map_err(tool_error)?;
-        Ok(Json(Deleted { context_id: cid.to_string(), deleted: true }))
+        Ok(Json(json!({"context_id": cid, "deleted": true})))
     }
 
-    #[tool(name = "context_list", description = "List the contexts visible to the caller, newest first.")]
+    #[tool(
+        name = "context_list",
+        description = "List the contexts visible to the caller, newest first (without their histories).",
+        input_schema = schemas::list_input(),
+        output_schema = schemas::list_output()
+    )]
     async fn context_list(
         &self,
         ctx: RequestContext<RoleServer>,
-        Parameters(args): Parameters<ListArgs>,
-    ) -> Result<Json<ContextPage>, String> {
+        Parameters(raw): Parameters<Map<String, Value>>,
+    ) -> Result<Json<Value>, String> {
+        let args: ListArgs = arguments(raw)?;
         let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
         let cursor = args.cursor.as_deref().map(Cursor::parse).transpose().map_err(tool_error)?;
         let page = self.contexts.list(&caller, cursor, args.limit, None).await.map_err(tool_error)?;
-        Ok(Json(ContextPage {
-            items: page.items.iter().filter_map(|i| serde_json::to_value(i).ok()).collect(),
-            next_cursor: page.next_cursor,
-        }))
+        let mut out = json!({ "items": page.items });
+        if let Some(next) = page.next_cursor {
+            out["next_cursor"] = next.into();
+        }
+        Ok(Json(out))
     }
 }
 
@@ -513,6 +409,46 @@ mod tests {
                 Tool::named(name).unwrap_or_else(|| panic!("tool {name} has no entry in Tool (and so no action)"));
             assert_eq!(tool.name(), name);
         }
+    }
+
+    /// Every tool schema is portable: one `type` per schema (no `["string","null"]`)
+    /// and objects where a schema goes (no bare `true`), with a role enum for messages.
+    #[test]
+    fn tool_schemas_are_portable() {
+        fn walk(path: &str, v: &Value, problems: &mut Vec<String>) {
+            match v {
+                Value::Bool(_) => problems.push(format!("{path}: bare boolean schema")),
+                Value::Object(m) => {
+                    if m.get("type").is_some_and(Value::is_array) {
+                        problems.push(format!("{path}: type array"));
+                    }
+                    for key in ["items", "additionalProperties"] {
+                        if let Some(Value::Object(_)) = m.get(key) {
+                            walk(&format!("{path}.{key}"), &m[key], problems);
+                        } else if key == "items" && m.contains_key(key) {
+                            walk(&format!("{path}.{key}"), &m[key], problems);
+                        }
+                    }
+                    if let Some(Value::Object(props)) = m.get("properties") {
+                        for (name, p) in props {
+                            walk(&format!("{path}.{name}"), p, problems);
+                        }
+                    }
+                }
+                _ => problems.push(format!("{path}: not a schema")),
+            }
+        }
+        let mut problems = Vec::new();
+        let mut roles = 0;
+        for tool in ContextTools::tool_router().list_all() {
+            let input = Value::Object((*tool.input_schema).clone());
+            walk(&format!("{}.input", tool.name), &input, &mut problems);
+            let output = Value::Object((*tool.output_schema.clone().expect("every tool declares its output")).clone());
+            walk(&format!("{}.output", tool.name), &output, &mut problems);
+            roles += input.to_string().matches(r#""enum":["user","assistant","system"]"#).count();
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
+        assert_eq!(roles, 2, "create and append take messages with a role enum");
     }
 
     #[test]

@@ -95,7 +95,7 @@ backend_tests! {
             assert_eq!(t["outputSchema"]["type"], "object", "{t}");
         }
 
-        let created = call(&srv, &key, &sid, 3, "context_create", json!({"metadata": {"topic": "mcp"}, "history": [{"role": "user", "message": "hello"}]})).await;
+        let created = call(&srv, &key, &sid, 3, "context_create", json!({"metadata": {"topic": "mcp"}, "session": {"history": [{"role": "user", "message": "hello"}]}})).await;
         assert_eq!(created["result"]["isError"], false, "{created}");
         let id = created["result"]["structuredContent"]["context_id"].as_str().unwrap().to_string();
         let appended = call(&srv, &key, &sid, 4, "context_append", json!({"context_id": id, "messages": [{"role": "assistant", "message": "hi"}]})).await;
@@ -104,8 +104,8 @@ backend_tests! {
         assert!(appended["result"]["structuredContent"].get("history").is_none(), "an append answers briefly");
         let window = call(&srv, &key, &sid, 5, "context_get", json!({"context_id": id, "last": 1})).await;
         let w = &window["result"]["structuredContent"];
-        assert_eq!(w["history"].as_array().map(Vec::len), Some(1), "{window}");
-        assert_eq!(w["history"][0]["message"], "hi");
+        assert_eq!(w["session"]["history"].as_array().map(Vec::len), Some(1), "{window}");
+        assert_eq!(w["session"]["history"][0]["message"], "hi");
         assert_eq!((w["history_length"].as_u64(), w["history_start"].as_u64()), (Some(2), Some(2)));
         let bad = call(&srv, &key, &sid, 6, "context_get", json!({"context_id": id, "last": 1, "after": 1})).await;
         assert_eq!(bad["result"]["isError"], true, "{bad}");
@@ -113,7 +113,8 @@ backend_tests! {
         let http = srv.call(Method::GET, &format!("/context/{id}"), Some(&key), None).await;
         assert_eq!(http.body["session"]["history"][1]["message"], "hi");
         let got = call(&srv, &key, &sid, 5, "context_get", json!({"context_id": id})).await;
-        assert_eq!(got["result"]["structuredContent"]["history"].as_array().unwrap().len(), 2);
+        // The same OCP context object as HTTP serves.
+        assert_eq!(got["result"]["structuredContent"], http.body, "one context shape everywhere");
         let listed = call(&srv, &key, &sid, 6, "context_list", json!({"limit": 10})).await;
         assert_eq!(listed["result"]["structuredContent"]["items"][0]["context_id"], id.as_str());
 
@@ -128,7 +129,9 @@ backend_tests! {
             ("context_get", json!({"context_id": "not-a-uuid"}), "invalid arguments"),
             ("context_get", json!({"context_id": uuid::Uuid::new_v4().to_string()}), "not found"),
             ("context_append", json!({"context_id": id, "messages": [{"role": "robot", "message": "x"}]}), "invalid arguments"),
-            ("context_create", json!({"expires": "yesterday"}), "invalid arguments"),
+            ("context_create", json!({"session": {"history": []}, "expires": "yesterday"}), "invalid arguments"),
+            ("context_create", json!({"history": []}), "invalid arguments"),
+            ("context_append", json!({"context_id": id, "messages": [{"role": "user"}]}), "invalid arguments"),
         ].into_iter().enumerate() {
             let r = call(&srv, &key, &sid, 20 + i as u64, tool, args).await;
             assert_eq!(r["result"]["isError"], true, "{tool}: {r}");
@@ -163,7 +166,7 @@ backend_tests! {
         assert!(headers["www-authenticate"].to_str().unwrap().contains("error=\"invalid_token\""));
         srv.call(Method::GET, "/context", Some(&for_mcp), None).await.assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
         let sid = session(&srv, &for_mcp).await;
-        let created = call(&srv, &for_mcp, &sid, 2, "context_create", json!({"history": []})).await;
+        let created = call(&srv, &for_mcp, &sid, 2, "context_create", json!({"session": {"history": []}})).await;
         assert_eq!(created["result"]["isError"], false, "{created}");
 
         let count = || async { srv.admin(Method::GET, "/context?limit=200", None).await.body["items"].as_array().unwrap().len() };
@@ -179,7 +182,7 @@ backend_tests! {
         // Roles still decide: a reader's create is a tool error, not a crash.
         let reader_key = srv.agent("reader", &["reader"]).await;
         let sid = session(&srv, &reader_key).await;
-        let r = call(&srv, &reader_key, &sid, 4, "context_create", json!({})).await;
+        let r = call(&srv, &reader_key, &sid, 4, "context_create", json!({"session": {"history": []}})).await;
         assert_eq!(r["result"]["isError"], true);
         assert!(r["result"]["content"][0]["text"].as_str().unwrap().contains("writer"), "{r}");
         assert_eq!(count().await, stored_before, "neither refused create stored a context");

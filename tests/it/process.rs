@@ -437,7 +437,7 @@ async fn mcp_over_stdio() {
     assert_eq!(next(&mut lines, 1)["result"]["capabilities"]["resources"]["subscribe"], true);
     send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
     send(
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "context_create", "arguments": {"history": [{"role": "user", "message": "hi"}]}}}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "context_create", "arguments": {"session": {"history": [{"role": "user", "message": "hi"}]}}}}),
     );
     let created = next(&mut lines, 2);
     let id = created["result"]["structuredContent"]["context_id"].as_str().expect("created").to_string();
