@@ -7,13 +7,15 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use crate::crypto::Secret;
 
 pub const MIN_LEN: usize = 12;
+/// Long enough for any passphrase, short enough to bound the hashing input.
+pub const MAX_LEN: usize = 256;
 
 pub fn validate(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_LEN {
         return Err(format!("must be at least {MIN_LEN} characters"));
     }
-    if password.len() > 1024 {
-        return Err("must be at most 1024 bytes".into());
+    if password.chars().count() > MAX_LEN {
+        return Err(format!("must be at most {MAX_LEN} characters"));
     }
     Ok(())
 }

@@ -178,7 +178,7 @@ impl Principal {
     }
 
     pub fn validate_name(name: &str) -> Result<(), String> {
-        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
             return Err("name must be 1-128 printable characters".into());
         }
         Ok(())

@@ -17,10 +17,23 @@ pub enum HistoryWindow {
 /// The most messages one window or page may ask for.
 pub const MAX_WINDOW: usize = 10_000;
 
+/// The largest position a query may name: positions are stored as 64-bit signed
+/// integers (the API's `int64`).
+pub const MAX_POSITION: u64 = i64::MAX as u64;
+
+/// Checks a position given as `after`.
+pub fn position(after: Option<u64>) -> Result<Option<u64>, Error> {
+    match after {
+        Some(a) if a > MAX_POSITION => Err(Error::invalid("after", format!("must be at most {MAX_POSITION}"))),
+        other => Ok(other),
+    }
+}
+
 impl HistoryWindow {
     /// The window a request's `last`, `after` and `limit` ask for; `None` for the
     /// whole history. `last` and `after` exclude each other; `limit` goes with `after`.
     pub fn from_query(last: Option<u64>, after: Option<u64>, limit: Option<u64>) -> Result<Option<Self>, Error> {
+        let after = position(after)?;
         let size = |name: &'static str, v: u64| -> Result<usize, Error> {
             usize::try_from(v)
                 .ok()

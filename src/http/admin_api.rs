@@ -63,7 +63,8 @@ async fn list_tenants(
 
 /// Create a principal (user, agent or service) with roles.
 #[utoipa::path(post, path = "/admin/principals", tag = "admin", request_body = NewPrincipal,
-    responses((status = 201, body = Principal), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 201, body = Principal), (status = 400, body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn create_principal(
     State(state): State<AppState>,
@@ -76,14 +77,15 @@ async fn create_principal(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct TenantQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct TenantQuery {
     /// Tenant id or name; defaults to the caller's tenant.
-    tenant: Option<String>,
+    pub(super) tenant: Option<String>,
 }
 
 /// The principals of a tenant.
 #[utoipa::path(get, path = "/admin/principals", tag = "admin", params(TenantQuery),
-    responses((status = 200, body = Vec<Principal>)), security(("bearer" = [])))]
+    responses((status = 200, body = Vec<Principal>), (status = 404, description = "No such tenant", body = ErrorBody)), security(("bearer" = [])))]
 async fn list_principals(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -108,7 +110,8 @@ async fn get_principal(
 
 /// Change a principal's roles or disable it.
 #[utoipa::path(patch, path = "/admin/principals/{id}", tag = "admin", request_body = PrincipalChange,
-    params(("id" = String, Path)), responses((status = 200, body = Principal), (status = 404, body = ErrorBody)),
+    params(("id" = String, Path)), responses((status = 200, body = Principal), (status = 404, body = ErrorBody),
+        (status = 409, description = "Would disable or demote the caller itself", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn update_principal(
     State(state): State<AppState>,
@@ -122,7 +125,8 @@ async fn update_principal(
 
 /// Revoke every credential of a principal.
 #[utoipa::path(post, path = "/admin/principals/{id}/revoke-all", tag = "admin",
-    params(("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)),
+    params(("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody),
+        (status = 409, description = "The caller's own principal (another administrator or the CLI can)", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn revoke_all(
     State(state): State<AppState>,
@@ -151,14 +155,16 @@ async fn create_api_key(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct KeyQuery {
     /// Only this principal's keys.
+    #[param(value_type = Option<String>, format = Uuid)]
     principal: Option<String>,
 }
 
 /// List API keys (never the keys themselves).
 #[utoipa::path(get, path = "/admin/api-keys", tag = "admin", params(KeyQuery),
-    responses((status = 200, body = Vec<ApiKey>)), security(("bearer" = [])))]
+    responses((status = 200, body = Vec<ApiKey>), (status = 404, description = "No such principal", body = ErrorBody)), security(("bearer" = [])))]
 async fn list_api_keys(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -170,7 +176,8 @@ async fn list_api_keys(
 
 /// Revoke an API key.
 #[utoipa::path(delete, path = "/admin/api-keys/{id}", tag = "admin",
-    params(("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)),
+    params(("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody),
+        (status = 409, description = "The key this request is made with", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn revoke_api_key(
     State(state): State<AppState>,

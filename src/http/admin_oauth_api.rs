@@ -10,6 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::admin_api::TenantQuery;
 use super::error::{ErrorBody, HttpError, HttpResult};
 use super::extract::{Authenticated, JsonBody, QueryParams};
 use crate::authz::{Action, Resource};
@@ -28,7 +29,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// Register an OAuth client. The secret (confidential clients) is in this response only.
 #[utoipa::path(post, path = "/admin/clients", tag = "admin", request_body = NewClient,
-    responses((status = 201, body = RegisteredClient), (status = 400, body = ErrorBody)),
+    responses((status = 201, body = RegisteredClient), (status = 400, body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "A client_credentials client's service principal (client:<name>) exists", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn create_client(
     State(state): State<AppState>,
@@ -41,16 +44,9 @@ async fn create_client(
     Ok(r)
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-struct TenantQuery {
-    /// Tenant id or name; defaults to the caller's tenant.
-    tenant: Option<String>,
-}
-
 /// The OAuth clients of a tenant.
 #[utoipa::path(get, path = "/admin/clients", tag = "admin", params(TenantQuery),
-    responses((status = 200, body = Vec<OAuthClient>)), security(("bearer" = [])))]
+    responses((status = 200, body = Vec<OAuthClient>), (status = 404, description = "No such tenant", body = ErrorBody)), security(("bearer" = [])))]
 async fn list_clients(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

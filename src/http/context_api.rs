@@ -263,12 +263,15 @@ async fn delete_context(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     /// Opaque cursor from a previous page's `next_cursor`.
     cursor: Option<String>,
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// Only contexts whose current history holds a message this principal appended.
+    #[param(value_type = Option<String>, format = Uuid)]
     author: Option<String>,
 }
 

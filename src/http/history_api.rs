@@ -30,11 +30,13 @@ const MAX_PAGE: u64 = 1000;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct WindowQuery {
-    /// Only the last N messages of the history.
+    /// Only the last N messages of the history (not with `after` or `limit`).
+    #[param(maximum = 10000)]
     last: Option<u64>,
     /// Only the messages after this position (1-based; 0 is before the first).
     after: Option<u64>,
     /// With `after`: at most this many messages.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u64>,
 }
 
@@ -64,8 +66,10 @@ pub struct MessagesQuery {
     /// Messages after this position (1-based; default 0, from the first).
     after: Option<u64>,
     /// Page size, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u64>,
     /// Only messages appended by this principal (its id, as in `provenance.principal`).
+    #[param(value_type = Option<String>, format = Uuid)]
     author: Option<String>,
 }
 
@@ -112,7 +116,8 @@ pub async fn messages(
         return Ok(with_etag(StatusCode::NOT_MODIFIED.into_response(), version.etag()));
     }
     let total = body.history_len();
-    let start = usize::try_from(q.after.unwrap_or(0)).unwrap_or(usize::MAX).min(total);
+    let after = crate::domain::window::position(q.after)?;
+    let start = usize::try_from(after.unwrap_or(0)).unwrap_or(usize::MAX).min(total);
     let mut items = Vec::new();
     let mut last_seen = start;
     for (i, raw) in body.messages(start..total).enumerate() {

@@ -75,8 +75,12 @@ async fn drain(body: &mut Body, cap: usize) {
 /// Parses a JSON document into `T`. Errors name the offending field by its path
 /// (e.g. `session.history[2].role`).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, HttpError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(HttpError::MalformedJson("the request body is empty".into()));
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(HttpError::MalformedJson("the request body is empty".into())),
+        // Every body of this API is an object; serde would also take a struct from an
+        // array (`[null, null]`), which no client means.
+        Some(b'{') => {}
+        Some(_) => return Err(HttpError::Domain(Error::invalid("body", "must be a JSON object"))),
     }
     check_depth(bytes, max_depth)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);

@@ -14,6 +14,7 @@ pub mod mcp;
 pub mod middleware;
 pub mod oauth;
 pub mod openapi;
+mod openapi_complete;
 pub mod ops;
 
 use std::sync::Arc;
@@ -77,7 +78,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 }
 
 pub fn openapi_json() -> String {
-    api().1.to_pretty_json().unwrap_or_else(|_| "{}".into())
+    let mut doc = serde_json::to_value(api().1).unwrap_or_default();
+    openapi_complete::complete(&mut doc);
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into())
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

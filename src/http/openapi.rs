@@ -62,7 +62,7 @@ fn string_array(values: Vec<&'static str>, description: &str) -> RefOr<Schema> {
 
 impl PartialSchema for ScopeSet {
     fn schema() -> RefOr<Schema> {
-        let mut names: Vec<&'static str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+        let mut names: Vec<&'static str> = Scope::EVERY.iter().map(|s| s.as_str()).collect();
         names.extend(["mcp:read", "mcp:write"]);
         string_array(names, "Scopes (mcp:read and mcp:write are accepted as aliases)")
     }

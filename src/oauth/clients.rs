@@ -81,12 +81,15 @@ impl ClientService {
         registered_by: &str,
     ) -> Result<RegisteredClient, Error> {
         let name = new.name.trim().to_string();
-        if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(Error::invalid("name", "must be 1-200 printable characters"));
         }
         let grants = new.grant_types.unwrap_or_else(|| vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
         if grants.is_empty() {
             return Err(Error::invalid("grant_types", "must name at least one grant type"));
+        }
+        if grants.iter().enumerate().any(|(i, g)| grants[..i].contains(g)) {
+            return Err(Error::invalid("grant_types", "must name each grant type once"));
         }
         let code_flow = grants.contains(&GrantType::AuthorizationCode);
         let machine = grants.contains(&GrantType::ClientCredentials);
@@ -120,7 +123,8 @@ impl ClientService {
                     NewPrincipal {
                         tenant: None,
                         kind: PrincipalKind::Service,
-                        name: format!("client:{name}"),
+                        // A principal name holds 128 characters; a client's name, 200.
+                        name: format!("client:{}", name.chars().take(121).collect::<String>()),
                         roles: new.roles,
                         password: None,
                     },

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::denial_error;
-use crate::authn::{Caller, api_key, password};
+use crate::authn::{Caller, CredentialRef, api_key, password};
 use crate::authz::{Action, Authorizer, Resource};
 use crate::crypto::Secret;
 use crate::domain::{
-    ApiKey, ApiKeyId, Error, Principal, PrincipalId, PrincipalKind, RoleSet, ScopeSet, StoreError, Tenant, TenantId,
-    Timestamp,
+    ApiKey, ApiKeyId, Error, Principal, PrincipalId, PrincipalKind, Role, RoleSet, ScopeSet, StoreError, Tenant,
+    TenantId, Timestamp,
 };
 use crate::store::Database;
 
@@ -49,7 +49,7 @@ pub struct NewApiKey {
     #[serde(default)]
     pub scopes: Option<ScopeSet>,
     /// Lifetime in seconds; none means no expiry.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::time::whole_seconds")]
     pub expires_in: Option<u64>,
 }
 
@@ -202,6 +202,11 @@ impl AdminService {
         change: PrincipalChange,
     ) -> Result<Principal, Error> {
         self.managed_principal(caller, id).await?;
+        let disables = change.disabled == Some(true);
+        let demotes = change.roles.as_ref().is_some_and(|r| !r.at_least(Role::Admin));
+        if (disables || demotes) && cuts_itself_off(caller, id) {
+            return Err(lockout("disable yourself or give up your own admin role"));
+        }
         self.store.update_principal(id, change.roles.as_ref(), change.disabled).await?;
         self.principal(caller, id).await
     }
@@ -288,6 +293,9 @@ impl AdminService {
             .authorize(caller, Action::Admin, Resource::Tenant(key.tenant))
             .map_err(|d| denial_error(d, "api key"))?;
         self.managed_principal(caller, key.principal).await?;
+        if caller.credential == CredentialRef::ApiKey(id) && cuts_itself_off(caller, key.principal) {
+            return Err(lockout("revoke the API key this request is made with"));
+        }
         // Revoking twice is not an error: the key is revoked either way.
         self.store.revoke_api_key(id, Timestamp::now()).await?;
         Ok(())
@@ -297,9 +305,27 @@ impl AdminService {
     /// and refresh token families.
     pub async fn revoke_all(&self, caller: &Caller, id: PrincipalId) -> Result<u64, Error> {
         self.managed_principal(caller, id).await?;
+        if cuts_itself_off(caller, id) {
+            return Err(lockout("revoke every credential of your own principal"));
+        }
         let now = Timestamp::now();
         self.store.revoke_principal_tokens(id, now).await?;
         self.store.revoke_principal_families(id, now).await?;
         Ok(self.store.revoke_principal_api_keys(id, now).await?)
     }
+}
+
+/// Whether acting on principal `id` would cut off the caller's own access through the
+/// API (the local command line acts as the operator and may).
+fn cuts_itself_off(caller: &Caller, id: PrincipalId) -> bool {
+    id == caller.principal.id && caller.credential != CredentialRef::LocalOperator
+}
+
+/// An administrator cannot cut off the credential they are using through the API
+/// (a slip, or a stolen key used to lock its owner out of recovering): another
+/// administrator, or the local command line, does it.
+fn lockout(what: &str) -> Error {
+    Error::Conflict(format!(
+        "an administrator cannot {what} through the API; another administrator or the `ctxguard` command line can"
+    ))
 }

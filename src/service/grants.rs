@@ -53,7 +53,7 @@ impl ContextService {
         if let Grantee::Principal(p) = new.grantee {
             let found = self.principals.principal(p).await?;
             if found.is_none_or(|g| g.tenant != caller.principal.tenant) {
-                return Err(Error::invalid("grantee", "no such principal in this tenant"));
+                return Err(Error::NotFound { what: "grantee principal (in this tenant)" });
             }
         }
         let grant = ContextGrant {

@@ -133,3 +133,63 @@ async fn tenant_admins_cannot_touch_the_platform_operator() {
     assert!(all.body.as_array().unwrap().iter().any(|k| k["id"] == operator_key_id.as_str()), "the operator sees it");
     srv.stop().await;
 }
+
+/// The contract fixes schemathesis found (docs/api.md): an administrator cannot cut off
+/// the credential it is using, bodies are JSON objects, whole numbers may be written
+/// `60.0`, and names count characters.
+mod contract {
+    use super::*;
+
+    backend_tests! {
+        async fn an_administrator_cannot_lock_itself_out(srv) {
+            let admin = srv.create_principal("default", "operator", &["admin"]).await;
+            let (key_id, key) = srv.api_key(&admin, None, None).await;
+            let call = |method: Method, path: String, body: Option<serde_json::Value>| {
+                let key = key.clone();
+                let srv = &srv;
+                async move { srv.call(method, &path, Some(&key), body).await }
+            };
+            for (method, path, body) in [
+                (Method::DELETE, format!("/admin/api-keys/{key_id}"), None),
+                (Method::POST, format!("/admin/principals/{admin}/revoke-all"), None),
+                (Method::PATCH, format!("/admin/principals/{admin}"), Some(json!({"disabled": true}))),
+                (Method::PATCH, format!("/admin/principals/{admin}"), Some(json!({"roles": ["writer"]}))),
+            ] {
+                let r = call(method.clone(), path.clone(), body).await;
+                r.assert_error(StatusCode::CONFLICT, "conflict");
+                assert!(r.body["error"].as_str().unwrap().contains("another administrator"), "{method} {path}: {}", r.body);
+            }
+            // Nothing changed: the key still works and the principal is an enabled admin.
+            let me = call(Method::GET, format!("/admin/principals/{admin}"), None).await;
+            assert_eq!(me.status, StatusCode::OK);
+            assert_eq!((me.body["disabled"].clone(), me.body["roles"].clone()), (json!(false), json!(["admin"])));
+            // Another administrator can do each of them (positive control).
+            let revoked = srv.admin(Method::DELETE, &format!("/admin/api-keys/{key_id}"), None).await;
+            assert!(revoked.status.is_success(), "{}", revoked.body);
+            assert_eq!(call(Method::GET, "/admin/principals".into(), None).await.status, StatusCode::UNAUTHORIZED);
+        }
+
+        async fn bodies_are_objects_and_numbers_whole(srv) {
+            let r = srv.send(srv.request(Method::PATCH, &format!("/admin/principals/{}", uuid::Uuid::new_v4()), Some(&srv.admin_key))
+                .header("content-type", "application/json").body("[null, null]")).await;
+            r.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+            assert!(r.body["error"].as_str().unwrap().contains("JSON object"), "{}", r.body);
+            let principal = srv.create_principal("default", "timed", &["reader"]).await;
+            let ok = srv.admin(Method::POST, "/admin/api-keys", Some(json!({"principal": principal, "expires_in": 60.0}))).await;
+            assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
+            srv.admin(Method::POST, "/admin/api-keys", Some(json!({"principal": principal, "expires_in": 60.5}))).await
+                .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+            // 128 characters of any script is a valid name (the limit counts characters).
+            let long = "é".repeat(128);
+            let p = srv.admin(Method::POST, "/admin/principals", Some(json!({"kind": "agent", "name": long}))).await;
+            assert_eq!(p.status, StatusCode::CREATED, "{}", p.body);
+            srv.admin(Method::POST, "/admin/principals", Some(json!({"kind": "agent", "name": "é".repeat(129)}))).await
+                .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+            // A client_credentials client with a 200-character name gets a principal.
+            let c = srv.admin(Method::POST, "/admin/clients", Some(json!({"name": "c".repeat(200), "grant_types": ["client_credentials"]}))).await;
+            assert_eq!(c.status, StatusCode::CREATED, "{}", c.body);
+            srv.admin(Method::POST, "/admin/clients", Some(json!({"name": "dup", "grant_types": ["client_credentials", "client_credentials"]}))).await
+                .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+        }
+    }
+}

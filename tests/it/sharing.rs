@@ -290,11 +290,14 @@ backend_tests! {
         // Admin is a tenant role, not a context role.
         srv.call(Method::POST, &grants, Some(&maintainer_key), Some(grant(json!({"principal": injector}), "admin"))).await
             .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
-        // A grantee of another tenant is no grantee at all.
+        // A grantee of another tenant is no grantee at all: not found, as a made-up one.
         srv.create_tenant("t2").await;
         let stranger = srv.create_principal("t2", "stranger", &["admin"]).await;
         let r = srv.call(Method::POST, &grants, Some(&maintainer_key), Some(grant(json!({"principal": stranger}), "reader"))).await;
-        r.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+        r.assert_error(StatusCode::NOT_FOUND, "not_found");
+        let made_up = srv.call(Method::POST, &grants, Some(&maintainer_key), Some(grant(json!({"principal": uuid::Uuid::new_v4()}), "reader"))).await;
+        made_up.assert_error(StatusCode::NOT_FOUND, "not_found");
+        assert_eq!(made_up.body["error"], r.body["error"], "a stranger and a made-up id look alike");
         assert!(r.body["error"].as_str().unwrap().contains("grantee"), "{}", r.body);
         // Someone shared as maintainer cannot hand out more than maintainer, and a
         // grant to the same grantee twice is a conflict.
