@@ -75,14 +75,16 @@ async fn drain(body: &mut Body, cap: usize) {
 /// Parses a JSON document into `T`. Errors name the offending field by its path
 /// (e.g. `session.history[2].role`).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, HttpError> {
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => return Err(HttpError::MalformedJson("the request body is empty".into())),
-        // Every body of this API is an object; serde would also take a struct from an
-        // array (`[null, null]`), which no client means.
-        Some(b'{') => {}
-        Some(_) => return Err(HttpError::Domain(Error::invalid("body", "must be a JSON object"))),
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_none() {
+        return Err(HttpError::MalformedJson("the request body is empty".into()));
     }
     check_depth(bytes, max_depth)?;
+    // Every body of this API is an object; serde would also take a struct from an
+    // array (`[null, null]`), which no client means.
+    if first != Some(&b'{') {
+        return Err(HttpError::Domain(Error::invalid("body", "must be a JSON object")));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

@@ -356,20 +356,12 @@ impl Listener {
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
+        let mut messages = crate::support::sse_messages(res);
         let (tx, updates) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
-            let mut res = res;
-            let mut buf = String::new();
-            while let Ok(Some(chunk)) = res.chunk().await {
-                buf.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buf.find('\n') {
-                    let line: String = buf.drain(..=end).collect();
-                    if let Some(data) = line.trim().strip_prefix("data:")
-                        && let Ok(v) = serde_json::from_str::<Value>(data.trim())
-                        && v["method"] == "notifications/resources/updated"
-                    {
-                        let _ = tx.send(Some(v["params"]["uri"].as_str().unwrap_or("").to_string()));
-                    }
+            while let Some(Some(v)) = messages.recv().await {
+                if v["method"] == "notifications/resources/updated" {
+                    let _ = tx.send(Some(v["params"]["uri"].as_str().unwrap_or("").to_string()));
                 }
             }
             let _ = tx.send(None);

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::backend_tests;
-use crate::support::{Backend, TestServer, sample_context};
+use crate::support::{Backend, TestServer, sample_context, sse_messages};
 
 const V2026: &str = "2026-07-28";
 const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
@@ -39,24 +39,7 @@ impl Listen {
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
-        let (tx, messages) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut res = res;
-            let mut buf = String::new();
-            while let Ok(Some(chunk)) = res.chunk().await {
-                buf.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buf.find('\n') {
-                    let line: String = buf.drain(..=end).collect();
-                    if let Some(data) = line.trim().strip_prefix("data:")
-                        && let Ok(v) = serde_json::from_str::<Value>(data.trim())
-                    {
-                        let _ = tx.send(Some(v));
-                    }
-                }
-            }
-            let _ = tx.send(None);
-        });
-        Listen { messages }
+        Listen { messages: sse_messages(res) }
     }
 
     /// The next message within `wait`: `Some(Some(m))` a message, `Some(None)` the end

@@ -416,3 +416,26 @@ impl TestServer {
         key
     }
 }
+
+/// Every JSON-RPC message of a server-sent event stream, in order, as they arrive;
+/// `None` once the stream ended.
+pub fn sse_messages(res: reqwest::Response) -> tokio::sync::mpsc::UnboundedReceiver<Option<Value>> {
+    let (tx, messages) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut res = res;
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = res.chunk().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find('\n') {
+                let line: String = buf.drain(..=end).collect();
+                if let Some(data) = line.trim().strip_prefix("data:")
+                    && let Ok(v) = serde_json::from_str::<Value>(data.trim())
+                {
+                    let _ = tx.send(Some(v));
+                }
+            }
+        }
+        let _ = tx.send(None);
+    });
+    messages
+}
