@@ -93,7 +93,7 @@ measure() {
 # start_ctxguard NAME [flags...]: starts a server; sets pid_<NAME> and url_<NAME>.
 start_ctxguard() {
     local name="$1"; shift
-    "${srv_cpu[@]}" "$ctxguard_bin" serve --bind 127.0.0.1:0 --metrics-bind 127.0.0.1:0 --data-dir "$work/data" --log warn \
+    "${srv_cpu[@]}" "$ctxguard_bin" serve --bind 127.0.0.1:0 --metrics-bind 127.0.0.1:0 --data-dir "$work/data" \
         --max-history 1000000 --max-context-bytes 1073741824 "$@" >"$work/$name.out" 2>"$work/$name.err" &
     pids+=($!); printf -v "pid_$name" '%s' $!
     wait_line "$work/$name.out" "listening on"

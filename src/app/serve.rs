@@ -131,6 +131,7 @@ async fn prepare(
             c.report();
         }
     };
+    metrics::counter!("ctxguard_log_lines_dropped_total").absolute(crate::logs::dropped_lines());
     let upkeep = tokio::spawn(telemetry::upkeep(telemetry::metrics_handle(), sample, stop_rx.clone()));
     let reloader = tokio::spawn(reload_on_hangup(app.authz.clone(), stop_rx.clone()));
     let keys = tokio::spawn(follow_keys(app.keyring.clone(), stop_rx.clone()));

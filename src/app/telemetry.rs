@@ -6,17 +6,23 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+use crate::logs::{self, LogGuard};
 
 /// Installs the global log subscriber once; later calls (tests starting several
-/// servers in one process) keep the first.
-pub fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+/// servers in one process) keep the first. Lines go through the non-blocking writer of
+/// [`crate::logs`]; keep the guard until the process ends (it flushes the queue).
+pub fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<LogGuard> {
     let filter = EnvFilter::try_new(filter).map_err(|e| anyhow::anyhow!("log: invalid filter {filter:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (writer, guard) = logs::install(match format {
+        LogFormat::Json => logs::Format::Json,
+        LogFormat::Text => logs::Format::Text,
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Text => builder.try_init(),
     };
-    Ok(())
+    Ok(guard)
 }
 
 /// The process-wide metrics recorder. The `metrics` facade has one global recorder,
@@ -51,6 +57,7 @@ pub async fn upkeep(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {
+                metrics::counter!("ctxguard_log_lines_dropped_total").absolute(logs::dropped_lines());
                 sample();
                 handle.run_upkeep();
             }

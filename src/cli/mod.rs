@@ -182,12 +182,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(common) => {
             let s = settings(&common)?;
-            crate::app::telemetry::init_logging(s.log_format, &s.log)?;
+            let _logs = crate::app::telemetry::init_logging(s.log_format, &s.log)?;
             serve::serve(s, serve::shutdown_signal()).await
         }
         Command::McpStdio(common) => {
             let s = settings(&common)?;
-            crate::app::telemetry::init_logging(s.log_format, &s.log)?;
+            let _logs = crate::app::telemetry::init_logging(s.log_format, &s.log)?;
             crate::app::stdio::run(s).await
         }
         Command::Init(common) => {

@@ -101,3 +101,26 @@ pub async fn method_not_allowed() -> Response {
 pub async fn route_not_found() -> Response {
     HttpError::RouteNotFound.into_response()
 }
+
+/// Writes each request's access line (method, path without the query, request id,
+/// status, latency) through [`crate::logs::access`] — never headers, so credentials
+/// cannot reach the logs.
+pub async fn access_log(req: Request, next: Next) -> Response {
+    if !tracing::enabled!(target: "ctxguard::access", tracing::Level::INFO) {
+        return next.run(req).await;
+    }
+    let started = Instant::now();
+    let method = req.method().clone();
+    // Cheap clones: both share the request's bytes.
+    let uri = req.uri().clone();
+    let id = req.extensions().get::<tower_http::request_id::RequestId>().map(|r| r.header_value().clone());
+    let response = next.run(req).await;
+    crate::logs::access(&crate::logs::Access {
+        request_id: id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
+        method: method.as_str(),
+        path: uri.path(),
+        status: response.status().as_u16(),
+        latency: started.elapsed(),
+    });
+    response
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// may not use each other.
 const LAYERS: &[&[&str]] = &[
     &["domain"],
-    &["crypto", "net"],
+    &["crypto", "net", "logs"],
     &["store"],
     &["jwt"],
     &["authn"],

@@ -30,6 +30,8 @@ backend_tests! {
         assert!(text.contains(r#"ctxguard_http_requests_total{route="/context",method="POST",status="201"}"#), "{text}");
         assert!(text.contains(r#"route="/context/{id}",method="GET",status="404""#), "{text}");
         assert!(text.contains("ctxguard_http_request_duration_seconds_bucket"), "{text}");
+        // Log lines the writer could not keep up with are counted, never waited for.
+        assert!(text.contains("ctxguard_log_lines_dropped_total"), "{text}");
         assert!(text.contains(r#"route="/context",method="OTHER",status="405""#), "{text}");
         assert!(!text.contains("BREWCOFFEE"), "{text}");
         assert!(!text.contains(&key));

@@ -130,6 +130,18 @@ async fn restart_keeps_data_and_keys(db_url: Option<&str>) {
     let logs = p.terminate();
 
     assert!(logs.contains(&request_id), "logs carry request ids");
+    // The access line of that request: one JSON object with its id, method, path and status.
+    let access: Value = logs
+        .lines()
+        .filter(|l| l.contains("ctxguard::access") && l.contains(&request_id))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .next()
+        .unwrap_or_else(|| panic!("no access line for {request_id}: {logs}"));
+    assert_eq!(
+        (&access["span"]["method"], &access["span"]["path"], &access["fields"]["status"]),
+        (&json!("POST"), &json!("/context"), &json!(201)),
+        "{access}"
+    );
     assert!(logs.contains("shut down cleanly"), "{logs}");
     for secret in [&key, &admin_key] {
         assert!(!logs.contains(secret.as_str()), "a key reached the logs");
