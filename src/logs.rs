@@ -91,7 +91,8 @@ pub fn access(a: &Access<'_>) {
 
 fn format_line(format: Format, now: chrono::DateTime<chrono::Utc>, a: &Access<'_>) -> String {
     let mut line = String::with_capacity(160 + a.path.len());
-    let at = now.format("%Y-%m-%dT%H:%M:%S%.6fZ");
+    // Not `format(...)`: that parses its pattern on every call.
+    let at = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let ms = a.latency.as_secs_f64() * 1e3;
     match format {
         Format::Json => {
