@@ -38,7 +38,9 @@ struct Sink {
 static SINK: OnceLock<Sink> = OnceLock::new();
 
 /// Flushes the queued lines when dropped (keep it until the process ends).
-pub struct LogGuard(#[allow(dead_code)] Option<WorkerGuard>);
+pub struct LogGuard {
+    _flush: Option<WorkerGuard>,
+}
 
 /// Starts the writer thread for stderr and returns the writer for the `tracing`
 /// subscriber. Only the first call in a process installs it (tests start several
@@ -53,7 +55,7 @@ pub fn install(format: Format) -> (NonBlocking, LogGuard) {
         let dropped = writer.error_counter();
         Sink { writer, format, dropped }
     });
-    (sink.writer.clone(), LogGuard(guard))
+    (sink.writer.clone(), LogGuard { _flush: guard })
 }
 
 /// A lossy queue of `lines` lines in front of `out`, written by its own thread.
@@ -77,7 +79,8 @@ pub struct Access<'a> {
 }
 
 /// Writes the access line of a request, if the `ctxguard::access` target is enabled
-/// at info level (`--log`), without blocking.
+/// at info level (`--log`), without blocking. (Callers check the same first, to skip
+/// gathering the fields.)
 pub fn access(a: &Access<'_>) {
     if !tracing::enabled!(target: "ctxguard::access", tracing::Level::INFO) {
         return;

@@ -16,19 +16,37 @@ use metrics::{Counter, Histogram};
 use super::AppState;
 use super::error::{Challenge, HttpError};
 
-/// Every response: counted and timed by route template, given the default security
-/// headers, and — when an error left a [`Challenge`] — its `WWW-Authenticate`.
+/// Every response: counted and timed by route template, logged (the access line: method,
+/// path without the query, request id, status, latency — never headers, so credentials
+/// cannot reach the logs), given the default security headers, and — when an error left
+/// a [`Challenge`] — its `WWW-Authenticate`.
 pub async fn response_policy(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route: Arc<str> =
         req.extensions().get::<MatchedPath>().map_or_else(|| Arc::from("unmatched"), |p| p.as_str().into());
     let method = method_label(req.method());
     // Each protected resource has its own metadata document (RFC 9728 section 3.1).
     let mcp = req.uri().path().starts_with(super::mcp::PATH);
+    // Cheap clones (they share the request's bytes), taken only when the line is written.
+    let access = tracing::enabled!(target: "ctxguard::access", tracing::Level::INFO).then(|| {
+        let id = req.extensions().get::<tower_http::request_id::RequestId>().map(|r| r.header_value().clone());
+        (req.method().clone(), req.uri().clone(), id)
+    });
     let start = Instant::now();
     let mut response = next.run(req).await;
-    let (count, time) = handles(route, method, response.status().as_u16());
+    let latency = start.elapsed();
+    let status = response.status().as_u16();
+    let (count, time) = handles(route, method, status);
     count.increment(1);
-    time.record(start.elapsed().as_secs_f64());
+    time.record(latency.as_secs_f64());
+    if let Some((method, uri, id)) = access {
+        crate::logs::access(&crate::logs::Access {
+            request_id: id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            method: method.as_str(),
+            path: uri.path(),
+            status,
+            latency,
+        });
+    }
     let headers = response.headers_mut();
     headers.entry(HeaderName::from_static("x-content-type-options")).or_insert(HeaderValue::from_static("nosniff"));
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
@@ -100,27 +118,4 @@ pub async fn method_not_allowed() -> Response {
 
 pub async fn route_not_found() -> Response {
     HttpError::RouteNotFound.into_response()
-}
-
-/// Writes each request's access line (method, path without the query, request id,
-/// status, latency) through [`crate::logs::access`] — never headers, so credentials
-/// cannot reach the logs.
-pub async fn access_log(req: Request, next: Next) -> Response {
-    if !tracing::enabled!(target: "ctxguard::access", tracing::Level::INFO) {
-        return next.run(req).await;
-    }
-    let started = Instant::now();
-    let method = req.method().clone();
-    // Cheap clones: both share the request's bytes.
-    let uri = req.uri().clone();
-    let id = req.extensions().get::<tower_http::request_id::RequestId>().map(|r| r.header_value().clone());
-    let response = next.run(req).await;
-    crate::logs::access(&crate::logs::Access {
-        request_id: id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
-        method: method.as_str(),
-        path: uri.path(),
-        status: response.status().as_u16(),
-        latency: started.elapsed(),
-    });
-    response
 }

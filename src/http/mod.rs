@@ -116,10 +116,9 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
                     tracing::info_span!("request", request_id = id)
                 })
                 .on_request(())
-                // The access line is written by `middleware::access_log`, off the formatter.
+                // The access line is written by `middleware::response_policy`, off the formatter.
                 .on_response(()),
         )
-        .layer(axum::middleware::from_fn(middleware::access_log))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))

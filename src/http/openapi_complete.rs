@@ -231,4 +231,17 @@ mod tests {
         }
         assert!(secured > 20, "{secured} secured operations");
     }
+
+    /// Every constraint names a property the document has (a renamed field or component
+    /// would otherwise drop its constraint silently).
+    #[test]
+    fn every_constraint_lands() {
+        let doc: Value = serde_json::from_str(&crate::http::openapi_json()).unwrap();
+        for (component, property, schema) in constraints() {
+            let got = &doc["components"]["schemas"][component]["properties"][property];
+            for (key, value) in schema.as_object().unwrap() {
+                assert_eq!(&got[key], value, "{component}.{property}.{key}");
+            }
+        }
+    }
 }

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use super::catalog::resource_uri;
 use super::stream::{Authority, RECHECK};
 use crate::authn::Caller;
-use crate::domain::{ContextChange, Error};
+use crate::domain::{ContextChange, ContextId, Error, TenantId};
 use crate::service::ContextService;
 
 /// The most resources one subscription (or one 2025 session) follows.
@@ -45,16 +45,14 @@ pub fn accepted(requested: &SubscriptionFilter) -> SubscriptionFilter {
     accepted
 }
 
-/// Whether `caller` may hear of `change`: same tenant, and the context is readable to
-/// it — or was deleted or expired, which a reader is told as "not found" on its next read.
-async fn may_hear(contexts: &ContextService, caller: &Caller, change: &ContextChange) -> bool {
-    if change.tenant != caller.principal.tenant {
+/// Whether `caller` may hear of a change of context `id` of `tenant`: same tenant, and
+/// the context is readable to it — or was deleted or expired, which a reader is told as
+/// "not found" on its next read.
+async fn may_hear(contexts: &ContextService, caller: &Caller, tenant: TenantId, id: ContextId) -> bool {
+    if tenant != caller.principal.tenant {
         return false;
     }
-    matches!(
-        contexts.get(caller, change.context_id).await,
-        Ok(_) | Err(Error::ContextDeleted(_) | Error::ContextExpired(_))
-    )
+    matches!(contexts.get(caller, id).await, Ok(_) | Err(Error::ContextDeleted(_) | Error::ContextExpired(_)))
 }
 
 fn credential_ended() -> ErrorData {
@@ -148,7 +146,7 @@ async fn notify(
     let uri = resource_uri(change.context_id);
     let updated = uris.contains(&uri);
     let listed = list && change.kind.changes_the_list();
-    if !(updated || listed) || !may_hear(contexts, caller, change).await {
+    if !(updated || listed) || !may_hear(contexts, caller, change.tenant, change.context_id).await {
         return true;
     }
     if updated && sink.notify_resource_updated(uri).await.is_err() {
@@ -168,9 +166,9 @@ async fn resync(
         let Some(id) = uri.strip_prefix(super::catalog::RESOURCE_SCHEME).and_then(|r| r.parse().ok()) else {
             continue;
         };
-        let change =
-            ContextChange { tenant: caller.principal.tenant, context_id: id, kind: crate::domain::ChangeKind::Updated };
-        if may_hear(contexts, caller, &change).await && sink.notify_resource_updated(uri.clone()).await.is_err() {
+        if may_hear(contexts, caller, caller.principal.tenant, id).await
+            && sink.notify_resource_updated(uri.clone()).await.is_err()
+        {
             return false;
         }
     }
@@ -246,7 +244,7 @@ impl SessionSubscriptions {
                 let Some(caller) = authority.current().await else {
                     return revoked().await;
                 };
-                if may_hear(&contexts, &caller, &change).await
+                if may_hear(&contexts, &caller, change.tenant, change.context_id).await
                     && peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri)).await.is_err()
                 {
                     return;
