@@ -119,6 +119,11 @@ pub struct ConfigOverrides {
     /// Longest actor chain token exchange may build (default 3; 0 disables exchange).
     #[arg(long, env = "CTXGUARD_MAX_DELEGATION_DEPTH")]
     pub max_delegation_depth: Option<usize>,
+    /// Answer plain stateless MCP 2026-07-28 calls (tools/call, tools/list,
+    /// resources/read, server/discover) directly instead of through the MCP SDK's
+    /// per-request machinery (default true; the answers are the same).
+    #[arg(long, env = "CTXGUARD_MCP_FAST_PATH")]
+    pub mcp_fast_path: Option<bool>,
     /// Trusted external token issuers (config file only: `[[external_issuers]]`).
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,6 +168,7 @@ pub struct Settings {
     pub policy_dir: Option<PathBuf>,
     pub decision_cache_entries: u64,
     pub max_delegation_depth: usize,
+    pub mcp_fast_path: bool,
 }
 
 impl ConfigOverrides {
@@ -322,6 +328,7 @@ impl Settings {
                 100_000_000,
             )?,
             max_delegation_depth: in_range("max_delegation_depth", c.max_delegation_depth.unwrap_or(3), 0, 16)?,
+            mcp_fast_path: c.mcp_fast_path.unwrap_or(true),
         })
     }
 }

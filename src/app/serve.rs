@@ -119,9 +119,10 @@ async fn prepare(
             metrics: telemetry::metrics_handle(),
             openapi_json: http::openapi_json(),
             stopping: stopping_rx,
+            mcp_fast_path: s.mcp_fast_path,
         }),
     };
-    let router = http::router(state, s.request_timeout);
+    let router = http::router(state, s.request_timeout)?;
     let db = app.db.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let follower = tokio::spawn(changes::follow(db.clone(), store::SYNC_INTERVAL, stop_rx.clone()));

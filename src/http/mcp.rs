@@ -22,6 +22,7 @@ use serde_json::Value;
 use super::AppState;
 use super::error::HttpError;
 use super::extract::{authenticate, credential_from_headers};
+use super::mcp_fast::{FastCall, FastPath};
 use super::json::{self, BodyLimits};
 use crate::authn::{Authenticator, Caller, Credential};
 use crate::authz::Action;
@@ -67,40 +68,53 @@ pub struct McpEdge {
     authn: Authenticator,
     /// This endpoint's resource indicator: tokens must name it as their audience.
     resource: String,
-    public_url: String,
     db: Arc<dyn Database>,
     contexts: ContextService,
     body_limits: BodyLimits,
     /// rmcp's sessions, so that a session whose credential was revoked can be ended.
     sessions: Arc<LocalSessionManager>,
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// Host and Origin values accepted (DNS-rebinding protection).
+    hosts: Vec<String>,
+    origins: Vec<String>,
+    /// Stateless 2026-07-28 calls answered without rmcp's per-request machinery
+    /// (`mcp_fast_path`; on by default).
+    fast: Option<FastPath>,
 }
 
 impl McpEdge {
-    pub fn new(state: &AppState) -> Arc<McpEdge> {
+    pub fn new(state: &AppState) -> anyhow::Result<Arc<McpEdge>> {
         let s = &state.inner;
-        Arc::new(McpEdge {
+        let (hosts, origins) = local_and_public(&s.public_url);
+        let fast = match s.mcp_fast_path {
+            true => {
+                let tools = ContextTools::new(s.contexts.clone(), s.stopping.clone());
+                Some(FastPath::new(s.contexts.clone(), &tools, &hosts)?)
+            }
+            false => None,
+        };
+        Ok(Arc::new(McpEdge {
             authn: s.authn.clone(),
             resource: resource(&s.public_url),
-            public_url: s.public_url.clone(),
             db: s.db.clone(),
             contexts: s.contexts.clone(),
             body_limits: s.body_limits,
             sessions: Arc::new(LocalSessionManager::default()),
             stopping: s.stopping.clone(),
-        })
+            hosts,
+            origins,
+            fast,
+        }))
     }
 }
 
-/// The rmcp service for this edge.
-pub fn service(edge: &McpEdge) -> StreamableHttpService<ContextTools, LocalSessionManager> {
-    let public = url::Url::parse(&edge.public_url).ok();
+/// Pages served from this machine may talk to it, and the public URL's host; a
+/// DNS-rebinding page has a foreign Host or Origin and is refused.
+fn local_and_public(public_url: &str) -> (Vec<String>, Vec<String>) {
     let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
-    // Pages served from this machine may talk to it; a DNS-rebinding page has a
-    // foreign origin and is refused.
     let mut origins =
         vec!["http://localhost:*".to_string(), "http://127.0.0.1:*".to_string(), "http://[::1]:*".to_string()];
-    if let Some(u) = &public {
+    if let Ok(u) = url::Url::parse(public_url) {
         if let Some(h) = u.host_str() {
             hosts.push(h.trim_matches(['[', ']']).to_string());
             if let Some(port) = u.port() {
@@ -114,9 +128,14 @@ pub fn service(edge: &McpEdge) -> StreamableHttpService<ContextTools, LocalSessi
             u.port_or_known_default().unwrap_or(443)
         ));
     }
+    (hosts, origins)
+}
+
+/// The rmcp service for this edge.
+pub fn service(edge: &McpEdge) -> StreamableHttpService<ContextTools, LocalSessionManager> {
     let mut config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(hosts)
-        .with_allowed_origins(origins)
+        .with_allowed_hosts(edge.hosts.clone())
+        .with_allowed_origins(edge.origins.clone())
         .enforce_origin_validation()
         .with_max_request_body_bytes(edge.body_limits.max_bytes)
         // Stateless (2026-07-28) request/response calls answer with plain JSON unless the
@@ -189,10 +208,17 @@ impl StreamAuthority for SessionAuthority {
 }
 
 /// Authenticates, checks scopes and session ownership, and passes the caller to the
-/// MCP service; records who opened each new session.
+/// MCP service (or answers a plain stateless call itself); records who opened each new
+/// session.
 pub async fn guard(State(edge): State<Arc<McpEdge>>, req: Request, next: Next) -> Response {
     let (req, listens) = match authorize(&edge, req).await {
-        Ok(authorized) => authorized,
+        Ok(Authorized::Fast(caller, call)) => {
+            if let Some(fast) = &edge.fast {
+                return fast.answer(&caller, call).await;
+            }
+            return HttpError::Internal.into_response();
+        }
+        Ok(Authorized::Service(req, listens)) => (req, listens),
         Err(e) => return e.into_response(),
     };
     let Some(owner) = req.extensions().get::<Caller>().map(|c| c.principal.id) else {
@@ -242,14 +268,25 @@ fn session_not_found() -> Response {
         .into_response()
 }
 
-/// The request with its caller attached, and whether it opens a `subscriptions/listen`
-/// stream.
-async fn authorize(edge: &McpEdge, req: Request) -> Result<(Request, bool), HttpError> {
+/// An authenticated, scope-checked request: a call the fast path answers, or the
+/// request for rmcp with its caller attached and whether it opens a
+/// `subscriptions/listen` stream.
+enum Authorized {
+    Fast(Caller, FastCall),
+    Service(Request, bool),
+}
+
+async fn authorize(edge: &McpEdge, req: Request) -> Result<Authorized, HttpError> {
     let (mut parts, body) = req.into_parts();
     let caller: Caller = authenticate(&edge.authn, &parts, &edge.resource).await?;
     let mut listens = false;
     let body = if parts.method == axum::http::Method::POST {
         let bytes = json::read_body(&parts.headers, body, edge.body_limits).await?;
+        if let Some(call) = edge.fast.as_ref().and_then(|f| f.take(&parts, &bytes)) {
+            let needed = call.action().map(|a| a.required_scopes()).unwrap_or_else(ScopeSet::empty);
+            permits(&caller, needed)?;
+            return Ok(Authorized::Fast(caller, call));
+        }
         if let Ok(message) = serde_json::from_slice::<Value>(&bytes) {
             let messages = match &message {
                 Value::Array(items) => items.iter().collect(),
@@ -262,14 +299,20 @@ async fn authorize(edge: &McpEdge, req: Request) -> Result<(Request, bool), Http
                     needed = needed.union(&a.required_scopes());
                 }
             }
-            if !needed.is_subset_of(&caller.scopes) {
-                return Err(HttpError::Domain(Error::InsufficientScope { required: needed }));
-            }
+            permits(&caller, needed)?;
         }
         Body::from(bytes)
     } else {
         body
     };
     parts.extensions.insert(caller);
-    Ok((Request::from_parts(parts, body), listens))
+    Ok(Authorized::Service(Request::from_parts(parts, body), listens))
+}
+
+/// 403 `insufficient_scope` naming what the request needs, so clients can step up.
+fn permits(caller: &Caller, needed: ScopeSet) -> Result<(), HttpError> {
+    match needed.is_subset_of(&caller.scopes) {
+        true => Ok(()),
+        false => Err(HttpError::Domain(Error::InsufficientScope { required: needed })),
+    }
 }

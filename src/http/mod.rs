@@ -11,6 +11,7 @@ pub mod grants_api;
 pub mod history_api;
 pub mod json;
 pub mod mcp;
+mod mcp_fast;
 pub mod middleware;
 pub mod oauth;
 pub mod openapi;
@@ -63,6 +64,8 @@ pub struct AppInner {
     /// Turns true when the server starts shutting down: long-lived streams (MCP
     /// subscriptions) then end gracefully, so that the shutdown does not wait on them.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Plain stateless MCP calls are answered without rmcp's per-request machinery.
+    pub mcp_fast_path: bool,
 }
 
 /// The routes and their OpenAPI description, from one source.
@@ -85,10 +88,10 @@ pub fn openapi_json() -> String {
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub fn router(state: AppState, request_timeout: Duration) -> Router {
+pub fn router(state: AppState, request_timeout: Duration) -> anyhow::Result<Router> {
     let (routes, _) = api();
     let openapi = state.inner.openapi_json.clone();
-    let mcp_edge = mcp::McpEdge::new(&state);
+    let mcp_edge = mcp::McpEdge::new(&state)?;
     let mcp = Router::new()
         .route(mcp::PATH, mcp::routed(mcp::service(&mcp_edge)))
         .layer(axum::middleware::from_fn_with_state(mcp_edge, mcp::guard));
@@ -101,7 +104,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }),
         )
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout));
-    timed
+    Ok(timed
         .merge(mcp)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .fallback(middleware::route_not_found)
@@ -126,5 +129,5 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             tracing::error!("a request handler panicked");
             HttpError::Internal.into_response()
         }))
-        .with_state(state)
+        .with_state(state))
 }

@@ -5,7 +5,7 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::{Json, Parameters};
 use rmcp::model::{
     Implementation, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
-    ReadResourceResult, Resource, ResourceContents, ServerCapabilities, ServerConfig,
+    Resource, ServerCapabilities, ServerConfig,
 };
 // Logging is deprecated by SEP-2577 but 2025-era clients still call logging/setLevel.
 #[allow(deprecated)]
@@ -15,16 +15,15 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::sync::Arc;
 
-use super::catalog::{RESOURCE_SCHEME, resource_uri};
-use super::schemas::{self, AppendArgs, GetArgs, ListArgs, ReadArgs};
+use super::calls::{self, resource_error, uncacheable};
+use super::catalog::{Tool, resource_uri};
+use super::schemas;
 use super::stream::Authority;
 use super::subscriptions::{self, SessionSubscriptions};
 use crate::authn::Caller;
-use crate::domain::context::AppendInput;
-use crate::domain::{ContextId, ContextInput, Error, HistoryWindow, StoreError};
 use crate::service::ContextService;
 use crate::service::contexts::Cursor;
 
@@ -43,36 +42,6 @@ pub struct ContextTools {
     /// Built once per process: building it derives every tool's JSON Schemas, which
     /// cost more than the tool call itself when done per stateless request.
     tool_router: Arc<ToolRouter<Self>>,
-}
-
-/// What a tool reports for a refused or failed call (an `isError` result).
-fn tool_error(e: Error) -> String {
-    match &e {
-        Error::Store(_) => {
-            tracing::error!(error = %e, "MCP tool failed");
-            "the database is unavailable; try again".into()
-        }
-        Error::InvalidField { .. }
-        | Error::HistoryTooLong { .. }
-        | Error::ContextTooLarge { .. }
-        | Error::MessageTooLarge { .. } => format!("invalid arguments: {e}"),
-        _ => e.to_string(),
-    }
-}
-
-/// Parses a tool's arguments. A mistake is a tool error the model can read and correct
-/// (MCP: input validation errors are tool execution errors), not a protocol error.
-fn arguments<T: serde::de::DeserializeOwned>(raw: Map<String, Value>) -> Result<T, String> {
-    serde_json::from_value(Value::Object(raw)).map_err(|e| format!("invalid arguments: {e}"))
-}
-
-/// The served JSON of a context, as the tool's structured result.
-fn served(bytes: &[u8]) -> Result<Value, String> {
-    serde_json::from_slice(bytes).map_err(|e| tool_error(Error::Store(StoreError::Corrupt(e.to_string()))))
-}
-
-fn id(raw: &str) -> Result<ContextId, String> {
-    raw.parse::<ContextId>().map_err(|m| format!("invalid arguments: context_id {m}"))
 }
 
 #[tool_router(router = tool_router)]
@@ -128,6 +97,22 @@ impl ContextTools {
             .ok_or_else(|| ErrorData::invalid_request("not authenticated", None))
     }
 
+    /// A tool call through rmcp: the shared implementation, its result as a JSON tree.
+    async fn run(&self, ctx: &RequestContext<RoleServer>, tool: Tool, raw: Map<String, Value>) -> Result<Json<Value>, String> {
+        let caller = self.caller(ctx).map_err(|e| e.message.to_string())?;
+        calls::call(&self.contexts, &caller, tool, raw).await?.into_value().map(Json)
+    }
+
+    /// The tool catalog as `tools/list` answers it: fixed for a running server and the
+    /// same for every caller (SEP-2549 caching hints: public, fresh for [`TOOLS_TTL_MS`]).
+    pub fn catalog() -> ListToolsResult {
+        let mut result = ListToolsResult::with_all_items(Self::shared_router().list_all());
+        result.result_type = Some(ResultType::COMPLETE);
+        result.ttl_ms = Some(TOOLS_TTL_MS);
+        result.cache_scope = Some(CacheScope::Public);
+        result
+    }
+
     #[tool(
         name = "context_get",
         description = "Read the latest version of a context (an OCP context object: metadata, session.history, \
@@ -141,23 +126,7 @@ impl ContextTools {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<Map<String, Value>>,
     ) -> Result<Json<Value>, String> {
-        let args: ReadArgs = arguments(raw)?;
-        let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
-        let window = HistoryWindow::from_query(args.last, args.after, args.limit)
-            .map_err(|e| format!("invalid arguments: {e}"))?;
-        let cid = id(&args.context_id)?;
-        let Some(window) = window else {
-            let (_, bytes) = self.contexts.get_json(&caller, cid).await.map_err(tool_error)?;
-            return served(&bytes).map(Json);
-        };
-        let (_, body) = self.contexts.get_body(&caller, cid).await.map_err(tool_error)?;
-        let total = body.history_len();
-        let range = window.range(total);
-        let start = range.start + 1;
-        let mut out = served(&body.window(range))?;
-        out["history_length"] = total.into();
-        out["history_start"] = start.into();
-        Ok(Json(out))
+        self.run(&ctx, Tool::Get, raw).await
     }
 
     #[tool(
@@ -172,10 +141,7 @@ impl ContextTools {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<Map<String, Value>>,
     ) -> Result<Json<Value>, String> {
-        let input: ContextInput = arguments(raw)?;
-        let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
-        let ctx = self.contexts.create(&caller, input).await.map_err(tool_error)?;
-        serde_json::to_value(&ctx).map(Json).map_err(|e| tool_error(Error::Store(StoreError::Corrupt(e.to_string()))))
+        self.run(&ctx, Tool::Create, raw).await
     }
 
     #[tool(
@@ -190,15 +156,7 @@ impl ContextTools {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<Map<String, Value>>,
     ) -> Result<Json<Value>, String> {
-        let args: AppendArgs = arguments(raw)?;
-        let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
-        let input = AppendInput { messages: args.messages };
-        let head = self.contexts.append(&caller, id(&args.context_id)?, input, None).await.map_err(tool_error)?;
-        Ok(Json(json!({
-            "context_id": head.context_id,
-            "version": head.version.0,
-            "history_length": head.history_len,
-        })))
+        self.run(&ctx, Tool::Append, raw).await
     }
 
     #[tool(
@@ -212,11 +170,7 @@ impl ContextTools {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<Map<String, Value>>,
     ) -> Result<Json<Value>, String> {
-        let args: GetArgs = arguments(raw)?;
-        let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
-        let cid = id(&args.context_id)?;
-        self.contexts.delete(&caller, cid, None).await.map_err(tool_error)?;
-        Ok(Json(json!({"context_id": cid, "deleted": true})))
+        self.run(&ctx, Tool::Delete, raw).await
     }
 
     #[tool(
@@ -230,38 +184,12 @@ impl ContextTools {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<Map<String, Value>>,
     ) -> Result<Json<Value>, String> {
-        let args: ListArgs = arguments(raw)?;
-        let caller = self.caller(&ctx).map_err(|e| e.message.to_string())?;
-        let cursor = args.cursor.as_deref().map(Cursor::parse).transpose().map_err(tool_error)?;
-        let page = self.contexts.list(&caller, cursor, args.limit, None).await.map_err(tool_error)?;
-        let mut out = json!({ "items": page.items });
-        if let Some(next) = page.next_cursor {
-            out["next_cursor"] = next.into();
-        }
-        Ok(Json(out))
+        self.run(&ctx, Tool::List, raw).await
     }
 }
 
 /// How long clients may keep the tool catalog (SEP-2549 `ttlMs`).
 const TOOLS_TTL_MS: u64 = 10 * 60 * 1000;
-
-/// Contexts change at any moment and access to them can be revoked: a listing or a
-/// read is stale at once and belongs to its caller alone (SEP-2549: `ttlMs` 0,
-/// `cacheScope` private). Subscriptions say when to read again.
-fn uncacheable(ttl_ms: &mut Option<u64>, scope: &mut Option<CacheScope>) {
-    *ttl_ms = Some(0);
-    *scope = Some(CacheScope::Private);
-}
-
-fn resource_error(e: Error) -> ErrorData {
-    match e {
-        Error::ContextNotFound(_) | Error::ContextDeleted(_) | Error::ContextExpired(_) | Error::NotFound { .. } => {
-            ErrorData::resource_not_found(e.to_string(), None)
-        }
-        Error::InvalidField { .. } => ErrorData::invalid_params(e.to_string(), None),
-        other => ErrorData::invalid_request(tool_error(other), None),
-    }
-}
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for ContextTools {
@@ -288,18 +216,12 @@ impl ServerHandler for ContextTools {
         info
     }
 
-    /// The catalog is fixed for a running server and the same for every caller
-    /// (SEP-2549 caching hints: public, fresh for [`TOOLS_TTL_MS`]).
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let mut result = ListToolsResult::with_all_items(self.tool_router.list_all());
-        result.result_type = Some(ResultType::COMPLETE);
-        result.ttl_ms = Some(TOOLS_TTL_MS);
-        result.cache_scope = Some(CacheScope::Public);
-        Ok(result)
+        Ok(Self::catalog())
     }
 
     fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
@@ -372,32 +294,15 @@ impl ServerHandler for ContextTools {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let caller = self.caller(&context)?;
-        // Errors name the URI they are about (SEP-2164).
-        let about = |mut e: ErrorData| {
-            e.data = Some(serde_json::json!({ "uri": request.uri }));
-            e
-        };
-        let raw = request
-            .uri
-            .strip_prefix(RESOURCE_SCHEME)
-            .ok_or_else(|| about(ErrorData::invalid_params("resource URIs look like context://<id>", None)))?;
-        let cid: ContextId = raw.parse().map_err(|m: String| about(ErrorData::invalid_params(m, None)))?;
-        let ctx = self.contexts.get(&caller, cid).await.map_err(|e| about(resource_error(e)))?;
-        let text = serde_json::to_string(&ctx).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        let mut contents = ResourceContents::text(text, request.uri.clone());
-        if let ResourceContents::TextResourceContents { mime_type, .. } = &mut contents {
-            *mime_type = Some("application/json".into());
-        }
-        let mut result = ReadResourceResult::new(vec![contents]);
-        uncacheable(&mut result.ttl_ms, &mut result.cache_scope);
-        Ok(result.into())
+        Ok(calls::read_resource(&self.contexts, &caller, &request.uri).await?.into())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp::catalog::Tool;
+    use crate::domain::ContextId;
+    use crate::mcp::catalog::RESOURCE_SCHEME;
 
     #[test]
     fn every_routed_tool_has_an_action() {

@@ -13,6 +13,7 @@ mod external;
 mod layers;
 mod limits;
 mod mcp;
+mod mcp_fast;
 mod oauth;
 mod oauth_flow;
 mod ops;

@@ -185,9 +185,15 @@ impl TestServer {
 
     /// Another replica on the same database (its own port, caches and change sync).
     pub async fn replica(&self) -> Replica {
+        self.replica_with(|_| {}).await
+    }
+
+    /// A replica with some settings of its own.
+    pub async fn replica_with(&self, tweak: impl FnOnce(&mut Settings)) -> Replica {
         // Replicas are one service: same public URL (issuer and token audience).
         let mut settings = self.settings.clone();
         settings.public_url = Some(self.url.clone());
+        tweak(&mut settings);
         let running = server::start(settings).await.expect("replica starts");
         Replica { url: format!("http://{}", running.addr), running }
     }
