@@ -101,7 +101,8 @@ impl FastCall {
 impl FastPath {
     /// `allowed_hosts` is the list rmcp is configured with.
     pub fn new(contexts: ContextService, tools: &ContextTools, allowed_hosts: &[String]) -> anyhow::Result<FastPath> {
-        let discover = DiscoverResult::from_server_info(tools.supported_protocol_versions().into_owned(), tools.get_info());
+        let discover =
+            DiscoverResult::from_server_info(tools.supported_protocol_versions().into_owned(), tools.get_info());
         Ok(FastPath {
             contexts,
             gate: Gate::new(allowed_hosts),
@@ -145,7 +146,9 @@ impl FastPath {
             },
         };
         match body {
-            Ok(bytes) => (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static(JSON))], bytes).into_response(),
+            Ok(bytes) => {
+                (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static(JSON))], bytes).into_response()
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot serialize an MCP answer");
                 super::error::HttpError::Internal.into_response()
@@ -178,7 +181,8 @@ impl Gate {
         {
             return None;
         }
-        let named = |expected: &str| single(&parts.headers, "mcp-name").is_some_and(|h| h == expected && !h.starts_with("=?"));
+        let named =
+            |expected: &str| single(&parts.headers, "mcp-name").is_some_and(|h| h == expected && !h.starts_with("=?"));
         let call = match (method.as_str(), params) {
             ("tools/call", Params { name: Some(name), arguments: Some(arguments), uri: None, .. }) if named(&name) => {
                 Call::Tool(Tool::named(&name)?, arguments)
@@ -201,9 +205,9 @@ impl Gate {
             && !headers.keys().any(|k| k.as_str().starts_with("mcp-param-"))
             && single(headers, header::CONTENT_TYPE.as_str()).is_some_and(|v| essence(v).eq_ignore_ascii_case(JSON))
             && accepts_json_and_sse(headers)
-            && single(headers, header::HOST.as_str())
-                .and_then(authority)
-                .is_some_and(|(host, port)| self.hosts.iter().any(|(h, p)| *h == host && p.is_none_or(|p| Some(p) == port)))
+            && single(headers, header::HOST.as_str()).and_then(authority).is_some_and(|(host, port)| {
+                self.hosts.iter().any(|(h, p)| *h == host && p.is_none_or(|p| Some(p) == port))
+            })
     }
 }
 
@@ -293,7 +297,8 @@ mod tests {
 
     #[test]
     fn a_served_context_is_answered_as_rmcp_answers_structured_content() {
-        let served = r#"{"context_id":"x","metadata":{"note":"a \"quoted\" line\nand \u00e9"},"session":{"history":[]}}"#;
+        let served =
+            r#"{"context_id":"x","metadata":{"note":"a \"quoted\" line\nand \u00e9"},"session":{"history":[]}}"#;
         for id in [RequestId::Number(7), RequestId::String("a\"b".into())] {
             let ours = structured_served(&id, served).unwrap();
             let rmcp = serde_json::to_vec(&ServerJsonRpcMessage::response(
@@ -360,7 +365,11 @@ mod tests {
         for (method, params, name) in [
             ("tools/list", json!({"_meta": meta}), None),
             ("server/discover", json!({"_meta": meta}), None),
-            ("resources/read", json!({"_meta": meta, "uri": format!("context://{ID}")}), Some(format!("context://{ID}"))),
+            (
+                "resources/read",
+                json!({"_meta": meta, "uri": format!("context://{ID}")}),
+                Some(format!("context://{ID}")),
+            ),
         ] {
             let body = json!({"jsonrpc": "2.0", "id": "x", "method": method, "params": params});
             assert!(taken(&headers(method, name.as_deref()), &body).is_some(), "{method}");
@@ -418,8 +427,21 @@ mod tests {
             ("arguments not an object", body(&|b| b["params"]["arguments"] = json!([1]))),
             ("an unknown tool", body(&|b| b["params"]["name"] = "nope".into())),
             ("no _meta", body(&|b| drop(b["params"].as_object_mut().unwrap().remove("_meta")))),
-            ("a 2025 _meta", body(&|b| b["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = "2025-06-18".into())),
-            ("no capabilities", body(&|b| drop(b["params"]["_meta"].as_object_mut().unwrap().remove("io.modelcontextprotocol/clientCapabilities")))),
+            (
+                "a 2025 _meta",
+                body(&|b| b["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = "2025-06-18".into()),
+            ),
+            (
+                "no capabilities",
+                body(&|b| {
+                    drop(
+                        b["params"]["_meta"]
+                            .as_object_mut()
+                            .unwrap()
+                            .remove("io.modelcontextprotocol/clientCapabilities"),
+                    )
+                }),
+            ),
             ("a batch", json!([get_call()])),
         ];
         for (what, b) in bodies {

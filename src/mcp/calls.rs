@@ -113,7 +113,11 @@ fn with_fields(object: &[u8], fields: &[(&str, usize)]) -> Result<Bytes, String>
 
 /// `resources/read` of `context://<id>`: the context's served JSON as text. Errors name
 /// the URI they are about (SEP-2164).
-pub async fn read_resource(contexts: &ContextService, caller: &Caller, uri: &str) -> Result<ReadResourceResult, ErrorData> {
+pub async fn read_resource(
+    contexts: &ContextService,
+    caller: &Caller,
+    uri: &str,
+) -> Result<ReadResourceResult, ErrorData> {
     let about = |mut e: ErrorData| {
         e.data = Some(json!({ "uri": uri }));
         e

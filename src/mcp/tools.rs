@@ -98,7 +98,12 @@ impl ContextTools {
     }
 
     /// A tool call through rmcp: the shared implementation, its result as a JSON tree.
-    async fn run(&self, ctx: &RequestContext<RoleServer>, tool: Tool, raw: Map<String, Value>) -> Result<Json<Value>, String> {
+    async fn run(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        tool: Tool,
+        raw: Map<String, Value>,
+    ) -> Result<Json<Value>, String> {
         let caller = self.caller(ctx).map_err(|e| e.message.to_string())?;
         calls::call(&self.contexts, &caller, tool, raw).await?.into_value().map(Json)
     }
