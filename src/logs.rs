@@ -125,18 +125,25 @@ fn format_line(format: Format, now: chrono::DateTime<chrono::Utc>, a: &Access<'_
     line
 }
 
-/// Appends `s` as the inside of a JSON string.
+/// Appends `s` as the inside of a JSON string: unescaped runs are copied whole (every
+/// byte that needs escaping is ASCII, so the runs end on character boundaries).
 fn json_escape(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if b != b'"' && b != b'\\' && b >= 0x20 {
+            continue;
         }
+        out.push_str(&s[run..i]);
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            _ => {
+                let _ = write!(out, "\\u{:04x}", b);
+            }
+        }
+        run = i + 1;
     }
+    out.push_str(&s[run..]);
 }
 
 #[cfg(test)]
@@ -175,7 +182,7 @@ mod tests {
         let a = Access {
             request_id: "3f1c0f8e-1111-4222-8333-944455556666",
             method: "GET",
-            path: "/context/\"odd\\path\u{1}",
+            path: "/context/\"odd\\path\u{1}é€/x",
             status: 404,
             latency: Duration::from_micros(1234),
         };

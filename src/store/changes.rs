@@ -67,6 +67,15 @@ impl Bucket {
     }
 }
 
+/// The counters in the form the sync query returns them: `bucket:n` pairs separated by
+/// commas. Unknown buckets and malformed pairs are skipped; a negative count reads as 0.
+pub fn parse_counters(all: &str) -> impl Iterator<Item = (Bucket, u64)> + '_ {
+    all.split(',').filter_map(|pair| {
+        let (name, n) = pair.split_once(':')?;
+        Some((Bucket::parse(name)?, n.parse::<i64>().ok()?.max(0) as u64))
+    })
+}
+
 /// A bucket's counter as it was when a cache entry was filled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stamp {
@@ -183,6 +192,13 @@ mod tests {
         // The SQL triggers take the last two characters of the id's text form.
         let id: ContextId = "6f1c2a4e-1b7d-4c1e-9d2f-2b1c3d4e5fa7".parse().unwrap();
         assert_eq!(Bucket::of_context(id), Bucket::Context(0xa7));
+    }
+
+    #[test]
+    fn counters_are_read_from_their_text_form() {
+        let all: Vec<_> = parse_counters("auth:7,c00:0,cff:12,bogus:3,c01:x,c02:-4,c03").collect();
+        assert_eq!(all, [(Bucket::Auth, 7), (Bucket::Context(0), 0), (Bucket::Context(255), 12), (Bucket::Context(2), 0)]);
+        assert_eq!(parse_counters("").count(), 0);
     }
 
     #[test]
