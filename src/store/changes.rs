@@ -197,7 +197,10 @@ mod tests {
     #[test]
     fn counters_are_read_from_their_text_form() {
         let all: Vec<_> = parse_counters("auth:7,c00:0,cff:12,bogus:3,c01:x,c02:-4,c03").collect();
-        assert_eq!(all, [(Bucket::Auth, 7), (Bucket::Context(0), 0), (Bucket::Context(255), 12), (Bucket::Context(2), 0)]);
+        assert_eq!(
+            all,
+            [(Bucket::Auth, 7), (Bucket::Context(0), 0), (Bucket::Context(255), 12), (Bucket::Context(2), 0)]
+        );
         assert_eq!(parse_counters("").count(), 0);
     }
 

@@ -45,8 +45,13 @@ impl PostgresStore {
 }
 
 super::sql_history::impl_history_sql!(Postgres);
-super::sql::impl_sql_stores!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE", backend = "postgres",
-    counters = "SELECT string_agg(bucket || ':' || n, ',') FROM change_counters");
+super::sql::impl_sql_stores!(
+    PostgresStore,
+    Postgres,
+    lock_suffix = "FOR UPDATE",
+    backend = "postgres",
+    counters = "SELECT string_agg(bucket || ':' || n, ',') FROM change_counters"
+);
 super::sql_auth::impl_auth_store!(PostgresStore);
 super::sql_oauth::impl_oauth_store!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE");
 super::sql_legacy::impl_legacy_conversion!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE");

@@ -82,8 +82,13 @@ fn restrict_permissions(path: &Path) -> anyhow::Result<()> {
 }
 
 super::sql_history::impl_history_sql!(Sqlite);
-super::sql::impl_sql_stores!(SqliteStore, Sqlite, lock_suffix = "", backend = "sqlite",
-    counters = "SELECT group_concat(bucket || ':' || n, ',') FROM change_counters");
+super::sql::impl_sql_stores!(
+    SqliteStore,
+    Sqlite,
+    lock_suffix = "",
+    backend = "sqlite",
+    counters = "SELECT group_concat(bucket || ':' || n, ',') FROM change_counters"
+);
 super::sql_auth::impl_auth_store!(SqliteStore);
 super::sql_oauth::impl_oauth_store!(SqliteStore, Sqlite, lock_suffix = "");
 super::sql_legacy::impl_legacy_conversion!(SqliteStore, Sqlite, lock_suffix = "");
