@@ -12,35 +12,46 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
+use tracing::Instrument;
 
 use super::AppState;
 use super::error::{Challenge, HttpError};
 
-/// Every response: counted and timed by route template, logged (the access line: method,
-/// path without the query, request id, status, latency — never headers, so credentials
-/// cannot reach the logs), given the default security headers, and — when an error left
-/// a [`Challenge`] — its `WWW-Authenticate`.
-pub async fn response_policy(State(state): State<AppState>, req: Request, next: Next) -> Response {
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every request: given an id (the client's `x-request-id`, or a new UUID) that its
+/// response carries back and every log line written while it runs names (the `request`
+/// span); `Authorization` and `Cookie` marked sensitive, so that no `Debug` of the
+/// headers can print them. Every response: counted and timed by route template, logged
+/// (the access line: method, path without the query, request id, status, latency — never
+/// headers), given the default security headers, and — when an error left a
+/// [`Challenge`] — its `WWW-Authenticate`.
+pub async fn response_policy(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let id = request_id(&mut req);
+    for name in [header::AUTHORIZATION, header::COOKIE] {
+        if let header::Entry::Occupied(mut values) = req.headers_mut().entry(name) {
+            values.iter_mut().for_each(|v| v.set_sensitive(true));
+        }
+    }
+    let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or("-"));
     let route: Arc<str> =
         req.extensions().get::<MatchedPath>().map_or_else(|| Arc::from("unmatched"), |p| p.as_str().into());
     let method = method_label(req.method());
     // Each protected resource has its own metadata document (RFC 9728 section 3.1).
     let mcp = req.uri().path().starts_with(super::mcp::PATH);
     // Cheap clones (they share the request's bytes), taken only when the line is written.
-    let access = tracing::enabled!(target: "ctxguard::access", tracing::Level::INFO).then(|| {
-        let id = req.extensions().get::<tower_http::request_id::RequestId>().map(|r| r.header_value().clone());
-        (req.method().clone(), req.uri().clone(), id)
-    });
+    let access = tracing::enabled!(target: "ctxguard::access", tracing::Level::INFO)
+        .then(|| (req.method().clone(), req.uri().clone()));
     let start = Instant::now();
-    let mut response = next.run(req).await;
+    let mut response = next.run(req).instrument(span).await;
     let latency = start.elapsed();
     let status = response.status().as_u16();
     let (count, time) = handles(route, method, status);
     count.increment(1);
     time.record(latency.as_secs_f64());
-    if let Some((method, uri, id)) = access {
+    if let Some((method, uri)) = access {
         crate::logs::access(&crate::logs::Access {
-            request_id: id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            request_id: id.to_str().unwrap_or("-"),
             method: method.as_str(),
             path: uri.path(),
             status,
@@ -48,9 +59,22 @@ pub async fn response_policy(State(state): State<AppState>, req: Request, next: 
         });
     }
     let headers = response.headers_mut();
+    headers.insert(REQUEST_ID.clone(), id);
     headers.entry(HeaderName::from_static("x-content-type-options")).or_insert(HeaderValue::from_static("nosniff"));
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     add_challenge(&state, mcp, response)
+}
+
+/// The client's request id when it sent one, else a new UUID, set on the request.
+fn request_id(req: &mut Request) -> HeaderValue {
+    if let Some(id) = req.headers().get(&REQUEST_ID) {
+        return id.clone();
+    }
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = HeaderValue::from_str(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"));
+    req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
+    id
 }
 
 type MetricKey = (Arc<str>, &'static str, u16);

@@ -22,14 +22,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderName, Request, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -86,8 +83,6 @@ pub fn openapi_json() -> String {
     serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into())
 }
 
-static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
 pub fn router(state: AppState, request_timeout: Duration) -> anyhow::Result<Router> {
     let (routes, _) = api();
     let openapi = state.inner.openapi_json.clone();
@@ -108,23 +103,9 @@ pub fn router(state: AppState, request_timeout: Duration) -> anyhow::Result<Rout
         .merge(mcp)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .fallback(middleware::route_not_found)
+        // Request ids, the request span, sensitive headers, metrics, the access line,
+        // security headers and challenges: one middleware (each layer costs on every request).
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::response_policy))
-        .layer(
-            // Spans carry method, path (without the query) and request id — never
-            // headers, so credentials cannot reach the logs.
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request<_>| {
-                    let id =
-                        req.extensions().get::<RequestId>().and_then(|r| r.header_value().to_str().ok()).unwrap_or("-");
-                    tracing::info_span!("request", request_id = id)
-                })
-                .on_request(())
-                // The access line is written by `middleware::response_policy`, off the formatter.
-                .on_response(()),
-        )
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
             tracing::error!("a request handler panicked");
             HttpError::Internal.into_response()

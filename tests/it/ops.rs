@@ -36,6 +36,13 @@ backend_tests! {
         assert!(!text.contains("BREWCOFFEE"), "{text}");
         assert!(!text.contains(&key));
 
+        // Every answer carries a request id: the client's own, or a new UUID, unique.
+        let given = srv.send(srv.request(Method::GET, "/healthz", None).header("x-request-id", "trace-42")).await;
+        assert_eq!(given.header("x-request-id"), Some("trace-42"));
+        let (a, b) = (srv.call(Method::GET, "/nope", None, None).await, srv.call(Method::GET, "/healthz", None, None).await);
+        let (a, b) = (a.header("x-request-id").unwrap(), b.header("x-request-id").unwrap());
+        assert!(a != b && uuid::Uuid::parse_str(a).is_ok() && uuid::Uuid::parse_str(b).is_ok(), "{a} {b}");
+
         let doc = srv.call(Method::GET, "/openapi.json", None, None).await;
         assert_eq!(doc.status, StatusCode::OK);
         for path in ["/context", "/context/{id}", "/context/{id}/messages", "/context/{id}/versions/{n}", "/admin/api-keys", "/.well-known/oauth-protected-resource"] {
