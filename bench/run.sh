@@ -120,8 +120,6 @@ admin="$(cat "$work/data/admin.key")"
 api() { curl -sf -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' "$@"; }
 client="$(api -X POST "$url/admin/clients" -d '{"name":"bench","grant_types":["client_credentials"],"roles":["writer"]}')"
 cid="$(jq -r .client_id <<<"$client")"; secret="$(jq -r .client_secret <<<"$client")"
-jwt="$(curl -sf -u "$cid:$secret" -d grant_type=client_credentials -d 'scope=context:read context:inject context:write' "$url/oauth/token" | jq -r .access_token)"
-jwt_mcp="$(curl -sf -u "$cid:$secret" -d grant_type=client_credentials -d "resource=$url/mcp" -d 'scope=mcp:write' "$url/oauth/token" | jq -r .access_token)"
 principal="$(api -X POST "$url/admin/principals" -d '{"kind":"agent","name":"bench-agent","roles":["writer"]}' | jq -r .id)"
 apikey="$(api -X POST "$url/admin/api-keys" -d "{\"principal\":\"$principal\"}" | jq -r .key)"
 # new_context N: a context with an N-message history, created by the bench agent.
@@ -134,23 +132,6 @@ new_context() {
 }
 read_id="$(new_context 3)"; append_id="$(new_context 3)"
 
-cat >"$work/mix.lua" <<LUA
-local n = 0
-request = function()
-  n = n + 1
-  if n % 10 == 0 then
-    return wrk.format("POST", "/context/$append_id/messages", {["Authorization"] = "Bearer $jwt", ["Content-Type"] = "application/json"},
-      '{"messages":[{"role":"user","message":"one more turn"}]}')
-  end
-  return wrk.format("GET", "/context/$read_id", {["Authorization"] = "Bearer $jwt"})
-end
-LUA
-cat >"$work/create.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Authorization"] = "Bearer $jwt"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"metadata":{"topic":"bench"},"session":{"history":[{"role":"user","message":"hello"}]}}'
-LUA
 # token.lua CLIENT SECRET: client_credentials with HTTP Basic client authentication.
 token_lua() {
     cat <<LUA
@@ -174,12 +155,54 @@ wrk.headers["Mcp-Name"] = "context_get"
 wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"context_get","arguments":{"context_id":"$2"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}'
 LUA
 }
-mcp_lua "$jwt_mcp" "$read_id" >"$work/mcp.lua"
-# paced.lua DELAY_MS: GET + JWT with a pause between requests on each connection.
-cat >"$work/paced.lua" <<LUA
+# A scenario whose set-up fails is an error — skipped (with a note) only for another
+# build (BENCH_CTXGUARD_BIN), which may predate the feature.
+skip_or_fail() {
+    if [ -n "${BENCH_CTXGUARD_BIN:-}" ]; then
+        echo "bench: $1: set-up failed on $ctxguard_bin; skipped" >&2
+    else
+        echo "bench: $1: set-up failed" >&2
+        exit 1
+    fi
+}
+# Access tokens live 5 minutes by default and a full run is longer: each round and each
+# later phase starts with fresh ones (and the scripts that carry them).
+bound_ok=false
+# A token bound to one context, read only (RFC 9396 authorization_details).
+bound_token() {
+    local details="[{\"type\":\"ctxguard_context\",\"context_ids\":[\"$read_id\"],\"actions\":[\"read\"]}]"
+    curl -sf -u "$cid:$secret" -d grant_type=client_credentials --data-urlencode "authorization_details=$details" "$url/oauth/token"
+}
+issue_tokens() {
+    jwt="$(curl -sf -u "$cid:$secret" -d grant_type=client_credentials -d 'scope=context:read context:inject context:write' "$url/oauth/token" | jq -r .access_token)"
+    jwt_mcp="$(curl -sf -u "$cid:$secret" -d grant_type=client_credentials -d "resource=$url/mcp" -d 'scope=mcp:write' "$url/oauth/token" | jq -r .access_token)"
+    jwt_bound=""
+    if $bound_ok; then jwt_bound="$(bound_token | jq -r .access_token)"; fi
+    mcp_lua "$jwt_mcp" "$read_id" >"$work/mcp.lua"
+    cat >"$work/mix.lua" <<LUA
+local n = 0
+request = function()
+  n = n + 1
+  if n % 10 == 0 then
+    return wrk.format("POST", "/context/$append_id/messages", {["Authorization"] = "Bearer $jwt", ["Content-Type"] = "application/json"},
+      '{"messages":[{"role":"user","message":"one more turn"}]}')
+  end
+  return wrk.format("GET", "/context/$read_id", {["Authorization"] = "Bearer $jwt"})
+end
+LUA
+    cat >"$work/create.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer $jwt"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"metadata":{"topic":"bench"},"session":{"history":[{"role":"user","message":"hello"}]}}'
+LUA
+    # GET + JWT with a pause (BENCH_DELAY_MS) between requests on each connection.
+    cat >"$work/paced.lua" <<LUA
 wrk.headers["Authorization"] = "Bearer $jwt"
 delay = function() return tonumber(os.getenv("BENCH_DELAY_MS")) end
 LUA
+}
+issue_tokens
 
 # --- appends as histories grow: an append must cost the same at message 10,000 as at
 # message 10, and storage must be linear. Each length gets fresh contexts (appends
@@ -241,22 +264,9 @@ if $appends_only; then
     exit 0
 fi
 # Policy features on the read path: a context-bound token, and a reader with no tenant
-# role who sees the context through a per-context grant. A scenario whose set-up fails
-# is an error — skipped (with a note) only for another build (BENCH_CTXGUARD_BIN), which
-# may predate the feature.
-skip_or_fail() {
-    if [ -n "${BENCH_CTXGUARD_BIN:-}" ]; then
-        echo "bench: $1: set-up failed on $ctxguard_bin; skipped" >&2
-    else
-        echo "bench: $1: set-up failed" >&2
-        exit 1
-    fi
-}
-details="[{\"type\":\"ctxguard_context\",\"context_ids\":[\"$read_id\"],\"actions\":[\"read\"]}]"
-bound_reply="$(curl -sf -u "$cid:$secret" -d grant_type=client_credentials --data-urlencode "authorization_details=$details" "$url/oauth/token")"
-jwt_bound=""
-if jq -e 'has("authorization_details")' <<<"$bound_reply" >/dev/null; then
-    jwt_bound="$(jq -r .access_token <<<"$bound_reply")"
+# role who sees the context through a per-context grant.
+if bound_token | jq -e 'has("authorization_details")' >/dev/null; then
+    bound_ok=true; issue_tokens
 else
     skip_or_fail "GET /context/{id} + context-bound JWT"
 fi
@@ -312,7 +322,7 @@ hot_round() {
         measure "POST /oauth/token client_credentials" "$cg_pid" "$url/oauth/token" -s "$work/token.lua"
     fi
 }
-for round in $(seq 1 "$rounds"); do hot_round; done
+for round in $(seq 1 "$rounds"); do issue_tokens; hot_round; done
 round=1
 if ! $hot; then kill "$mcp_peer_pid" "$oidc_pid"; fi
 
@@ -369,6 +379,7 @@ if $hot; then
 fi
 
 # --- 5. single runs: writes, the latency target, long histories
+issue_tokens
 measure "90% GET / 10% append + JWT" "$cg_pid" "$url" -s "$work/mix.lua"
 measure "POST /context + JWT" "$cg_pid" "$url/context" -s "$work/create.lua"
 
