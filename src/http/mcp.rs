@@ -212,12 +212,7 @@ impl StreamAuthority for SessionAuthority {
 /// session.
 pub async fn guard(State(edge): State<Arc<McpEdge>>, req: Request, next: Next) -> Response {
     let (req, listens) = match authorize(&edge, req).await {
-        Ok(Authorized::Fast(caller, call)) => {
-            if let Some(fast) = &edge.fast {
-                return fast.answer(&caller, call).await;
-            }
-            return HttpError::Internal.into_response();
-        }
+        Ok(Authorized::Fast(fast, caller, call)) => return fast.answer(&caller, call).await,
         Ok(Authorized::Service(req, listens)) => (req, listens),
         Err(e) => return e.into_response(),
     };
@@ -271,21 +266,23 @@ fn session_not_found() -> Response {
 /// An authenticated, scope-checked request: a call the fast path answers, or the
 /// request for rmcp with its caller attached and whether it opens a
 /// `subscriptions/listen` stream.
-enum Authorized {
-    Fast(Caller, FastCall),
+enum Authorized<'a> {
+    Fast(&'a FastPath, Caller, FastCall),
     Service(Request, bool),
 }
 
-async fn authorize(edge: &McpEdge, req: Request) -> Result<Authorized, HttpError> {
+async fn authorize(edge: &McpEdge, req: Request) -> Result<Authorized<'_>, HttpError> {
     let (mut parts, body) = req.into_parts();
     let caller: Caller = authenticate(&edge.authn, &parts, &edge.resource).await?;
     let mut listens = false;
     let body = if parts.method == axum::http::Method::POST {
         let bytes = json::read_body(&parts.headers, body, edge.body_limits).await?;
-        if let Some(call) = edge.fast.as_ref().and_then(|f| f.take(&parts, &bytes)) {
+        if let Some(fast) = &edge.fast
+            && let Some(call) = fast.take(&parts, &bytes)
+        {
             let needed = call.action().map(|a| a.required_scopes()).unwrap_or_else(ScopeSet::empty);
             permits(&caller, needed)?;
-            return Ok(Authorized::Fast(caller, call));
+            return Ok(Authorized::Fast(fast, caller, call));
         }
         if let Ok(message) = serde_json::from_slice::<Value>(&bytes) {
             let messages = match &message {
