@@ -31,6 +31,7 @@ fn caller(roles: &[Role], tenant: TenantId) -> Caller {
         credential: CredentialRef::ApiKey(ApiKeyId::new_random()),
         binding: None,
         origin: None,
+        request: Default::default(),
     }
 }
 

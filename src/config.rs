@@ -12,6 +12,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::AuditSettings;
 use crate::authn::external::ExternalIssuerConfig;
 use crate::jwt::{KeyAlg, MAX_ACCESS_TOKEN_TTL_SECS};
 pub use crate::oauth::RegistrationMode;
@@ -124,6 +125,17 @@ pub struct ConfigOverrides {
     /// per-request machinery (default true; the answers are the same).
     #[arg(long, env = "CTXGUARD_MCP_FAST_PATH")]
     pub mcp_fast_path: Option<bool>,
+    /// Record every authentication failure, operation, token event and admin action in
+    /// the hash-chained audit log (default true; docs/audit.md).
+    #[arg(long, env = "CTXGUARD_AUDIT")]
+    pub audit: Option<bool>,
+    /// Audit records waiting for the writer before requests wait for room (default 8192).
+    #[arg(long, env = "CTXGUARD_AUDIT_QUEUE")]
+    pub audit_queue: Option<usize>,
+    /// Refuse a read (503) when its audit record cannot be committed, as writes always
+    /// are; reads then wait for the commit (default false: a read's record is queued).
+    #[arg(long, env = "CTXGUARD_AUDIT_FAIL_CLOSED_READS")]
+    pub audit_fail_closed_reads: Option<bool>,
     /// Trusted external token issuers (config file only: `[[external_issuers]]`).
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,6 +181,7 @@ pub struct Settings {
     pub decision_cache_entries: u64,
     pub max_delegation_depth: usize,
     pub mcp_fast_path: bool,
+    pub audit: AuditSettings,
 }
 
 impl ConfigOverrides {
@@ -329,6 +342,11 @@ impl Settings {
             )?,
             max_delegation_depth: in_range("max_delegation_depth", c.max_delegation_depth.unwrap_or(3), 0, 16)?,
             mcp_fast_path: c.mcp_fast_path.unwrap_or(true),
+            audit: AuditSettings {
+                enabled: c.audit.unwrap_or(true),
+                queue: c.audit_queue.unwrap_or(8192).max(1),
+                fail_closed_reads: c.audit_fail_closed_reads.unwrap_or(false),
+            },
         })
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::audit::Audit;
 use crate::authn::Authenticator;
 use crate::authn::external::ExternalIssuer;
 use crate::authz::Authorizer;
@@ -30,6 +31,8 @@ use crate::store::{self, ContextStore, Database, DatabaseLocation};
 /// What every entry point shares: storage, keys, policies and the use cases.
 pub struct App {
     pub settings: Settings,
+    /// This process's audit writer (every service records through it).
+    pub audit: Audit,
     pub db: Arc<dyn Database>,
     pub kek: Arc<Kek>,
     pub keyring: Arc<Keyring>,
@@ -59,11 +62,12 @@ impl App {
         let db = store::open(&settings.database).await?;
         convert_legacy_contexts(&*db).await?;
         let kek = Arc::new(Kek::load_or_create(&settings.data_dir)?);
+        let audit = Audit::start(db.clone(), &settings.audit);
         // The first signing key is part of initialisation.
         let keyring = Arc::new(Keyring::load(db.clone(), kek.clone(), settings.signing_alg, key_retention()).await?);
         let authz = Authorizer::load_with_memo(settings.policy_dir.clone(), settings.decision_cache_entries)
             .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
-        let admin = AdminService::new(db.clone(), authz.clone());
+        let admin = AdminService::new(db.clone(), authz.clone(), audit.clone());
         if let bootstrap::Bootstrap::Created { key_file } =
             bootstrap::bootstrap(&admin, &*db, &settings.data_dir).await?
         {
@@ -84,7 +88,7 @@ impl App {
             Some(cache) => cache.clone(),
             None => db.clone(),
         };
-        let contexts = ContextService::new(store, db.clone(), authz.clone(), limits);
+        let contexts = ContextService::new(store, db.clone(), authz.clone(), limits, audit.clone());
         Ok(App {
             clients: ClientService::new(db.clone(), admin.clone()),
             admin,
@@ -95,6 +99,7 @@ impl App {
             kek,
             db,
             settings,
+            audit,
         })
     }
 
@@ -109,6 +114,7 @@ impl App {
             tokens.clone(),
             self.external_issuers(public_url).await?,
             s.credential_cache_entries,
+            self.audit.clone(),
         );
         let config = AuthServerConfig {
             issuer: public_url.to_string(),
@@ -121,7 +127,14 @@ impl App {
             cache_entries: s.credential_cache_entries,
             metadata_allow_loopback: s.client_metadata_allow_loopback,
         };
-        let oauth = Arc::new(AuthServer::new(self.db.clone(), tokens, authn.clone(), self.clients.clone(), config));
+        let oauth = Arc::new(AuthServer::new(
+            self.db.clone(),
+            tokens,
+            authn.clone(),
+            self.clients.clone(),
+            config,
+            self.audit.clone(),
+        ));
         Ok(Serving { public_url: public_url.to_string(), authn, oauth })
     }
 
@@ -138,8 +151,9 @@ impl App {
         Ok(out)
     }
 
-    /// Closes the database cleanly.
+    /// Writes the audit records still queued, then closes the database cleanly.
     pub async fn close(self) {
+        self.audit.flush().await;
         self.db.close().await;
     }
 }

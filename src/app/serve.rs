@@ -120,6 +120,7 @@ async fn prepare(
             openapi_json: http::openapi_json(),
             stopping: stopping_rx,
             mcp_fast_path: s.mcp_fast_path,
+            audit: app.audit.clone(),
         }),
     };
     let router = http::router(state, s.request_timeout)?;

@@ -37,9 +37,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let key = std::env::var("CTXGUARD_API_KEY")
         .context("mcp-stdio needs an API key in CTXGUARD_API_KEY (ctxguard apikey create …)")?;
     let app = App::open(settings).await?;
-    let caller = authenticate_api_key(&*app.db, &Secret::new(key.clone()))
+    let mut caller = authenticate_api_key(&*app.db, &Secret::new(key.clone()))
         .await
         .map_err(|e| anyhow::anyhow!("CTXGUARD_API_KEY refused: {e}"))?;
+    caller.request.channel = crate::domain::audit::Channel::Stdio("");
     let authority = Arc::new(KeyAuthority { db: app.db.clone(), key: Secret::new(key) });
     let running = ContextTools::for_caller(app.contexts.clone(), caller, authority)
         .serve(rmcp::transport::stdio())

@@ -245,6 +245,13 @@ impl ExternalIssuer {
             created_at: Timestamp::now(),
             tokens_revoked_at: None,
         };
-        Ok(Caller { principal, scopes, credential: CredentialRef::ExternalToken, binding: None, origin: None })
+        Ok(Caller {
+            principal,
+            scopes,
+            credential: CredentialRef::ExternalToken,
+            binding: None,
+            origin: None,
+            request: Default::default(),
+        })
     }
 }

@@ -11,7 +11,9 @@ pub mod password;
 
 use std::sync::Arc;
 
+use crate::audit::Audit;
 use crate::crypto::Secret;
+use crate::domain::audit::{self, Action, Actor, AuditEvent, Outcome, RequestMeta, Target};
 use crate::domain::{ApiKeyId, ContextBinding, Jti, Principal, PrincipalId, ScopeSet, StoreError, TenantId, Timestamp};
 use crate::jwt::AccessTokens;
 use crate::store::{Bucket, Database, KeyWithPrincipal, TokenPrincipal};
@@ -52,6 +54,42 @@ pub struct Caller {
     /// For our access tokens: the client the token was issued to and the actors of an
     /// exchanged token (recorded as the provenance of what the caller writes).
     pub origin: Option<Arc<TokenOrigin>>,
+    /// The request this caller made (its id, address and way in), for the audit log.
+    pub request: RequestMeta,
+}
+
+impl Caller {
+    /// Who the audit log says acted: the same identity on every way in.
+    pub fn actor(&self) -> Actor {
+        let p = &self.principal;
+        Actor {
+            tenant: Some(p.tenant),
+            principal: Some(p.id),
+            name: Some(format!("{}:{}", p.kind.as_str(), p.name)),
+            client_id: self.origin.as_ref().map(|o| o.client_id.clone()),
+            credential: Some(match self.credential {
+                CredentialRef::ApiKey(id) => audit::Credential::ApiKey(id),
+                CredentialRef::AccessToken(jti) => audit::Credential::AccessToken(jti),
+                CredentialRef::LocalOperator => audit::Credential::Operator,
+                CredentialRef::ExternalToken => audit::Credential::External,
+            }),
+        }
+    }
+
+    /// This caller, calling the MCP tool (or method) `tool`: the audit log names it.
+    pub fn calling(&self, tool: &'static str) -> Caller {
+        let mut caller = self.clone();
+        caller.request.channel = match self.request.channel {
+            audit::Channel::Stdio(_) => audit::Channel::Stdio(tool),
+            _ => audit::Channel::Mcp(tool),
+        };
+        caller
+    }
+
+    /// The record of this caller doing `action` on `target`.
+    pub fn event(&self, action: audit::Action, target: Option<Target>, outcome: Outcome) -> AuditEvent {
+        AuditEvent::new(action, self.actor(), target, outcome, self.request.clone())
+    }
 }
 
 /// Whom an access token was issued to, and through whom.
@@ -81,6 +119,7 @@ pub struct Authenticator {
     tokens: Arc<AccessTokens>,
     external: Arc<Vec<ExternalIssuer>>,
     cache: Arc<CredentialCache>,
+    audit: Audit,
 }
 
 impl Authenticator {
@@ -90,8 +129,44 @@ impl Authenticator {
         tokens: Arc<AccessTokens>,
         external: Vec<ExternalIssuer>,
         cache_capacity: u64,
+        audit: Audit,
     ) -> Self {
-        Self { store, tokens, external: Arc::new(external), cache: Arc::new(CredentialCache::new(cache_capacity)) }
+        let cache = Arc::new(CredentialCache::new(cache_capacity));
+        Self { store, tokens, external: Arc::new(external), cache, audit }
+    }
+
+    /// Authenticates what a request presented (or failed to present) for `resource`,
+    /// as [`Self::authenticate`], and records a failure in the audit log: every refused
+    /// credential, with its reason. (A success is recorded with the operation it
+    /// authorizes: that record names the principal and the credential.)
+    pub async fn authenticate_request(
+        &self,
+        presented: Result<Credential, AuthError>,
+        resource: &str,
+        request: RequestMeta,
+    ) -> Result<Caller, AuthError> {
+        let kind = match &presented {
+            Ok(Credential::Bearer(t)) if api_key::looks_like_api_key(t.expose()) => Some("api_key"),
+            Ok(Credential::Bearer(_)) => Some("jwt"),
+            Err(_) => None,
+        };
+        let result = match presented {
+            Ok(credential) => self.authenticate(&credential, resource).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(mut caller) => {
+                caller.request = request;
+                Ok(caller)
+            }
+            Err(e) => {
+                let actor = Actor { credential: kind.map(audit::Credential::Presented), ..Actor::default() };
+                let event = AuditEvent::new(Action::AuthnFailure, actor, None, Outcome::Deny(e.to_string()), request);
+                // A refusal changes nothing: queued, never waited for.
+                let _ = self.audit.record(event).await;
+                Err(e)
+            }
+        }
     }
 
     /// Authenticates a request to `resource` (the resource indicator a token must name
@@ -176,6 +251,7 @@ impl Authenticator {
                     .map(|a| a.sub.clone())
                     .collect(),
             })),
+            request: RequestMeta::default(),
         };
         Ok((caller, Validity::AccessToken { not_before: claims.nbf, expires: claims.exp, audience: claims.aud }))
     }
@@ -200,6 +276,7 @@ pub(crate) fn test_caller(roles: &[crate::domain::Role], scopes: ScopeSet) -> Ca
         credential: CredentialRef::ApiKey(ApiKeyId::new_random()),
         binding: None,
         origin: None,
+        request: RequestMeta::default(),
     }
 }
 
@@ -233,6 +310,7 @@ async fn authenticate_api_key_until(
         credential: CredentialRef::ApiKey(key.id),
         binding: None,
         origin: None,
+        request: RequestMeta::default(),
     };
     Ok((caller, validity))
 }

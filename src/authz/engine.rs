@@ -66,7 +66,7 @@ impl DecisionKey {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub allowed: bool,
-    pub policies: Vec<String>,
+    pub policies: crate::domain::audit::PolicyIds,
     /// Policies that could not be evaluated for this request (they are skipped).
     pub errors: Vec<String>,
 }
@@ -74,7 +74,7 @@ pub struct Decision {
 impl Decision {
     /// The decision for platform-operator actions, which are not policies.
     pub fn platform_operator() -> Self {
-        Self { allowed: true, policies: vec!["platform_operator".into()], errors: Vec::new() }
+        Self { allowed: true, policies: Arc::from(["platform_operator".to_string()]), errors: Vec::new() }
     }
 
     /// A refusal text for the caller: names forbidding policies, or says that none permits.
@@ -182,7 +182,7 @@ impl Engine {
             Ok(d) => d,
             // Entities are built from validated values; failing here is a bug, and the
             // safe answer is a denial that says so.
-            Err(e) => Decision { allowed: false, policies: Vec::new(), errors: vec![e] },
+            Err(e) => Decision { allowed: false, policies: Arc::from([]), errors: vec![e] },
         }
     }
 
@@ -264,7 +264,7 @@ impl Engine {
         }
         Ok(Decision {
             allowed: response.decision() == cedar_policy::Decision::Allow,
-            policies: diagnostics.reason().map(ToString::to_string).collect(),
+            policies: diagnostics.reason().map(ToString::to_string).collect::<Vec<_>>().into(),
             errors,
         })
     }

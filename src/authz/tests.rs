@@ -188,7 +188,7 @@ fn decisions_name_the_determining_policies() {
     let c = caller(&[Role::Reader], ScopeSet::all());
     let res = context(c.principal.tenant, PrincipalId::new_random());
     let d = authz.authorize(&c, Action::Read, Resource::Context(&res)).unwrap();
-    assert_eq!(d.policies, ["builtin.reader"]);
+    assert_eq!(*d.policies, ["builtin.reader"]);
 }
 
 fn write_policy(dir: &std::path::Path, name: &str, text: &str) {

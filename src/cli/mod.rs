@@ -15,6 +15,7 @@ use crate::config::{self, ConfigOverrides, Settings};
 use crate::domain::{PrincipalId, PrincipalKind, Role, RoleSet, ScopeSet};
 use crate::service::admin::{NewPrincipal, TenantRef};
 
+mod audit;
 mod oauth;
 
 #[derive(Parser, Debug)]
@@ -75,6 +76,11 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: oauth::KeysCommand,
+    },
+    /// The audit log: verify the chain, export records.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
     },
     /// Cedar policies.
     Policy {
@@ -220,6 +226,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { command } => oauth::user(command).await,
         Command::Client { command } => oauth::client(command).await,
         Command::Keys { command } => oauth::keys(command).await,
+        Command::Audit { command } => audit::run(command).await,
     }
 }
 
@@ -260,6 +267,10 @@ impl Local {
                 credential: CredentialRef::LocalOperator,
                 binding: None,
                 origin: None,
+                request: crate::domain::audit::RequestMeta {
+                    channel: crate::domain::audit::Channel::Cli,
+                    ..Default::default()
+                },
             },
         })
     }

@@ -40,6 +40,9 @@ pub enum Error {
     /// The policy directory does not load (file, line and reason); the old set stays.
     #[error("the policies were not reloaded: {0}")]
     InvalidPolicy(String),
+    /// The operation's audit record could not be committed, so it was not performed.
+    #[error("the audit log cannot be written; the operation was not performed")]
+    AuditUnavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

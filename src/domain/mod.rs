@@ -5,6 +5,7 @@
 //! values that are already known to be valid.
 
 pub mod api_key;
+pub mod audit;
 pub mod binding;
 pub mod change;
 pub mod client;

@@ -35,6 +35,11 @@ impl Timestamp {
     pub fn to_rfc3339(&self) -> String {
         self.0.to_rfc3339_opts(SecondsFormat::AutoSi, true)
     }
+
+    /// Always three fraction digits: a fixed form, for what is hashed (the audit chain).
+    pub fn to_rfc3339_millis(&self) -> String {
+        self.0.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
 }
 
 impl Serialize for Timestamp {

@@ -1,6 +1,7 @@
 //! Admin API for the authorization server: OAuth clients (per tenant) and signing keys
 //! (platform operator only: keys are shared by all tenants).
 
+use crate::domain::audit::{Action as Audited, Target};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -102,12 +103,14 @@ async fn rotate_keys(
     Authenticated(caller): Authenticated,
     JsonBody(body): JsonBody<Rotate>,
 ) -> HttpResult<Response> {
-    platform_only(&state, &caller)?;
     let keyring = state.inner.oauth.tokens().keyring();
     let alg = body.alg.unwrap_or(keyring.keys().current.alg);
-    let kid = keyring.rotate(alg).await.map_err(|e| {
-        tracing::error!(error = %e, "key rotation failed");
-        HttpError::Internal
-    })?;
+    let rotate = async |()| {
+        keyring.rotate(alg).await.map_err(|e| {
+            tracing::error!(error = %e, "key rotation failed");
+            Error::Store(crate::domain::StoreError::Backend(format!("key rotation failed: {e}")))
+        })
+    };
+    let kid = state.inner.admin.as_operator(&caller, Audited::KeysRotate, Target::SigningKeys, rotate).await?;
     Ok(Json(serde_json::json!({"kid": kid, "alg": alg.as_str()})).into_response())
 }

@@ -3,6 +3,7 @@
 //! the policy directory atomically — a set that does not load leaves the old one in
 //! force and answers 422 naming the file and line.
 
+use crate::domain::audit::{Action as Audited, Target};
 use axum::Json;
 use axum::extract::State;
 use utoipa_axum::router::OpenApiRouter;
@@ -49,18 +50,23 @@ async fn reload_policies(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
 ) -> HttpResult<Json<PolicySummary>> {
-    platform_only(&state, &caller)?;
     let authz = state.inner.authz.clone();
-    // Reading and validating files is blocking work: keep it off the async workers.
-    let result = tokio::task::spawn_blocking(move || authz.reload()).await.map_err(|_| HttpError::Internal)?;
-    match result {
-        Ok(summary) => {
-            tracing::info!(generation = summary.generation, policies = summary.policies.len(), "policies reloaded");
-            Ok(Json(summary))
+    let reload = async |()| {
+        // Reading and validating files is blocking work: keep it off the async workers.
+        let result = tokio::task::spawn_blocking(move || authz.reload())
+            .await
+            .map_err(|e| Error::Store(crate::domain::StoreError::Backend(e.to_string())))?;
+        match result {
+            Ok(summary) => {
+                tracing::info!(generation = summary.generation, policies = summary.policies.len(), "policies reloaded");
+                Ok(summary)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "policy reload refused; the previous policies stay in force");
+                Err(Error::InvalidPolicy(e.to_string()))
+            }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "policy reload refused; the previous policies stay in force");
-            Err(HttpError::Domain(Error::InvalidPolicy(e.to_string())))
-        }
-    }
+    };
+    let admin = &state.inner.admin;
+    Ok(Json(admin.as_operator(&caller, Audited::PolicyReload, Target::Policies, reload).await?))
 }

@@ -11,6 +11,7 @@ use super::error::HttpError;
 use super::json;
 use crate::authn::{AuthError, Authenticator, Caller, Credential};
 use crate::crypto::Secret;
+use crate::domain::audit::RequestMeta;
 use crate::domain::{ContextId, Error, Version};
 use crate::service::contexts::IfMatch;
 
@@ -32,8 +33,8 @@ pub async fn authenticate(authn: &Authenticator, parts: &Parts, resource: &str) 
     if parts.uri.query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("access_token="))) {
         return Err(HttpError::TokenInQuery);
     }
-    let credential = credential_from_headers(&parts.headers)?;
-    Ok(authn.authenticate(&credential, resource).await?)
+    let request = parts.extensions.get::<RequestMeta>().cloned().unwrap_or_default();
+    Ok(authn.authenticate_request(credential_from_headers(&parts.headers), resource, request).await?)
 }
 
 /// RFC 6750 section 2.1: exactly one `Authorization: Bearer <token68>` header.

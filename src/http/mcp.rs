@@ -24,9 +24,11 @@ use super::error::HttpError;
 use super::extract::{authenticate, credential_from_headers};
 use super::json::{self, BodyLimits};
 use super::mcp_fast::{FastCall, FastPath};
+use crate::audit::Audit;
 use crate::authn::{Authenticator, Caller, Credential};
 use crate::authz::Action;
 use crate::crypto::Secret;
+use crate::domain::audit::{Action as Audited, Outcome};
 use crate::domain::{Error, ScopeSet, Timestamp};
 use crate::mcp::catalog::{Tool, method_action};
 use crate::mcp::stream::{Authority, StreamAuthority};
@@ -80,6 +82,7 @@ pub struct McpEdge {
     /// Stateless 2026-07-28 calls answered without rmcp's per-request machinery
     /// (`mcp_fast_path`; on by default).
     fast: Option<FastPath>,
+    audit: Audit,
 }
 
 impl McpEdge {
@@ -104,6 +107,7 @@ impl McpEdge {
             hosts,
             origins,
             fast,
+            audit: s.audit.clone(),
         }))
     }
 }
@@ -281,7 +285,7 @@ async fn authorize(edge: &McpEdge, req: Request) -> Result<Authorized<'_>, HttpE
             && let Some(call) = fast.take(&parts, &bytes)
         {
             let needed = call.action().map(|a| a.required_scopes()).unwrap_or_else(ScopeSet::empty);
-            permits(&caller, needed)?;
+            permits(edge, &caller, needed, call.name()).await?;
             return Ok(Authorized::Fast(fast, caller, call));
         }
         if let Ok(message) = serde_json::from_slice::<Value>(&bytes) {
@@ -290,13 +294,19 @@ async fn authorize(edge: &McpEdge, req: Request) -> Result<Authorized<'_>, HttpE
                 single => vec![single],
             };
             let mut needed = ScopeSet::empty();
-            for m in messages {
+            let mut tool = None;
+            for m in &messages {
                 listens |= m["method"] == LISTEN;
                 if let Some(a) = action(m) {
                     needed = needed.union(&a.required_scopes());
                 }
+                tool = m["params"]["name"].as_str().and_then(Tool::named);
             }
-            permits(&caller, needed)?;
+            let name = match (messages.len(), tool) {
+                (1, Some(tool)) => tool.name(),
+                _ => "request",
+            };
+            permits(edge, &caller, needed, name).await?;
         }
         Body::from(bytes)
     } else {
@@ -306,10 +316,14 @@ async fn authorize(edge: &McpEdge, req: Request) -> Result<Authorized<'_>, HttpE
     Ok(Authorized::Service(Request::from_parts(parts, body), listens))
 }
 
-/// 403 `insufficient_scope` naming what the request needs, so clients can step up.
-fn permits(caller: &Caller, needed: ScopeSet) -> Result<(), HttpError> {
-    match needed.is_subset_of(&caller.scopes) {
-        true => Ok(()),
-        false => Err(HttpError::Domain(Error::InsufficientScope { required: needed })),
+/// 403 `insufficient_scope` naming what the request needs, so clients can step up;
+/// the refusal is recorded (`mcp.request`, with the tool or "request").
+async fn permits(edge: &McpEdge, caller: &Caller, needed: ScopeSet, name: &'static str) -> Result<(), HttpError> {
+    if needed.is_subset_of(&caller.scopes) {
+        return Ok(());
     }
+    let refused = Error::InsufficientScope { required: needed };
+    let event = caller.calling(name).event(Audited::McpRequest, None, Outcome::Deny(refused.to_string()));
+    let _ = edge.audit.record(event).await;
+    Err(HttpError::Domain(refused))
 }

@@ -88,6 +88,16 @@ struct Params {
 }
 
 impl FastCall {
+    /// The tool or method, as the audit log names the way in.
+    pub fn name(&self) -> &'static str {
+        match &self.call {
+            Call::Tool(tool, _) => tool.name(),
+            Call::ReadResource(_) => "resources/read",
+            Call::ListTools => "tools/list",
+            Call::Discover => "server/discover",
+        }
+    }
+
     /// The action this call performs, for the guard's scope check.
     pub fn action(&self) -> Option<Action> {
         match &self.call {

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -16,6 +18,7 @@ use tracing::Instrument;
 
 use super::AppState;
 use super::error::{Challenge, HttpError};
+use crate::domain::audit::{Channel, RequestMeta};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -28,6 +31,13 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// [`Challenge`] — its `WWW-Authenticate`.
 pub async fn response_policy(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let id = request_id(&mut req);
+    // Where the request came from, for the audit records it causes.
+    let meta = RequestMeta {
+        id: id.to_str().ok().map(Arc::from),
+        ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
+        channel: Channel::Http,
+    };
+    req.extensions_mut().insert(meta);
     for name in [header::AUTHORIZATION, header::COOKIE] {
         if let header::Entry::Occupied(mut values) = req.headers_mut().entry(name) {
             values.iter_mut().for_each(|v| v.set_sensitive(true));

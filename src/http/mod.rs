@@ -2,6 +2,7 @@
 //! method and map the result; `error.rs` is the only place statuses are chosen.
 
 pub mod admin_api;
+pub mod admin_audit_api;
 pub mod admin_oauth_api;
 pub mod admin_policy_api;
 pub mod context_api;
@@ -63,6 +64,8 @@ pub struct AppInner {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Plain stateless MCP calls are answered without rmcp's per-request machinery.
     pub mcp_fast_path: bool,
+    /// The audit writer, for records made at the edge (MCP scope refusals, admin reads).
+    pub audit: crate::audit::Audit,
 }
 
 /// The routes and their OpenAPI description, from one source.
@@ -71,6 +74,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(context_api::routes())
         .merge(grants_api::routes())
         .merge(admin_api::routes())
+        .merge(admin_audit_api::routes())
         .merge(admin_oauth_api::routes())
         .merge(admin_policy_api::routes())
         .merge(ops::routes())

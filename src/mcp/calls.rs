@@ -40,6 +40,7 @@ pub type ToolResult = Result<ToolOutput, String>;
 
 /// Runs `tool` with its raw arguments for `caller`.
 pub async fn call(contexts: &ContextService, caller: &Caller, tool: Tool, raw: Map<String, Value>) -> ToolResult {
+    let caller = &caller.calling(tool.name());
     match tool {
         Tool::Get => get(contexts, caller, arguments(raw)?).await,
         Tool::Create => {
@@ -126,6 +127,7 @@ pub async fn read_resource(
         .strip_prefix(RESOURCE_SCHEME)
         .ok_or_else(|| about(ErrorData::invalid_params("resource URIs look like context://<id>", None)))?;
     let cid: ContextId = raw.parse().map_err(|m: String| about(ErrorData::invalid_params(m, None)))?;
+    let caller = &caller.calling("resources/read");
     let (_, bytes) = contexts.get_json(caller, cid).await.map_err(|e| about(resource_error(e)))?;
     let text = String::from_utf8(bytes.to_vec()).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
     let mut contents = ResourceContents::text(text, uri.to_string());

@@ -27,7 +27,7 @@ impl AuthServer {
         redirect_uri: &str,
         verifier: &Secret,
         asked: Narrowing,
-    ) -> OAuthResult<TokenResponse> {
+    ) -> OAuthResult<(TokenResponse, crate::jwt::AccessClaims)> {
         let now = Timestamp::now();
         let hash = token::token_hash(code.expose());
         let grant = match self.db.use_code(&hash, now).await? {
@@ -96,7 +96,7 @@ impl AuthServer {
             delegation: None,
         };
         let (mut response, claims) = self.mint(&token_grant, None)?;
-        let jti = Jti::new(claims.jti);
+        let jti = Jti::new(claims.jti.clone());
         let family = if wants_refresh {
             let (t, f) = self.issue_refresh(None, &token_grant, &jti).await?;
             response.refresh_token = Some(t);
@@ -105,7 +105,7 @@ impl AuthServer {
             None
         };
         self.db.record_code_issue(&hash, &jti, family.as_ref()).await?;
-        Ok(response)
+        Ok((response, claims))
     }
 }
 

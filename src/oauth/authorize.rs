@@ -8,6 +8,7 @@ use super::params::Params;
 use super::request::parse_binding;
 use super::server::{AuthServer, ClientLookup, granted_scopes};
 use crate::crypto::{Secret, token};
+use crate::domain::audit::{self, Action as Audited, Actor, AuditEvent, Outcome, RequestMeta, Target};
 use crate::domain::redirect_uri;
 use crate::domain::{ClientId, ContextBinding, GrantType, OAuthClient, Principal, ScopeSet, StoreError, Timestamp};
 use crate::store::CodeGrant;
@@ -94,7 +95,24 @@ impl AuthServer {
     }
 
     /// The user consented: a one-time code for the client.
-    pub async fn issue_code(&self, req: &AuthorizationRequest, principal: &Principal) -> Result<Secret, StoreError> {
+    pub async fn issue_code(
+        &self,
+        req: &AuthorizationRequest,
+        principal: &Principal,
+        meta: RequestMeta,
+    ) -> Result<Secret, StoreError> {
+        // The consent's record is committed before the code exists.
+        let actor = Actor {
+            tenant: Some(principal.tenant),
+            principal: Some(principal.id),
+            name: Some(format!("{}:{}", principal.kind.as_str(), principal.name)),
+            client_id: Some(req.client.client_id.as_str().to_string()),
+            credential: Some(audit::Credential::Session),
+        };
+        let consented = Outcome::Allow(std::sync::Arc::from([format!("scope:{}", req.scopes)]));
+        let target = Some(Target::Client(req.client.client_id.as_str().to_string()));
+        let event = AuditEvent::new(Audited::AuthorizeCode, actor, target, consented, meta);
+        self.audit.record(event).await.map_err(|e| StoreError::Backend(e.to_string()))?;
         let code = token::generate("");
         let now = Timestamp::now();
         let grant = CodeGrant {

@@ -1,6 +1,7 @@
 //! OAuth client registration, shared by the admin API, the CLI and dynamic client
 //! registration (RFC 7591): one set of rules for redirect URIs, grants and scopes.
 
+use crate::domain::audit::{Action as Audited, Target};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -69,8 +70,13 @@ impl ClientService {
     }
 
     pub async fn create(&self, caller: &Caller, new: NewClient) -> Result<RegisteredClient, Error> {
-        let tenant = self.admin.resolve_tenant(caller, new.tenant.as_ref()).await?;
-        self.register(tenant.id, new, "admin").await
+        let checked = self.admin.tenant_decided(caller, new.tenant.as_ref()).await;
+        let target = Target::Tenant(checked.as_ref().map_or(caller.principal.tenant, |(t, _)| t.id));
+        self.admin
+            .audited(caller, Audited::ClientCreate, target, checked, async |tenant: crate::domain::Tenant| {
+                self.register(tenant.id, new, "admin").await
+            })
+            .await
     }
 
     /// Validates and stores a client (no authorization check: callers do that).
@@ -166,17 +172,27 @@ impl ClientService {
     /// Disables a client, revokes its refresh families and, for a client_credentials
     /// client, every token of its service principal.
     pub async fn delete(&self, caller: &Caller, client_id: &ClientId) -> Result<(), Error> {
-        let client = self.db.client(client_id).await?.ok_or(Error::NotFound { what: "client" })?.client;
+        let checked = async {
+            let client = self.db.client(client_id).await?.ok_or(Error::NotFound { what: "client" })?.client;
+            let decision = self
+                .admin
+                .authorizer()
+                .authorize(caller, Action::Admin, Resource::Tenant(client.tenant))
+                .map_err(|d| denial_error(d, "client"))?;
+            Ok((client, decision))
+        };
+        let checked = checked.await;
+        let target = Target::Client(client_id.as_str().to_string());
         self.admin
-            .authorizer()
-            .authorize(caller, Action::Admin, Resource::Tenant(client.tenant))
-            .map_err(|d| denial_error(d, "client"))?;
-        let now = Timestamp::now();
-        self.db.disable_client(client_id).await?;
-        self.db.revoke_client_families(client_id, now).await?;
-        if let Some(p) = client.principal {
-            self.db.revoke_principal_tokens(p, now).await?;
-        }
-        Ok(())
+            .audited(caller, Audited::ClientDelete, target, checked, async |client: OAuthClient| {
+                let now = Timestamp::now();
+                self.db.disable_client(client_id).await?;
+                self.db.revoke_client_families(client_id, now).await?;
+                if let Some(p) = client.principal {
+                    self.db.revoke_principal_tokens(p, now).await?;
+                }
+                Ok(())
+            })
+            .await
     }
 }

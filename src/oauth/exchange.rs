@@ -25,7 +25,7 @@ impl AuthServer {
         actor_token: Option<&Secret>,
         expires_in: Option<i64>,
         asked: Narrowing,
-    ) -> OAuthResult<TokenResponse> {
+    ) -> OAuthResult<(TokenResponse, AccessClaims)> {
         let max_depth = self.config.max_delegation_depth;
         if max_depth == 0 {
             return Err(OAuthError::new(OAuthErrorCode::UnsupportedGrantType, "token exchange is disabled"));
@@ -81,9 +81,9 @@ impl AuthServer {
             binding: binding.as_ref(),
             delegation: Some(&delegation),
         };
-        let (mut response, _) = self.mint(&grant, None)?;
+        let (mut response, claims) = self.mint(&grant, None)?;
         response.issued_token_type = Some(ACCESS_TOKEN_TYPE);
-        Ok(response)
+        Ok((response, claims))
     }
 
     /// A token of ours, fully checked (signature, time, revocation of it and its ancestors,

@@ -60,7 +60,7 @@ impl AuthServer {
         c: &AuthenticatedClient,
         presented: &Secret,
         asked: &Narrowing,
-    ) -> OAuthResult<TokenResponse> {
+    ) -> OAuthResult<(TokenResponse, crate::jwt::AccessClaims)> {
         let now = Timestamp::now();
         let hash = token::token_hash(presented.expose());
         // Check the request against the grant before spending the token: a request the
@@ -110,9 +110,10 @@ impl AuthServer {
         };
         let token_grant = Grant { scopes, binding: binding.as_ref(), ..family };
         let (mut response, claims) = self.mint(&token_grant, None)?;
-        let (next, _) = self.issue_refresh(Some(grant.family_id.clone()), &family, &Jti::new(claims.jti)).await?;
+        let (next, _) =
+            self.issue_refresh(Some(grant.family_id.clone()), &family, &Jti::new(claims.jti.clone())).await?;
         response.refresh_token = Some(next);
-        Ok(response)
+        Ok((response, claims))
     }
 
     /// Revokes a refresh token family: its refresh tokens and the access tokens minted

@@ -2,6 +2,7 @@
 //! [`AuthServer`], and only this module and the grant modules under it talk to the
 //! OAuth store (clients, codes, refresh families, the deny-list, browser sessions).
 
+use crate::audit::Audit;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +45,7 @@ pub struct AuthServer {
     pub(super) config: AuthServerConfig,
     client_metadata: ClientMetadata,
     cache: AuthServerCache,
+    pub(super) audit: Audit,
 }
 
 /// Registered clients (with their secret hashes) and principals, as the token endpoint
@@ -74,6 +76,7 @@ impl AuthServer {
         authn: Authenticator,
         clients: ClientService,
         config: AuthServerConfig,
+        audit: Audit,
     ) -> Self {
         let ttl = crate::authn::cache::TTL;
         let cache = AuthServerCache {
@@ -81,7 +84,7 @@ impl AuthServer {
             principals: StampedCache::new(config.cache_entries, ttl),
         };
         let client_metadata = ClientMetadata::new(Fetcher::new(config.metadata_allow_loopback));
-        Self { db, tokens, authn, clients, config, client_metadata, cache }
+        Self { db, tokens, authn, clients, config, client_metadata, cache, audit }
     }
 
     pub fn issuer(&self) -> &str {

@@ -2,6 +2,7 @@
 //! browser keeps in a cookie (set by the endpoint); only its hash is stored, so every
 //! replica sees the session. Passwords are checked in constant time per user name.
 
+use crate::domain::audit::{self, Action as Audited, Actor, AuditEvent, Outcome, RequestMeta};
 use std::sync::OnceLock;
 
 use super::server::AuthServer;
@@ -52,6 +53,7 @@ impl AuthServer {
         tenant: Option<&str>,
         username: &str,
         pw: &str,
+        meta: RequestMeta,
     ) -> Result<Option<Principal>, StoreError> {
         let tenant = match tenant.map(str::trim).filter(|t| !t.is_empty()) {
             None => Some(client.tenant),
@@ -78,7 +80,33 @@ impl AuthServer {
             None => tokio::task::spawn_blocking(|| decoy_hash().to_string()).await.unwrap_or_default(),
         };
         let ok = password::verify(Secret::new(pw.to_string()), phc).await;
-        Ok(if ok && has_hash { principal } else { None })
+        let signed_in = if ok && has_hash { principal } else { None };
+        self.record_login(client, tenant, username, signed_in.as_ref(), meta).await?;
+        Ok(signed_in)
+    }
+
+    /// A sign-in's record: a success is committed before the session starts.
+    async fn record_login(
+        &self,
+        client: &OAuthClient,
+        tenant: Option<crate::domain::TenantId>,
+        username: &str,
+        signed_in: Option<&Principal>,
+        meta: RequestMeta,
+    ) -> Result<(), StoreError> {
+        let actor = Actor {
+            tenant: signed_in.map(|p| p.tenant).or(tenant),
+            principal: signed_in.map(|p| p.id),
+            name: Some(format!("user:{username}")),
+            client_id: Some(client.client_id.as_str().to_string()),
+            credential: Some(audit::Credential::Session),
+        };
+        let outcome = match signed_in {
+            Some(_) => Outcome::Allow(std::sync::Arc::from(["password".to_string()])),
+            None => Outcome::Deny("wrong tenant, user name or password".into()),
+        };
+        let event = AuditEvent::new(Audited::Login, actor, None, outcome, meta);
+        self.audit.record(event).await.map_err(|e| StoreError::Backend(e.to_string()))
     }
 
     /// Starts a session and returns its id (for the cookie), valid [`SESSION_TTL_SECS`].

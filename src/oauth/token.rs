@@ -7,7 +7,8 @@ use super::client_auth::AuthenticatedClient;
 use super::error::{OAuthError, OAuthErrorCode, OAuthResult};
 use super::request::{ClientCredentials, Narrowing, TokenRequest};
 use super::server::{AuthServer, granted_scopes};
-use crate::domain::{ContextBinding, Scope};
+use crate::domain::audit::{self, Action as Audited, Actor, AuditEvent, Outcome, RequestMeta, Target};
+use crate::domain::{ContextBinding, GrantType, Scope};
 use crate::jwt::{AccessClaims, Grant};
 
 #[derive(Debug, Serialize)]
@@ -29,7 +30,61 @@ pub struct TokenResponse {
 impl AuthServer {
     /// `POST /oauth/token`: authenticates the client, checks it may use the grant, and
     /// carries the grant out.
-    pub async fn token(&self, presented: &ClientCredentials, request: TokenRequest) -> OAuthResult<TokenResponse> {
+    pub async fn token(
+        &self,
+        presented: &ClientCredentials,
+        request: TokenRequest,
+        meta: RequestMeta,
+    ) -> OAuthResult<TokenResponse> {
+        let grant = request.grant_type();
+        let action = match grant {
+            GrantType::RefreshToken => Audited::TokenRefresh,
+            GrantType::TokenExchange => Audited::TokenExchange,
+            _ => Audited::TokenIssue,
+        };
+        match self.grant(presented, request).await {
+            Ok((response, claims)) => {
+                // The token leaves only once its record is committed.
+                let actor = Actor {
+                    tenant: claims.tenant.parse().ok(),
+                    principal: claims.sub.parse().ok(),
+                    name: None,
+                    client_id: Some(claims.client_id.clone()),
+                    credential: Some(audit::Credential::Client),
+                };
+                let event = AuditEvent::new(
+                    action,
+                    actor,
+                    Some(Target::Token(claims.jti.clone())),
+                    Outcome::Allow(std::sync::Arc::from([format!("grant:{}", grant.as_str())])),
+                    meta,
+                );
+                self.audit
+                    .record(event)
+                    .await
+                    .map_err(|e| OAuthError::new(OAuthErrorCode::TemporarilyUnavailable, e.to_string()))?;
+                metrics::counter!("ctxguard_tokens_issued_total", "grant" => grant.as_str()).increment(1);
+                Ok(response)
+            }
+            Err(e) => {
+                let actor = Actor {
+                    client_id: Some(presented.client_id.as_str().to_string()),
+                    credential: Some(audit::Credential::Client),
+                    ..Actor::default()
+                };
+                let refusal = Outcome::Deny(format!("{}: {}", e.code.as_str(), e.description));
+                let _ = self.audit.record(AuditEvent::new(action, actor, None, refusal, meta)).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Authenticates the client, checks it may use the grant, and carries it out.
+    async fn grant(
+        &self,
+        presented: &ClientCredentials,
+        request: TokenRequest,
+    ) -> OAuthResult<(TokenResponse, AccessClaims)> {
         let grant = request.grant_type();
         let client = self.authenticate_client(presented).await?;
         if !client.client.allows(grant) {
@@ -50,12 +105,15 @@ impl AuthServer {
                 self.exchange(&client, &subject_token, actor_token.as_ref(), expires_in, narrowing).await?
             }
         };
-        metrics::counter!("ctxguard_tokens_issued_total", "grant" => grant.as_str()).increment(1);
         Ok(response)
     }
 
     /// RFC 6749 section 4.4: a confidential client acting as its own service principal.
-    async fn client_credentials(&self, c: &AuthenticatedClient, asked: &Narrowing) -> OAuthResult<TokenResponse> {
+    async fn client_credentials(
+        &self,
+        c: &AuthenticatedClient,
+        asked: &Narrowing,
+    ) -> OAuthResult<(TokenResponse, AccessClaims)> {
         if !c.client.confidential {
             return Err(OAuthError::new(
                 OAuthErrorCode::UnauthorizedClient,
@@ -79,7 +137,7 @@ impl AuthServer {
             binding: asked.binding.as_ref(),
             delegation: None,
         };
-        Ok(self.mint(&grant, None)?.0)
+        self.mint(&grant, None)
     }
 
     /// Issues an access token for `grant` (and passes through a refresh token, if any);

@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::denial_error;
+use super::{audited, denial_error};
+use crate::audit::Audit;
 use crate::authn::{Caller, CredentialRef, api_key, password};
-use crate::authz::{Action, Authorizer, Resource};
+use crate::authz::{Action, Authorizer, Decision, Resource};
 use crate::crypto::Secret;
+use crate::domain::audit::{Action as Audited, Target};
 use crate::domain::{
     ApiKey, ApiKeyId, Error, Principal, PrincipalId, PrincipalKind, Role, RoleSet, ScopeSet, StoreError, Tenant,
     TenantId, Timestamp,
@@ -68,22 +70,71 @@ const MAX_KEY_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
 pub struct AdminService {
     store: Arc<dyn Database>,
     authz: Authorizer,
+    audit: Audit,
 }
 
 impl AdminService {
-    pub fn new(store: Arc<dyn Database>, authz: Authorizer) -> Self {
-        Self { store, authz }
+    pub fn new(store: Arc<dyn Database>, authz: Authorizer, audit: Audit) -> Self {
+        Self { store, authz, audit }
+    }
+
+    /// Runs an administrative change: its authorization (`checked`) recorded — and,
+    /// when allowed, committed to the audit log — before `change` runs; a failure of
+    /// the change recorded too.
+    pub(crate) async fn audited<T, C>(
+        &self,
+        caller: &Caller,
+        action: Audited,
+        target: Target,
+        checked: Result<(C, Arc<Decision>), Error>,
+        change: impl AsyncFnOnce(C) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let checked = audited::decided(&self.audit, caller, action, Some(target.clone()), checked).await?;
+        let result = change(checked).await;
+        audited::outcome(&self.audit, caller, action, Some(target), result).await
     }
 
     pub fn authorizer(&self) -> &Authorizer {
         &self.authz
     }
 
+    pub(super) fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    pub(super) fn store(&self) -> &dyn Database {
+        &*self.store
+    }
+
+    /// A platform-operator action (key rotation, policy reload): `run` happens only
+    /// once its record is committed.
+    pub async fn as_operator<T>(
+        &self,
+        caller: &Caller,
+        action: Audited,
+        target: Target,
+        run: impl AsyncFnOnce(()) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let checked =
+            match self.authz.authorize(caller, Action::ManagePlatform, Resource::Tenant(caller.principal.tenant)) {
+                Ok(d) => Ok(((), d)),
+                Err(crate::authz::Denial::InsufficientScope(required)) => Err(Error::InsufficientScope { required }),
+                Err(_) => Err(Error::Forbidden { reason: "this is managed by the platform operator".into() }),
+            };
+        self.audited(caller, action, target, checked, run).await
+    }
+
     pub async fn create_tenant(&self, caller: &Caller, name: &str) -> Result<Tenant, Error> {
-        self.authz
+        let checked = self
+            .authz
             .authorize(caller, Action::ManagePlatform, Resource::Tenant(caller.principal.tenant))
-            .map_err(|d| denial_error(d, "tenant"))?;
-        self.create_tenant_unchecked(name).await
+            .map(|d| ((), d))
+            .map_err(|d| denial_error(d, "tenant"));
+        let target = Target::Tenant(caller.principal.tenant);
+        self.audited(caller, Audited::TenantCreate, target, checked, async |()| {
+            self.create_tenant_unchecked(name).await
+        })
+        .await
     }
 
     /// For start-up initialisation and the local CLI, which act as the operator.
@@ -112,6 +163,15 @@ impl AdminService {
     /// Resolves a tenant by id or name; tenants the caller may not administer are
     /// reported as missing.
     pub async fn resolve_tenant(&self, caller: &Caller, r: Option<&TenantRef>) -> Result<Tenant, Error> {
+        self.tenant_decided(caller, r).await.map(|(t, _)| t)
+    }
+
+    /// [`Self::resolve_tenant`], with the decision that allowed it.
+    pub(crate) async fn tenant_decided(
+        &self,
+        caller: &Caller,
+        r: Option<&TenantRef>,
+    ) -> Result<(Tenant, Arc<Decision>), Error> {
         let found = match r {
             None => self.store.tenant(caller.principal.tenant).await?,
             Some(TenantRef(s)) => match s.parse::<TenantId>() {
@@ -120,15 +180,23 @@ impl AdminService {
             },
         };
         let tenant = found.ok_or(Error::NotFound { what: "tenant" })?;
-        self.authz
+        let decision = self
+            .authz
             .authorize(caller, Action::Admin, Resource::Tenant(tenant.id))
             .map_err(|d| denial_error(d, "tenant"))?;
-        Ok(tenant)
+        Ok((tenant, decision))
     }
 
     pub async fn create_principal(&self, caller: &Caller, new: NewPrincipal) -> Result<Principal, Error> {
-        let tenant = self.resolve_tenant(caller, new.tenant.as_ref()).await?;
-        self.create_principal_in(tenant.id, new, false).await
+        let checked = self.tenant_decided(caller, new.tenant.as_ref()).await;
+        let target = match &checked {
+            Ok((t, _)) => Target::Tenant(t.id),
+            Err(_) => Target::Tenant(caller.principal.tenant),
+        };
+        self.audited(caller, Audited::PrincipalCreate, target, checked, async |tenant: Tenant| {
+            self.create_principal_in(tenant.id, new, false).await
+        })
+        .await
     }
 
     pub async fn create_principal_in(
@@ -175,24 +243,33 @@ impl AdminService {
 
     /// A principal the caller may see in the admin API, or "not found".
     pub async fn principal(&self, caller: &Caller, id: PrincipalId) -> Result<Principal, Error> {
+        self.principal_decided(caller, id).await.map(|(p, _)| p)
+    }
+
+    async fn principal_decided(&self, caller: &Caller, id: PrincipalId) -> Result<(Principal, Arc<Decision>), Error> {
         let p = self.store.principal(id).await?.ok_or(Error::NotFound { what: "principal" })?;
-        self.authz
+        let decision = self
+            .authz
             .authorize(caller, Action::Admin, Resource::Tenant(p.tenant))
             .map_err(|d| denial_error(d, "principal"))?;
-        Ok(p)
+        Ok((p, decision))
     }
 
     /// A principal the caller may change or issue credentials for. The platform
     /// operator lives in a tenant too, but only the operator may touch it: a tenant
     /// admin who could mint it a key would hold every tenant.
     async fn managed_principal(&self, caller: &Caller, id: PrincipalId) -> Result<Principal, Error> {
-        let p = self.principal(caller, id).await?;
+        self.managed_decided(caller, id).await.map(|(p, _)| p)
+    }
+
+    async fn managed_decided(&self, caller: &Caller, id: PrincipalId) -> Result<(Principal, Arc<Decision>), Error> {
+        let (p, decision) = self.principal_decided(caller, id).await?;
         if p.platform_admin && !caller.principal.platform_admin {
             return Err(Error::Forbidden {
                 reason: "only the platform administrator may manage the platform administrator".into(),
             });
         }
-        Ok(p)
+        Ok((p, decision))
     }
 
     pub async fn update_principal(
@@ -201,31 +278,41 @@ impl AdminService {
         id: PrincipalId,
         change: PrincipalChange,
     ) -> Result<Principal, Error> {
-        self.managed_principal(caller, id).await?;
-        let disables = change.disabled == Some(true);
-        let demotes = change.roles.as_ref().is_some_and(|r| !r.at_least(Role::Admin));
-        if (disables || demotes) && cuts_itself_off(caller, id) {
-            return Err(lockout("disable yourself or give up your own admin role"));
-        }
-        self.store.update_principal(id, change.roles.as_ref(), change.disabled).await?;
-        self.principal(caller, id).await
+        let checked = self.managed_decided(caller, id).await;
+        self.audited(caller, Audited::PrincipalUpdate, Target::Principal(id), checked, async |_| {
+            let disables = change.disabled == Some(true);
+            let demotes = change.roles.as_ref().is_some_and(|r| !r.at_least(Role::Admin));
+            if (disables || demotes) && cuts_itself_off(caller, id) {
+                return Err(lockout("disable yourself or give up your own admin role"));
+            }
+            self.store.update_principal(id, change.roles.as_ref(), change.disabled).await?;
+            self.principal(caller, id).await
+        })
+        .await
     }
 
     /// Sets a user's password (argon2id).
     pub async fn set_password(&self, caller: &Caller, id: PrincipalId, new_password: String) -> Result<(), Error> {
-        let p = self.managed_principal(caller, id).await?;
-        if p.kind != PrincipalKind::User {
-            return Err(Error::invalid("password", "only principals of kind user have passwords"));
-        }
-        password::validate(&new_password).map_err(|m| Error::invalid("password", m))?;
-        let hash = password::hash(Secret::new(new_password)).await.map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.store.set_password_hash(id, &hash).await?;
-        Ok(())
+        let checked = self.managed_decided(caller, id).await;
+        self.audited(caller, Audited::PrincipalPassword, Target::Principal(id), checked, async |p: Principal| {
+            if p.kind != PrincipalKind::User {
+                return Err(Error::invalid("password", "only principals of kind user have passwords"));
+            }
+            password::validate(&new_password).map_err(|m| Error::invalid("password", m))?;
+            let hash =
+                password::hash(Secret::new(new_password)).await.map_err(|e| StoreError::Backend(e.to_string()))?;
+            self.store.set_password_hash(id, &hash).await?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn create_api_key(&self, caller: &Caller, new: NewApiKey) -> Result<IssuedApiKey, Error> {
-        let principal = self.managed_principal(caller, new.principal).await?;
-        self.issue_api_key(&principal, new.scopes, new.expires_in).await
+        let checked = self.managed_decided(caller, new.principal).await;
+        self.audited(caller, Audited::ApiKeyCreate, Target::Principal(new.principal), checked, async |p: Principal| {
+            self.issue_api_key(&p, new.scopes, new.expires_in).await
+        })
+        .await
     }
 
     /// Issues a key for `principal` without an authorization check (init and CLI).
@@ -288,30 +375,40 @@ impl AdminService {
     }
 
     pub async fn revoke_api_key(&self, caller: &Caller, id: ApiKeyId) -> Result<(), Error> {
-        let key = self.store.api_key(id).await?.ok_or(Error::NotFound { what: "api key" })?;
-        self.authz
-            .authorize(caller, Action::Admin, Resource::Tenant(key.tenant))
-            .map_err(|d| denial_error(d, "api key"))?;
-        self.managed_principal(caller, key.principal).await?;
-        if caller.credential == CredentialRef::ApiKey(id) && cuts_itself_off(caller, key.principal) {
-            return Err(lockout("revoke the API key this request is made with"));
-        }
-        // Revoking twice is not an error: the key is revoked either way.
-        self.store.revoke_api_key(id, Timestamp::now()).await?;
-        Ok(())
+        let checked = async {
+            let key = self.store.api_key(id).await?.ok_or(Error::NotFound { what: "api key" })?;
+            self.authz
+                .authorize(caller, Action::Admin, Resource::Tenant(key.tenant))
+                .map_err(|d| denial_error(d, "api key"))?;
+            let (_, decision) = self.managed_decided(caller, key.principal).await?;
+            Ok((key, decision))
+        };
+        let checked = checked.await;
+        self.audited(caller, Audited::ApiKeyRevoke, Target::ApiKey(id), checked, async |key: ApiKey| {
+            if caller.credential == CredentialRef::ApiKey(id) && cuts_itself_off(caller, key.principal) {
+                return Err(lockout("revoke the API key this request is made with"));
+            }
+            // Revoking twice is not an error: the key is revoked either way.
+            self.store.revoke_api_key(id, Timestamp::now()).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Revokes every credential of a principal: API keys, access tokens issued so far
     /// and refresh token families.
     pub async fn revoke_all(&self, caller: &Caller, id: PrincipalId) -> Result<u64, Error> {
-        self.managed_principal(caller, id).await?;
-        if cuts_itself_off(caller, id) {
-            return Err(lockout("revoke every credential of your own principal"));
-        }
-        let now = Timestamp::now();
-        self.store.revoke_principal_tokens(id, now).await?;
-        self.store.revoke_principal_families(id, now).await?;
-        Ok(self.store.revoke_principal_api_keys(id, now).await?)
+        let checked = self.managed_decided(caller, id).await;
+        self.audited(caller, Audited::PrincipalRevokeAll, Target::Principal(id), checked, async |_| {
+            if cuts_itself_off(caller, id) {
+                return Err(lockout("revoke every credential of your own principal"));
+            }
+            let now = Timestamp::now();
+            self.store.revoke_principal_tokens(id, now).await?;
+            self.store.revoke_principal_families(id, now).await?;
+            Ok(self.store.revoke_principal_api_keys(id, now).await?)
+        })
+        .await
     }
 }
 

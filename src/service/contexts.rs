@@ -8,8 +8,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::context_denial;
+use crate::audit::Audit;
 use crate::authn::Caller;
-use crate::authz::{Action, Authorizer, Resource};
+use crate::authz::{Action, Authorizer, Decision, Resource};
+use crate::domain::audit::{Action as Audited, Target};
 use crate::domain::context::{AppendInput, ContextLimits, append_messages, apply_patch};
 use crate::domain::{ChangeKind, ContextChange, TenantId};
 use crate::domain::{
@@ -86,6 +88,7 @@ pub struct ContextService {
     changes: tokio::sync::broadcast::Sender<ContextChange>,
     /// Whether this service announces its own writes (false once the database does).
     announces_writes: Arc<AtomicBool>,
+    pub(super) audit: Audit,
 }
 
 impl ContextService {
@@ -94,9 +97,11 @@ impl ContextService {
         principals: Arc<dyn AuthStore>,
         authz: Authorizer,
         limits: ContextLimits,
+        audit: Audit,
     ) -> Self {
         let (changes, _) = tokio::sync::broadcast::channel(256);
-        Self { store, principals, authz, limits, changes, announces_writes: Arc::new(AtomicBool::new(true)) }
+        let announces_writes = Arc::new(AtomicBool::new(true));
+        Self { store, principals, authz, limits, changes, announces_writes, audit }
     }
 
     pub fn authorizer(&self) -> &Authorizer {
@@ -128,36 +133,55 @@ impl ContextService {
 
     pub async fn create(&self, caller: &Caller, input: ContextInput) -> Result<StoredContext, Error> {
         let tenant = caller.principal.tenant;
-        self.authz
-            .authorize(caller, Action::Create, Resource::Tenant(tenant))
-            .map_err(|d| super::denial_error(d, "tenant"))?;
         let id = input.context_id.unwrap_or_else(ContextId::new_random);
-        let now = Timestamp::now();
-        let ctx = input.into_new(id, now, Some(&provenance(caller, now)))?;
-        self.limits.check(&ContextHead::of(&ctx), &ctx.session.history)?;
-        match self.store.create(tenant, caller.principal.id, &ctx).await {
-            Ok(()) => {
-                self.changed(tenant, id, ChangeKind::Created);
-                Ok(ctx)
+        let target = Some(Target::Context(id));
+        let checked = self
+            .authz
+            .authorize(caller, Action::Create, Resource::Tenant(tenant))
+            .map(|d| ((), d))
+            .map_err(|d| super::denial_error(d, "tenant"));
+        super::audited::decided(&self.audit, caller, Audited::ContextCreate, target.clone(), checked).await?;
+        let created = async {
+            let now = Timestamp::now();
+            let ctx = input.into_new(id, now, Some(&provenance(caller, now)))?;
+            self.limits.check(&ContextHead::of(&ctx), &ctx.session.history)?;
+            match self.store.create(tenant, caller.principal.id, &ctx).await {
+                Ok(()) => {
+                    self.changed(tenant, id, ChangeKind::Created);
+                    Ok(ctx)
+                }
+                Err(StoreError::Duplicate) => Err(Error::ContextExists(id)),
+                Err(e) => Err(e.into()),
             }
-            Err(StoreError::Duplicate) => Err(Error::ContextExists(id)),
-            Err(e) => Err(e.into()),
-        }
+        };
+        super::audited::outcome(&self.audit, caller, Audited::ContextCreate, target, created.await).await
     }
 
     pub async fn get(&self, caller: &Caller, id: ContextId) -> Result<StoredContext, Error> {
-        self.readable(caller, id, Action::Read).await
+        let read = async {
+            let (decision, _, body) = self.readable_body(caller, id, Action::Read).await?;
+            Ok((decode_context(&body.json)?, decision))
+        };
+        super::audited::decided(&self.audit, caller, Audited::ContextRead, Some(Target::Context(id)), read.await).await
     }
 
     pub async fn get_version(&self, caller: &Caller, id: ContextId, version: Version) -> Result<StoredContext, Error> {
-        self.readable(caller, id, Action::Read).await?;
-        let found = self.store.get_version(caller.principal.tenant, id, version).await?;
-        found.ok_or(Error::NotFound { what: "version" })
+        let read = async {
+            let (decision, _, _) = self.readable_body(caller, id, Action::Read).await?;
+            let found = self.store.get_version(caller.principal.tenant, id, version).await?;
+            Ok((found.ok_or(Error::NotFound { what: "version" })?, decision))
+        };
+        super::audited::decided(&self.audit, caller, Audited::ContextReadVersion, Some(Target::Context(id)), read.await)
+            .await
     }
 
     pub async fn versions(&self, caller: &Caller, id: ContextId) -> Result<Vec<VersionInfo>, Error> {
-        self.readable(caller, id, Action::Read).await?;
-        Ok(self.store.versions(caller.principal.tenant, id).await?)
+        let read = async {
+            let (decision, _, _) = self.readable_body(caller, id, Action::Read).await?;
+            Ok((self.store.versions(caller.principal.tenant, id).await?, decision))
+        };
+        super::audited::decided(&self.audit, caller, Audited::ContextVersions, Some(Target::Context(id)), read.await)
+            .await
     }
 
     pub async fn replace(
@@ -170,7 +194,7 @@ impl ContextService {
         self.update(
             caller,
             id,
-            Action::Write,
+            (Action::Write, Audited::ContextReplace),
             if_match,
             Box::new(|current, now| input.into_replacement(current, now, Some(&provenance(caller, now)))),
         )
@@ -187,7 +211,7 @@ impl ContextService {
         self.update(
             caller,
             id,
-            Action::Write,
+            (Action::Write, Audited::ContextPatch),
             if_match,
             Box::new(move |current, now| apply_patch(current, &patch, now)),
         )
@@ -204,7 +228,7 @@ impl ContextService {
         self.update(
             caller,
             id,
-            Action::Inject,
+            (Action::Inject, Audited::ContextAppend),
             if_match,
             Box::new(move |current, now| append_messages(current, input.messages, now, Some(&provenance(caller, now)))),
         )
@@ -230,6 +254,12 @@ impl ContextService {
     }
 
     pub async fn delete(&self, caller: &Caller, id: ContextId, if_match: Option<IfMatch>) -> Result<(), Error> {
+        self.authorize_write(caller, id, Action::Delete, Audited::ContextDelete).await?;
+        let deleted = self.delete_authorized(caller, id, if_match).await;
+        super::audited::outcome(&self.audit, caller, Audited::ContextDelete, Some(Target::Context(id)), deleted).await
+    }
+
+    async fn delete_authorized(&self, caller: &Caller, id: ContextId, if_match: Option<IfMatch>) -> Result<(), Error> {
         let tenant = caller.principal.tenant;
         let record = self.store.get(tenant, id).await?;
         let (facts, current) = match record {
@@ -255,38 +285,42 @@ impl ContextService {
         }
     }
 
-    /// Finds a live, unexpired context the caller may perform `action` on.
-    async fn readable(&self, caller: &Caller, id: ContextId, action: Action) -> Result<StoredContext, Error> {
-        let (_, body) = self.readable_body(caller, id, action).await?;
-        Ok(decode_context(&body.json)?)
-    }
-
     /// The latest version as served, after the same visibility, authorization and
-    /// expiry checks as every read — without parsing it.
-    async fn readable_body(&self, caller: &Caller, id: ContextId, action: Action) -> Result<(Version, Body), Error> {
+    /// expiry checks as every read — without parsing it — and the decision that let it
+    /// be read.
+    async fn readable_body(
+        &self,
+        caller: &Caller,
+        id: ContextId,
+        action: Action,
+    ) -> Result<(Arc<Decision>, Version, Body), Error> {
         let tenant = caller.principal.tenant;
         match self.store.get_raw(tenant, id).await? {
             None => Err(Error::ContextNotFound(id)),
             Some(RawContextRecord::Tombstone { facts }) => Err(self.deleted(caller, &facts)),
             Some(RawContextRecord::Live { facts, version, expires_at, body }) => {
-                self.authz.authorize(caller, action, Resource::Context(&facts)).map_err(|d| context_denial(id, d))?;
+                let decision = self
+                    .authz
+                    .authorize(caller, action, Resource::Context(&facts))
+                    .map_err(|d| context_denial(id, d))?;
                 if expires_at.is_some_and(|e| e <= Timestamp::now()) {
                     return Err(Error::ContextExpired(id));
                 }
-                Ok((version, body))
+                Ok((decision, version, body))
             }
         }
     }
 
     /// `GET /context/{id}`: the served bytes of the latest version and its version.
     pub async fn get_json(&self, caller: &Caller, id: ContextId) -> Result<(Version, Bytes), Error> {
-        let (version, body) = self.readable_body(caller, id, Action::Read).await?;
+        let (version, body) = self.get_body(caller, id).await?;
         Ok((version, body.json))
     }
 
     /// The latest version as served, with the layout windows are cut by.
     pub async fn get_body(&self, caller: &Caller, id: ContextId) -> Result<(Version, Body), Error> {
-        self.readable_body(caller, id, Action::Read).await
+        let read = self.readable_body(caller, id, Action::Read).await.map(|(d, v, b)| ((v, b), d));
+        super::audited::decided(&self.audit, caller, Audited::ContextRead, Some(Target::Context(id)), read).await
     }
 
     /// Read-modify-write of the latest version, atomic in the store.
@@ -294,10 +328,11 @@ impl ContextService {
         &self,
         caller: &Caller,
         id: ContextId,
-        action: Action,
+        (action, audited): (Action, Audited),
         if_match: Option<IfMatch>,
         make_next: NextVersion<'_>,
     ) -> Result<ContextHead, Error> {
+        self.authorize_write(caller, id, action, audited).await?;
         let tenant = caller.principal.tenant;
         let limits = self.limits;
         let authz = &self.authz;
@@ -322,7 +357,8 @@ impl ContextService {
             )
             .await
             .map(|written| written.head);
-        self.after_write(caller, id, result).await
+        let result = self.after_write(caller, id, result).await;
+        super::audited::outcome(&self.audit, caller, audited, Some(Target::Context(id)), result).await
     }
 
     /// What a locked write on context `id` answers: a tombstone says "deleted" only to

@@ -9,6 +9,7 @@ use super::context_denial;
 use super::contexts::ContextService;
 use crate::authn::Caller;
 use crate::authz::{Action, Resource};
+use crate::domain::audit::{Action as Audited, Target};
 use crate::domain::grant::{MAX_GRANTS_PER_CONTEXT, granted_roles};
 use crate::domain::{ContextGrant, ContextId, Error, GrantId, Grantee, Role, Timestamp};
 use crate::store::RawContextRecord;
@@ -28,19 +29,23 @@ pub struct NewGrant {
 impl ContextService {
     /// The grants of a context, for those who may share it.
     pub async fn grants(&self, caller: &Caller, id: ContextId) -> Result<Vec<ContextGrant>, Error> {
-        match self.store.get_raw(caller.principal.tenant, id).await? {
-            None => Err(Error::ContextNotFound(id)),
-            Some(RawContextRecord::Tombstone { facts }) => Err(self.deleted(caller, &facts)),
-            Some(RawContextRecord::Live { facts, expires_at, .. }) => {
-                self.authz
-                    .authorize(caller, Action::Share, Resource::Context(&facts))
-                    .map_err(|d| context_denial(id, d))?;
-                if expires_at.is_some_and(|e| e <= Timestamp::now()) {
-                    return Err(Error::ContextExpired(id));
+        let read = async {
+            match self.store.get_raw(caller.principal.tenant, id).await? {
+                None => Err(Error::ContextNotFound(id)),
+                Some(RawContextRecord::Tombstone { facts }) => Err(self.deleted(caller, &facts)),
+                Some(RawContextRecord::Live { facts, expires_at, .. }) => {
+                    let decision = self
+                        .authz
+                        .authorize(caller, Action::Share, Resource::Context(&facts))
+                        .map_err(|d| context_denial(id, d))?;
+                    if expires_at.is_some_and(|e| e <= Timestamp::now()) {
+                        return Err(Error::ContextExpired(id));
+                    }
+                    Ok((facts.grants.to_vec(), decision))
                 }
-                Ok(facts.grants.to_vec())
             }
-        }
+        };
+        super::audited::decided(&self.audit, caller, Audited::GrantList, Some(Target::Context(id)), read.await).await
     }
 
     pub async fn grant(&self, caller: &Caller, id: ContextId, new: NewGrant) -> Result<ContextGrant, Error> {
@@ -49,7 +54,12 @@ impl ContextService {
         }
         // Decide first (visibility, `share`, expiry), so that only someone who may share
         // the context learns whether a grantee exists; decided again under the lock below.
-        self.grants(caller, id).await?;
+        self.authorize_write(caller, id, Action::Share, Audited::GrantCreate).await?;
+        let added = self.add_grant(caller, id, new).await;
+        super::audited::outcome(&self.audit, caller, Audited::GrantCreate, Some(Target::Context(id)), added).await
+    }
+
+    async fn add_grant(&self, caller: &Caller, id: ContextId, new: NewGrant) -> Result<ContextGrant, Error> {
         if let Grantee::Principal(p) = new.grantee {
             let found = self.principals.principal(p).await?;
             if found.is_none_or(|g| g.tenant != caller.principal.tenant) {
@@ -92,14 +102,17 @@ impl ContextService {
     }
 
     pub async fn revoke_grant(&self, caller: &Caller, id: ContextId, grant: GrantId) -> Result<(), Error> {
-        self.change_grants(caller, id, move |_, grants| {
-            if !grants.iter().any(|g| g.id == grant) {
-                return Err(Error::NotFound { what: "grant" });
-            }
-            Ok(grants.iter().filter(|g| g.id != grant).cloned().collect())
-        })
-        .await?;
-        Ok(())
+        self.authorize_write(caller, id, Action::Share, Audited::GrantDelete).await?;
+        let removed = self
+            .change_grants(caller, id, move |_, grants| {
+                if !grants.iter().any(|g| g.id == grant) {
+                    return Err(Error::NotFound { what: "grant" });
+                }
+                Ok(grants.iter().filter(|g| g.id != grant).cloned().collect())
+            })
+            .await
+            .map(|_| ());
+        super::audited::outcome(&self.audit, caller, Audited::GrantDelete, Some(Target::Context(id)), removed).await
     }
 
     /// Runs `change(role the caller holds on the context, current grants)` with the

@@ -71,9 +71,25 @@ impl ContextService {
         author: Option<PrincipalId>,
     ) -> Result<Page, Error> {
         let tenant = caller.principal.tenant;
-        self.authz
-            .authorize(caller, Action::List, Resource::Tenant(tenant))
-            .map_err(|d| super::denial_error(d, "tenant"))?;
+        let listed = async {
+            let decision = self
+                .authz
+                .authorize(caller, Action::List, Resource::Tenant(tenant))
+                .map_err(|d| super::denial_error(d, "tenant"))?;
+            Ok((self.list_authorized(caller, cursor, limit, author).await?, decision))
+        };
+        super::audited::decided(&self.audit, caller, crate::domain::audit::Action::ContextList, None, listed.await)
+            .await
+    }
+
+    async fn list_authorized(
+        &self,
+        caller: &Caller,
+        cursor: Option<Cursor>,
+        limit: Option<u32>,
+        author: Option<PrincipalId>,
+    ) -> Result<Page, Error> {
+        let tenant = caller.principal.tenant;
         let limit = page_size(limit)?;
         if let Some(binding) = caller.binding.clone() {
             return self.list_bound(caller, &binding, cursor, limit, author).await;

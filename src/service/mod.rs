@@ -3,6 +3,8 @@
 //! later MCP) parse input, call one of these, and map the result.
 
 pub mod admin;
+pub mod audit_log;
+mod audited;
 pub mod contexts;
 pub mod grants;
 pub mod listing;

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 
 use super::body::{self, Body};
 use super::{
-    Bucket, ContextStore, Database, GrantMutation, ListedContext, Mutation, RawContextRecord, StampedCache,
-    VersionInfo, Written,
+    Bucket, ContextStore, Database, FactsRecord, GrantMutation, ListedContext, Mutation, RawContextRecord,
+    StampedCache, VersionInfo, Written,
 };
 use crate::domain::{
     ContextFacts, ContextGrant, ContextId, Error, NewMessages, PrincipalId, StoreError, StoredContext, TenantId,
@@ -103,6 +103,13 @@ impl CachedContexts {
 
 #[async_trait]
 impl ContextStore for CachedContexts {
+    async fn facts(&self, tenant: TenantId, id: ContextId) -> Result<Option<FactsRecord>, StoreError> {
+        if let Some(h) = self.heads.get(&(tenant, id), self.db.changes()) {
+            return Ok(Some(FactsRecord::Live(h.facts)));
+        }
+        self.db.facts(tenant, id).await
+    }
+
     async fn get_raw(&self, tenant: TenantId, id: ContextId) -> Result<Option<RawContextRecord>, StoreError> {
         let key = (tenant, id);
         let changes = self.db.changes();

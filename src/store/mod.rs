@@ -12,6 +12,7 @@ pub mod changes;
 pub mod feed;
 mod postgres;
 mod sql;
+mod sql_audit;
 mod sql_auth;
 mod sql_history;
 mod sql_legacy;
@@ -55,6 +56,13 @@ pub enum ContextRecord {
 pub enum RawContextRecord {
     Live { facts: ContextFacts, version: Version, expires_at: Option<Timestamp>, body: body::Body },
     Tombstone { facts: ContextFacts },
+}
+
+/// A context's authorization facts, live or tombstoned.
+#[derive(Clone, Debug)]
+pub enum FactsRecord {
+    Live(ContextFacts),
+    Tombstone(ContextFacts),
 }
 
 /// One entry of a listing: its position, its authorization facts and its head (a
@@ -102,6 +110,9 @@ pub trait ContextStore: Send + Sync {
     /// The latest version, unparsed (the read hot path serves these bytes as they are).
     async fn get_raw(&self, tenant: TenantId, id: ContextId) -> Result<Option<RawContextRecord>, StoreError>;
 
+    /// Only what authorizing a write needs: the context's facts, and whether it is live
+    /// (one small row, whatever the history's length).
+    async fn facts(&self, tenant: TenantId, id: ContextId) -> Result<Option<FactsRecord>, StoreError>;
     /// The latest version, parsed.
     async fn get(&self, tenant: TenantId, id: ContextId) -> Result<Option<ContextRecord>, StoreError> {
         Ok(match self.get_raw(tenant, id).await? {
@@ -194,6 +205,36 @@ pub trait AuthStore: Send + Sync {
     async fn revoke_principal_api_keys(&self, principal: PrincipalId, at: Timestamp) -> Result<u64, StoreError>;
 }
 
+/// Which audit records a query wants (`GET /admin/audit`), newest first.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    /// Only this tenant's records (an admin of one tenant); `None`: every tenant.
+    pub tenant: Option<String>,
+    pub principal: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub decision: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Records with a smaller `seq` only (the cursor).
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// The audit chain (docs/audit.md). One sequence per database: the writer of every
+/// process appends under the lock of the chain's head row.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Chains `records` after the current end, in order, in one transaction (giving
+    /// each its `seq`, `prev_hash` and `hash`), and returns the `seq` of the last.
+    async fn append_audit(&self, records: &mut [crate::domain::audit::PendingRecord]) -> Result<i64, StoreError>;
+    /// Up to `limit` records with `seq >= from`, ascending.
+    async fn audit_records(&self, from: i64, limit: u32) -> Result<Vec<crate::domain::audit::AuditRecord>, StoreError>;
+    async fn audit_query(&self, query: &AuditQuery) -> Result<Vec<crate::domain::audit::AuditRecord>, StoreError>;
+    /// The end of the chain as the head row says: the last `seq` and its hash.
+    async fn audit_head(&self) -> Result<(i64, String), StoreError>;
+}
+
 /// MCP session state (the `initialize` parameters of 2025-era clients), so a session
 /// survives a request landing on another replica.
 #[async_trait]
@@ -212,7 +253,7 @@ pub trait McpStore: Send + Sync {
 
 /// A whole database: both stores plus health and shutdown.
 #[async_trait]
-pub trait Database: ContextStore + AuthStore + OAuthStore + McpStore {
+pub trait Database: ContextStore + AuthStore + OAuthStore + McpStore + AuditStore {
     /// This process's mirror of the change counters (what caches check entries against).
     fn changes(&self) -> &ChangeClock;
     /// Reads every change counter into [`Database::changes`].

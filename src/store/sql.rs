@@ -117,6 +117,29 @@ macro_rules! impl_sql_stores {
 
         #[async_trait]
         impl ContextStore for $store {
+            async fn facts(
+                &self,
+                tenant: TenantId,
+                id: ContextId,
+            ) -> Result<Option<crate::store::FactsRecord>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT owner_id, labels, grants, metadata, deleted_at_ms FROM contexts \
+                     WHERE tenant_id = $1 AND context_id = $2",
+                )
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                let Some(row) = row else { return Ok(None) };
+                let facts = facts_from_row(&row, tenant, id)?;
+                Ok(Some(if row.try_get::<Option<i64>, _>("deleted_at_ms").map_err(map_sqlx)?.is_some() {
+                    crate::store::FactsRecord::Tombstone(facts)
+                } else {
+                    crate::store::FactsRecord::Live(facts)
+                }))
+            }
+
             async fn get_raw(&self, tenant: TenantId, id: ContextId) -> Result<Option<RawContextRecord>, StoreError> {
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {HEAD_COLS} FROM contexts WHERE tenant_id = $1 AND context_id = $2"

@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["domain"],
     &["crypto", "net", "logs"],
     &["store"],
-    &["jwt"],
+    &["jwt", "audit"],
     &["authn"],
     &["authz"],
     &["service"],

@@ -7,6 +7,8 @@
 //! issuer is plain http). Login forms carry a double-submit CSRF token; consent forms
 //! the session's own CSRF token.
 
+use crate::domain::audit::RequestMeta;
+use axum::Extension;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
@@ -142,7 +144,12 @@ fn unavailable() -> Response {
     pages::error_page(StatusCode::SERVICE_UNAVAILABLE, "the server is unavailable; try again")
 }
 
-pub async fn login(State(server): State<Arc<AuthServer>>, headers: HeaderMap, Form(form): Form) -> Response {
+pub async fn login(
+    State(server): State<Arc<AuthServer>>,
+    Extension(meta): Extension<RequestMeta>,
+    headers: HeaderMap,
+    Form(form): Form,
+) -> Response {
     let (raw, req) = match posted_request(&server, &form).await {
         Ok(found) => found,
         Err(page) => return page,
@@ -164,7 +171,7 @@ pub async fn login(State(server): State<Arc<AuthServer>>, headers: HeaderMap, Fo
     let tenant = form.get("tenant").ok().flatten();
     let username = form.get("username").ok().flatten().unwrap_or("");
     let password = form.get("password").ok().flatten().unwrap_or("");
-    match server.check_password(&req.client, tenant, username, password).await {
+    match server.check_password(&req.client, tenant, username, password, meta).await {
         Ok(Some(principal)) => match server.start_session(principal.id).await {
             Ok(id) => {
                 let mut r = Redirect::to(&format!("authorize?{raw}")).into_response();
@@ -182,7 +189,12 @@ pub async fn login(State(server): State<Arc<AuthServer>>, headers: HeaderMap, Fo
     }
 }
 
-pub async fn consent(State(server): State<Arc<AuthServer>>, headers: HeaderMap, Form(form): Form) -> Response {
+pub async fn consent(
+    State(server): State<Arc<AuthServer>>,
+    Extension(meta): Extension<RequestMeta>,
+    headers: HeaderMap,
+    Form(form): Form,
+) -> Response {
     let (raw, req) = match posted_request(&server, &form).await {
         Ok(found) => found,
         Err(page) => return page,
@@ -204,7 +216,7 @@ pub async fn consent(State(server): State<Arc<AuthServer>>, headers: HeaderMap, 
             &[("error", "access_denied"), ("error_description", "the user denied the request")],
         );
     }
-    match server.issue_code(&req, &principal).await {
+    match server.issue_code(&req, &principal, meta).await {
         Ok(code) => back_to_client(&server, &req.redirect_uri, req.state.as_deref(), &[("code", code.expose())]),
         Err(_) => unavailable(),
     }

@@ -3,30 +3,37 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
 
 use super::error::Issued;
 use super::form::{Form, client_credentials};
+use crate::domain::audit::RequestMeta;
 use crate::oauth::introspect::Introspection;
 use crate::oauth::request::{TokenQuery, TokenRequest};
 use crate::oauth::{AuthServer, OAuthResult};
 
-pub async fn token(State(server): State<Arc<AuthServer>>, headers: HeaderMap, Form(p): Form) -> OAuthResult<Issued> {
+pub async fn token(
+    State(server): State<Arc<AuthServer>>,
+    Extension(meta): Extension<RequestMeta>,
+    headers: HeaderMap,
+    Form(p): Form,
+) -> OAuthResult<Issued> {
     let request = TokenRequest::parse(&p)?;
     let client = client_credentials(&headers, &p)?;
-    server.token(&client, request).await.map(Issued)
+    server.token(&client, request, meta).await.map(Issued)
 }
 
 /// An unknown or foreign token still answers 200 (RFC 7009 section 2.2).
 pub async fn revoke(
     State(server): State<Arc<AuthServer>>,
+    Extension(meta): Extension<RequestMeta>,
     headers: HeaderMap,
     Form(p): Form,
 ) -> OAuthResult<StatusCode> {
     let client = client_credentials(&headers, &p)?;
-    server.revoke(&client, &TokenQuery::parse(&p)?).await?;
+    server.revoke(&client, &TokenQuery::parse(&p)?, meta).await?;
     Ok(StatusCode::OK)
 }
 

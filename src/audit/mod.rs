@@ -1,0 +1,111 @@
+//! The audit log's writing side (docs/audit.md): emitters hand an [`AuditEvent`] to
+//! [`Audit::record`]; one writer task per process renders and chains queued events and
+//! commits them in groups.
+//!
+//! What waits for what: a record of something that changes state (an allowed write, a
+//! token issued, an admin action) is committed before the operation runs, so an
+//! operation is never acknowledged without its record and a record that cannot be
+//! written stops the operation (fail closed, 503, nothing changed). Every other record
+//! (reads, refusals, failures) is queued: the request waits only for room in the queue
+//! (back-pressure), unless `audit_fail_closed_reads` makes reads wait for the commit too.
+
+pub mod verify;
+mod writer;
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::domain::audit::{AuditEvent, Outcome};
+use crate::store::AuditStore;
+
+/// The audit settings (`audit`, `audit_queue`, `audit_fail_closed_reads`).
+#[derive(Clone, Debug)]
+pub struct AuditSettings {
+    pub enabled: bool,
+    /// Events waiting for the writer before emitters wait for room.
+    pub queue: usize,
+    pub fail_closed_reads: bool,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self { enabled: true, queue: 8192, fail_closed_reads: false }
+    }
+}
+
+/// A record that had to be committed was not: the operation must not run.
+#[derive(Debug, thiserror::Error)]
+#[error("the audit log cannot be written; the operation was not performed")]
+pub struct AuditUnavailable;
+
+/// The handle emitters hold. Cheap to clone.
+#[derive(Clone)]
+pub struct Audit {
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    queue: mpsc::Sender<Queued>,
+    fail_closed_reads: bool,
+}
+
+// The queue's slots hold events inline; boxing them for the sake of the rare flush
+// would cost an allocation per record.
+#[allow(clippy::large_enum_variant)]
+enum Queued {
+    Event(AuditEvent, Option<oneshot::Sender<bool>>),
+    /// Answered once everything queued before it has been written.
+    Flush(oneshot::Sender<()>),
+}
+
+impl Audit {
+    /// Starts this process's writer (when auditing is on).
+    pub fn start(store: Arc<dyn AuditStore>, settings: &AuditSettings) -> Self {
+        if !settings.enabled {
+            return Self::off();
+        }
+        let (queue, rx) = mpsc::channel(settings.queue);
+        tokio::spawn(writer::run(store, rx));
+        Self { inner: Some(Arc::new(Inner { queue, fail_closed_reads: settings.fail_closed_reads })) }
+    }
+
+    /// Records nothing (`audit = false`, unit tests).
+    pub fn off() -> Self {
+        Self { inner: None }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Records `event`: committed before returning when it allows a write (or any read
+    /// with `audit_fail_closed_reads`), else queued. `Err` only for a record that had
+    /// to be committed and was not.
+    pub async fn record(&self, event: AuditEvent) -> Result<(), AuditUnavailable> {
+        let Some(inner) = &self.inner else { return Ok(()) };
+        let must_commit =
+            matches!(event.outcome, Outcome::Allow(_)) && (event.action.is_write() || inner.fail_closed_reads);
+        if !must_commit {
+            if inner.queue.send(Queued::Event(event, None)).await.is_err() {
+                writer::lost(1);
+            }
+            return Ok(());
+        }
+        let (done, committed) = oneshot::channel();
+        inner.queue.send(Queued::Event(event, Some(done))).await.map_err(|_| AuditUnavailable)?;
+        match committed.await {
+            Ok(true) => Ok(()),
+            _ => Err(AuditUnavailable),
+        }
+    }
+
+    /// Waits until everything queued so far is written (shutdown, the CLI's exit).
+    pub async fn flush(&self) {
+        let Some(inner) = &self.inner else { return };
+        let (done, flushed) = oneshot::channel();
+        if inner.queue.send(Queued::Flush(done)).await.is_ok() {
+            let _ = flushed.await;
+        }
+    }
+}

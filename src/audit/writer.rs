@@ -1,0 +1,80 @@
+//! The writer task: takes whatever is queued (up to [`BATCH`] events), renders and
+//! chains it in one transaction (group commit), then answers the waiters.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::Queued;
+use crate::store::AuditStore;
+
+/// Most events per transaction: large enough that a burst costs few commits, small
+/// enough that one commit does not hold the database's write lock for long.
+const BATCH: usize = 512;
+
+/// Attempts per batch before its waiters are told it failed (a busy or restarting
+/// database gets a moment; a broken one fails the writes waiting on it promptly).
+const ATTEMPTS: u32 = 3;
+
+pub(super) async fn run(store: Arc<dyn AuditStore>, mut rx: mpsc::Receiver<Queued>) {
+    let written = metrics::counter!("ctxguard_audit_records_total");
+    let latency = metrics::histogram!("ctxguard_audit_write_seconds");
+    let depth = metrics::gauge!("ctxguard_audit_queue_depth");
+    let mut queued = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut queued, BATCH).await > 0 {
+        depth.set(rx.len() as f64);
+        let mut records = Vec::with_capacity(queued.len());
+        let mut waiters = Vec::new();
+        let mut flushes = Vec::new();
+        for q in queued.drain(..) {
+            match q {
+                Queued::Event(event, done) => {
+                    records.push(event.render());
+                    waiters.extend(done);
+                }
+                Queued::Flush(done) => flushes.push(done),
+            }
+        }
+        let n = records.len() as u64;
+        let mut ok = true;
+        if n > 0 {
+            let started = Instant::now();
+            ok = append(&*store, &mut records).await;
+            latency.record(started.elapsed().as_secs_f64());
+            if ok {
+                written.increment(n);
+            } else {
+                lost(n);
+            }
+        }
+        for w in waiters {
+            let _ = w.send(ok);
+        }
+        for f in flushes {
+            let _ = f.send(());
+        }
+    }
+}
+
+async fn append(store: &dyn AuditStore, records: &mut [crate::domain::audit::PendingRecord]) -> bool {
+    for attempt in 1..=ATTEMPTS {
+        match store.append_audit(records).await {
+            Ok(_) => return true,
+            Err(e) => {
+                tracing::error!(error = %e, attempt, records = records.len(), "audit records could not be written");
+                if attempt < ATTEMPTS {
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Counts records that were not written (`ctxguard_audit_records_lost_total`): only
+/// records nothing waited for — reads and refusals — can be lost, and only while the
+/// database refuses them.
+pub(super) fn lost(n: u64) {
+    metrics::counter!("ctxguard_audit_records_lost_total").increment(n);
+}
