@@ -18,14 +18,14 @@ fn meta() -> Value {
 }
 
 /// A 2026-07-28 request with every header a conforming client sends.
-struct Rpc {
+pub(crate) struct Rpc {
     method: &'static str,
     params: Value,
     id: Value,
 }
 
 impl Rpc {
-    fn tool(name: &str, arguments: Value) -> Rpc {
+    pub(crate) fn tool(name: &str, arguments: Value) -> Rpc {
         Rpc { method: "tools/call", params: json!({"name": name, "arguments": arguments}), id: json!(1) }
     }
 
@@ -35,7 +35,7 @@ impl Rpc {
 
     /// Status, media type and the JSON-RPC message, with every text content that is
     /// JSON parsed (rmcp writes it from a tree, so keys may come in another order).
-    async fn send(&self, srv: &TestServer, base: &str, key: &str) -> (StatusCode, String, Value) {
+    pub(crate) async fn send(&self, srv: &TestServer, base: &str, key: &str) -> (StatusCode, String, Value) {
         let mut params = self.params.clone();
         params["_meta"] = meta();
         let body = json!({"jsonrpc": "2.0", "id": self.id, "method": self.method, "params": params});

@@ -375,19 +375,7 @@ impl TestServer {
     /// Runs one SQL statement directly on the server's database, behind its back (for
     /// tests of data written by older versions or altered outside the server).
     pub async fn raw_sql(&self, statement: &str) {
-        match &self.settings.database {
-            ctxguard::store::DatabaseLocation::Sqlite(path) => {
-                let url = format!("sqlite://{}", path.display());
-                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&pool).await.unwrap();
-                pool.close().await;
-            }
-            ctxguard::store::DatabaseLocation::Postgres { url, .. } => {
-                let pool = sqlx::PgPool::connect(url).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&pool).await.unwrap();
-                pool.close().await;
-            }
-        }
+        self.try_raw_sql(statement).await.unwrap();
     }
 
     /// One number from the server's database, read behind its back (row counts).
@@ -404,6 +392,38 @@ impl TestServer {
                 let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(query)).fetch_one(&pool).await.unwrap();
                 pool.close().await;
                 n
+            }
+        }
+    }
+
+    /// The server's database, opened beside it (as `ctxguard audit verify` opens it).
+    pub async fn database(&self) -> std::sync::Arc<dyn ctxguard::store::Database> {
+        ctxguard::store::open(&self.settings.database).await.unwrap()
+    }
+
+    /// Runs one SQL statement behind the server's back; the database's error if it
+    /// refuses (the audit log's triggers).
+    pub async fn try_raw_sql(&self, statement: &str) -> Result<(), String> {
+        match &self.settings.database {
+            ctxguard::store::DatabaseLocation::Sqlite(path) => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+                let r = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                    .execute(&pool)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                pool.close().await;
+                r
+            }
+            ctxguard::store::DatabaseLocation::Postgres { url, .. } => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                let r = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                    .execute(&pool)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                pool.close().await;
+                r
             }
         }
     }

@@ -1,0 +1,298 @@
+//! The audit log end to end (docs/audit.md): what a session leaves in it, in order and
+//! with one identity on HTTP and MCP; tampering of each kind named with its record;
+//! many writers (and two replicas) making one chain; writes failing closed when their
+//! record cannot be written; the triggers; `GET /admin/audit`.
+
+use std::time::Duration;
+
+use ctxguard::audit::verify::{self, Break};
+use ctxguard::domain::audit::AuditRecord;
+use ctxguard::store::Database;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::backend_tests;
+use crate::mcp_fast::Rpc;
+use crate::support::{Backend, TestServer, sample_context};
+
+/// The records after `seq`, once at least `n` are there (reads are queued, not
+/// waited for).
+async fn records_after(db: &dyn Database, seq: i64, n: usize) -> Vec<AuditRecord> {
+    let mut found = Vec::new();
+    for _ in 0..250 {
+        found = db.audit_records(seq + 1, 10_000).await.unwrap();
+        if found.len() >= n {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("expected {n} audit records after {seq}, found {}: {found:#?}", found.len());
+}
+
+async fn head(db: &dyn Database) -> i64 {
+    db.audit_head().await.unwrap().0
+}
+
+async fn first_break(db: &dyn Database) -> Option<Break> {
+    verify::verify(db, None, |_| {}).await.unwrap().first_break
+}
+
+/// (action, decision, channel, who) — who is the principal's name, or "-".
+fn line(r: &AuditRecord) -> (String, String, String, String) {
+    (r.action.clone(), r.decision.clone(), r.channel.clone(), r.principal_name.clone().unwrap_or_else(|| "-".into()))
+}
+
+fn expect(action: &str, decision: &str, channel: &str, who: &str) -> (String, String, String, String) {
+    (action.into(), decision.into(), channel.into(), who.into())
+}
+
+backend_tests! {
+    async fn a_session_leaves_exactly_its_records_in_order(srv) {
+        let db = srv.database().await;
+        let writer = srv.agent("writer-a", &["writer"]).await;
+        let reader = srv.agent("reader-a", &["reader"]).await;
+        let start = head(&*db).await;
+
+        let ctx = srv.create_context(&writer, sample_context()).await;
+        let id = ctx["context_id"].as_str().unwrap().to_string();
+        let path = format!("/context/{id}");
+        assert_eq!(srv.call(Method::GET, &path, Some(&writer), None).await.status, StatusCode::OK);
+        let msg = json!({"messages": [{"role": "user", "message": "hello"}]});
+        let appended = srv.call(Method::POST, &format!("{path}/messages"), Some(&writer), Some(msg.clone())).await;
+        assert_eq!(appended.status, StatusCode::OK, "{:?}", appended.body);
+        let refused = srv.call(Method::POST, &format!("{path}/messages"), Some(&reader), Some(msg)).await;
+        refused.assert_error(StatusCode::FORBIDDEN, "forbidden");
+        let forged = srv.call(Method::GET, &path, Some("not-a-real-token"), None).await;
+        assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+        let (status, _, answer) = Rpc::tool("context_get", json!({"context_id": id})).send(&srv, &srv.url, &writer).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        srv.call(Method::DELETE, &path, Some(&writer), None).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+        assert_eq!(srv.admin(Method::DELETE, &path, None).await.status, StatusCode::NO_CONTENT);
+        srv.call(Method::GET, &path, Some(&writer), None).await.assert_error(StatusCode::NOT_FOUND, "context_deleted");
+
+        let records = records_after(&*db, start, 9).await;
+        let lines: Vec<_> = records.iter().map(line).collect();
+        assert_eq!(lines, vec![
+            expect("context.create", "allow", "http", "agent:writer-a"),
+            expect("context.read", "allow", "http", "agent:writer-a"),
+            expect("context.append", "allow", "http", "agent:writer-a"),
+            expect("context.append", "deny", "http", "agent:reader-a"),
+            expect("authn.failure", "deny", "http", "-"),
+            expect("context.read", "allow", "mcp:context_get", "agent:writer-a"),
+            expect("context.delete", "deny", "http", "agent:writer-a"),
+            expect("context.delete", "allow", "http", "service:admin"),
+            expect("context.read", "deny", "http", "agent:writer-a"),
+        ]);
+        let target = format!("context:{id}");
+        for r in records.iter().filter(|r| r.action != "authn.failure") {
+            assert_eq!(r.target.as_deref(), Some(target.as_str()), "{r:?}");
+            assert!(r.tenant.is_some() && r.principal.is_some() && r.credential.as_deref().is_some_and(|c| c.starts_with("api_key:")), "{r:?}");
+            assert_eq!(r.ip.as_deref(), Some("127.0.0.1"), "{r:?}");
+            assert!(r.request_id.as_deref().is_some_and(|id| id.len() == 36), "{r:?}");
+        }
+        // One identity on every way in.
+        assert_eq!(records[0].principal, records[5].principal);
+        // Allowed: the policies that allowed it; refused: what the caller was told.
+        assert!(records[0].policies.iter().any(|p| p.starts_with("builtin.")), "{:?}", records[0]);
+        assert!(records[3].policies.is_empty() && records[3].reason.as_deref().is_some_and(|r| r.contains("inject")), "{:?}", records[3]);
+        assert_eq!(records[4].credential.as_deref(), Some("presented:jwt"));
+        assert_eq!(records[4].reason.as_deref(), Some("the token is not a well-formed JWT"), "{:?}", records[4]);
+        assert_eq!(records[8].reason.as_deref(), Some("Context has been deleted"));
+        // Never the message text.
+        assert!(!serde_json::to_string(&records).unwrap().contains("hello"));
+        assert_eq!(first_break(&*db).await, None);
+        db.close().await;
+    }
+
+    async fn tokens_and_admin_actions_are_recorded(srv) {
+        let db = srv.database().await;
+        let start = head(&*db).await;
+        let (client, secret) = srv.machine_client("robot", &["reader"], None).await;
+        let token = srv.cc_token(&client, &secret, &[]).await;
+        assert_eq!(token.status, StatusCode::OK, "{:?}", token.body);
+        let refused = srv.cc_token(&client, "wrong-secret", &[]).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{:?}", refused.body);
+        let principal = srv.create_principal("default", "p1", &["reader"]).await;
+        srv.api_key(&principal, None, None).await;
+        let records = records_after(&*db, start, 5).await;
+        let summary: Vec<_> = records.iter().map(|r| (r.action.as_str(), r.decision.as_str())).collect();
+        assert_eq!(summary, vec![
+            ("admin.client.create", "allow"),
+            ("token.issue", "allow"),
+            ("token.issue", "deny"),
+            ("admin.principal.create", "allow"),
+            ("admin.api_key.create", "allow"),
+        ]);
+        assert_eq!(records[1].client_id.as_deref(), Some(client.as_str()));
+        assert!(records[1].target.as_deref().is_some_and(|t| t.starts_with("token:")));
+        assert!(records[2].reason.as_deref().is_some_and(|r| r.starts_with("invalid_client")), "{:?}", records[2]);
+        assert_eq!(records[4].target, Some(format!("principal:{principal}")));
+        db.close().await;
+    }
+
+    async fn each_kind_of_tampering_is_named_with_its_record(srv) {
+        let db = srv.database().await;
+        let key = srv.agent("busy", &["writer"]).await;
+        for _ in 0..6 {
+            srv.create_context(&key, sample_context()).await;
+        }
+        let last = head(&*db).await;
+        assert!(last >= 8);
+        assert_eq!(first_break(&*db).await, None);
+        unguard(&srv).await;
+
+        srv.raw_sql("UPDATE audit_log SET reason = 'nothing to see' WHERE seq = 5").await;
+        assert_eq!(first_break(&*db).await, Some(Break::Altered { seq: 5 }));
+        srv.raw_sql("UPDATE audit_log SET reason = NULL WHERE seq = 5").await;
+        assert_eq!(first_break(&*db).await, None);
+
+        srv.raw_sql("CREATE TABLE audit_saved AS SELECT * FROM audit_log WHERE seq = 4").await;
+        srv.raw_sql("DELETE FROM audit_log WHERE seq = 4").await;
+        assert_eq!(first_break(&*db).await, Some(Break::Missing { from: 4, to: 4 }));
+        srv.raw_sql("INSERT INTO audit_log SELECT * FROM audit_saved").await;
+        srv.raw_sql("DROP TABLE audit_saved").await;
+        assert_eq!(first_break(&*db).await, None);
+
+        let swap = "UPDATE audit_log SET seq = -1 WHERE seq = 3; UPDATE audit_log SET seq = 3 WHERE seq = 2; \
+                    UPDATE audit_log SET seq = 2 WHERE seq = -1";
+        srv.raw_sql(swap).await;
+        assert_eq!(first_break(&*db).await, Some(Break::Altered { seq: 2 }));
+        srv.raw_sql(swap).await;
+        assert_eq!(first_break(&*db).await, None);
+
+        srv.raw_sql(&format!("DELETE FROM audit_log WHERE seq > {}", last - 2)).await;
+        assert_eq!(first_break(&*db).await, Some(Break::Truncated { last: last - 2, head: last }));
+        db.close().await;
+    }
+
+    async fn the_log_refuses_update_and_delete(srv) {
+        let db = srv.database().await;
+        srv.create_context(&srv.admin_key.clone(), sample_context()).await;
+        let before = db.audit_records(1, 100).await.unwrap();
+        assert!(!before.is_empty());
+        for statement in ["UPDATE audit_log SET reason = 'x' WHERE seq = 1", "DELETE FROM audit_log WHERE seq = 1"] {
+            let refused = srv.try_raw_sql(statement).await.expect_err(statement);
+            assert!(refused.contains("append-only"), "{refused}");
+        }
+        if srv.backend == Backend::Postgres {
+            let refused = srv.try_raw_sql("TRUNCATE audit_log").await.expect_err("truncate");
+            assert!(refused.contains("append-only"), "{refused}");
+        }
+        assert_eq!(db.audit_records(1, 100).await.unwrap()[..before.len()], before[..]);
+        db.close().await;
+    }
+
+    async fn concurrent_writers_make_one_chain(srv) {
+        let db = srv.database().await;
+        let key = srv.agent("crowd", &["writer"]).await;
+        let start = head(&*db).await;
+        // Two replicas write into one chain where the database can be shared.
+        let replica = match srv.backend {
+            Backend::Postgres => Some(srv.replica().await),
+            Backend::Sqlite => None,
+        };
+        let bases: Vec<String> = std::iter::once(srv.url.clone()).chain(replica.as_ref().map(|r| r.url.clone())).collect();
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let (http, base, key) = (srv.http.clone(), bases[i % bases.len()].clone(), key.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..4 {
+                    let r = http.post(format!("{base}/context")).bearer_auth(&key).json(&sample_context()).send().await.unwrap();
+                    assert_eq!(r.status(), StatusCode::CREATED);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let records = records_after(&*db, start, 200).await;
+        assert_eq!(records.iter().filter(|r| r.action == "context.create" && r.decision == "allow").count(), 200);
+        let seqs: Vec<i64> = records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (start + 1..=start + records.len() as i64).collect::<Vec<_>>());
+        let report = verify::verify(&*db, None, |_| {}).await.unwrap();
+        assert_eq!(report.first_break, None);
+        assert_eq!(report.last_seq, Some(head(&*db).await));
+        if let Some(r) = replica {
+            r.stop().await;
+        }
+        db.close().await;
+    }
+
+    async fn writes_fail_closed_when_their_record_cannot_be_written(srv) {
+        let key = srv.agent("w", &["writer"]).await;
+        let ctx = srv.create_context(&key, sample_context()).await;
+        let id = ctx["context_id"].as_str().unwrap().to_string();
+        let before = srv.stored(&id).await.body;
+        srv.raw_sql("ALTER TABLE audit_log RENAME TO audit_log_away").await;
+
+        let contexts = srv.raw_count("SELECT COUNT(*) FROM contexts").await;
+        let created = srv.call(Method::POST, "/context", Some(&key), Some(sample_context())).await;
+        created.assert_error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable");
+        let msg = json!({"messages": [{"role": "user", "message": "x"}]});
+        let appended = srv.call(Method::POST, &format!("/context/{id}/messages"), Some(&key), Some(msg)).await;
+        appended.assert_error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable");
+        assert_eq!(srv.raw_count("SELECT COUNT(*) FROM contexts").await, contexts);
+        // Reads go on (audit_fail_closed_reads is off by default), and see nothing changed.
+        assert_eq!(srv.stored(&id).await.body, before);
+
+        srv.raw_sql("ALTER TABLE audit_log_away RENAME TO audit_log").await;
+        assert_eq!(srv.call(Method::POST, "/context", Some(&key), Some(sample_context())).await.status, StatusCode::CREATED);
+        let db = srv.database().await;
+        assert_eq!(first_break(&*db).await, None);
+        db.close().await;
+    }
+
+    async fn the_admin_api_reads_the_log(srv) {
+        let key = srv.agent("seen", &["writer"]).await;
+        let ids: Vec<String> = created_ids(&srv, &key, 3).await;
+        let page = async |q: &str| srv.admin(Method::GET, &format!("/admin/audit?{q}"), None).await;
+        let r = page(&format!("context={}", ids[1])).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let items = r.body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!(items[0]["action"], "context.create");
+        assert_eq!(items[0]["target"], format!("context:{}", ids[1]));
+        // Newest first, in pages.
+        let first = page("action=context.create&limit=2").await.body;
+        let items = first["items"].as_array().unwrap();
+        assert_eq!(items.len(), 2);
+        assert!(items[0]["seq"].as_i64() > items[1]["seq"].as_i64());
+        let cursor = first["next_cursor"].as_str().unwrap();
+        let second = page(&format!("action=context.create&limit=2&cursor={cursor}")).await.body;
+        let next = second["items"].as_array().unwrap();
+        assert!(!next.is_empty() && next[0]["seq"].as_i64() < items[1]["seq"].as_i64());
+        assert!(page("decision=deny").await.body["items"].as_array().unwrap().iter().all(|i| i["decision"] == "deny"));
+        page("decision=maybe").await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+        page("limit=0").await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+        page("cursor=abc").await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+        page("since=yesterday").await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+        page("bogus=1").await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+        // Not an admin: refused. Another tenant's admin: sees only its own tenant.
+        srv.call(Method::GET, "/admin/audit", Some(&key), None).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+        let other = srv.create_tenant("elsewhere").await;
+        let admin_b = srv.create_principal(&other, "boss", &["admin"]).await;
+        let key_b = srv.api_key(&admin_b, None, None).await.1;
+        let theirs = srv.call(Method::GET, "/admin/audit?limit=1000", Some(&key_b), None).await;
+        assert_eq!(theirs.status, StatusCode::OK, "{:?}", theirs.body);
+        let items = theirs.body["items"].as_array().unwrap();
+        assert!(items.iter().all(|i| i["tenant"] == other.as_str()), "{items:?}");
+        assert!(!items.iter().any(|i| i["target"] == format!("context:{}", ids[0])));
+    }
+}
+
+/// Creates `n` contexts and returns their ids.
+async fn created_ids(srv: &TestServer, key: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(srv.create_context(key, sample_context()).await["context_id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+/// Takes the append-only triggers away, as someone with the database's keys could.
+async fn unguard(srv: &TestServer) {
+    match srv.backend {
+        Backend::Sqlite => srv.raw_sql("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete").await,
+        Backend::Postgres => srv.raw_sql("ALTER TABLE audit_log DISABLE TRIGGER USER").await,
+    }
+}
