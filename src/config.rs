@@ -13,6 +13,7 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditSettings;
+use crate::audit::checkpoint::CheckpointPolicy;
 use crate::authn::external::ExternalIssuerConfig;
 use crate::jwt::{KeyAlg, MAX_ACCESS_TOKEN_TTL_SECS};
 pub use crate::oauth::RegistrationMode;
@@ -136,6 +137,12 @@ pub struct ConfigOverrides {
     /// are; reads then wait for the commit (default false: a read's record is queued).
     #[arg(long, env = "CTXGUARD_AUDIT_FAIL_CLOSED_READS")]
     pub audit_fail_closed_reads: Option<bool>,
+    /// Sign a checkpoint of the audit chain after this many records (default 1000)...
+    #[arg(long, env = "CTXGUARD_AUDIT_CHECKPOINT_RECORDS")]
+    pub audit_checkpoint_records: Option<u64>,
+    /// ...or this many seconds after the first record it does not cover (default 60).
+    #[arg(long, env = "CTXGUARD_AUDIT_CHECKPOINT_SECS")]
+    pub audit_checkpoint_secs: Option<u64>,
     /// Trusted external token issuers (config file only: `[[external_issuers]]`).
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -346,6 +353,10 @@ impl Settings {
                 enabled: c.audit.unwrap_or(true),
                 queue: c.audit_queue.unwrap_or(8192).max(1),
                 fail_closed_reads: c.audit_fail_closed_reads.unwrap_or(false),
+                checkpoints: CheckpointPolicy {
+                    every_records: c.audit_checkpoint_records.unwrap_or(1000).max(1),
+                    every: Duration::from_secs(c.audit_checkpoint_secs.unwrap_or(60).max(1)),
+                },
             },
         })
     }

@@ -1,7 +1,7 @@
 //! ctxguard: a secure context server for AI agents.
 //!
 //! Layers point inward (docs/architecture.md, enforced by `tests/it/layers.rs`):
-//! `domain` ← `crypto`, `net`, `logs` ← `store` ← `jwt`, `audit` ← `authn` ← `authz` ← `service` ←
+//! `domain` ← `crypto`, `net`, `logs` ← `store` ← `jwt` ← `audit` ← `authn` ← `authz` ← `service` ←
 //! `oauth`, `mcp` ← `http` ← `config` ← `app` ← `cli`. A module may use the ones to
 //! its left, never one to its right.
 

@@ -24,6 +24,15 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_tenant ON audit_log (tenant_id, seq);
 
+-- Signed checkpoints: "the chain reached record seq with this hash" (a JWS).
+CREATE TABLE audit_checkpoints (
+    seq BIGINT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    kid TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+
 CREATE TABLE audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq BIGINT NOT NULL,
@@ -42,7 +51,7 @@ BEGIN
     IF TG_OP = 'DELETE' AND (SELECT open FROM audit_gate WHERE id = 1) THEN
         RETURN OLD;
     END IF;
-    RAISE EXCEPTION 'audit_log is append-only; records leave only through audit prune';
+    RAISE EXCEPTION '% is append-only; records leave only through audit prune', TG_TABLE_NAME;
 END;
 $$ LANGUAGE plpgsql;
 
@@ -50,3 +59,5 @@ CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
 FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
 FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints
+FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();

@@ -23,6 +23,15 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_tenant ON audit_log (tenant_id, seq);
 
+-- Signed checkpoints: "the chain reached record seq with this hash" (a JWS).
+CREATE TABLE audit_checkpoints (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    kid TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+
 CREATE TABLE audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL,
@@ -45,4 +54,15 @@ CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 WHEN (SELECT open FROM audit_gate WHERE id = 1) = 0
 BEGIN
     SELECT RAISE(ABORT, 'audit_log is append-only; records leave only through audit prune');
+END;
+
+CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'audit_checkpoints is append-only');
+END;
+
+CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+WHEN (SELECT open FROM audit_gate WHERE id = 1) = 0
+BEGIN
+    SELECT RAISE(ABORT, 'audit_checkpoints is append-only; checkpoints leave only through audit prune');
 END;

@@ -62,9 +62,9 @@ impl App {
         let db = store::open(&settings.database).await?;
         convert_legacy_contexts(&*db).await?;
         let kek = Arc::new(Kek::load_or_create(&settings.data_dir)?);
-        let audit = Audit::start(db.clone(), &settings.audit);
         // The first signing key is part of initialisation.
         let keyring = Arc::new(Keyring::load(db.clone(), kek.clone(), settings.signing_alg, key_retention()).await?);
+        let audit = Audit::start(db.clone(), keyring.clone(), &settings.audit);
         let authz = Authorizer::load_with_memo(settings.policy_dir.clone(), settings.decision_cache_entries)
             .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
         let admin = AdminService::new(db.clone(), authz.clone(), audit.clone());

@@ -9,6 +9,7 @@
 //! (reads, refusals, failures) is queued: the request waits only for room in the queue
 //! (back-pressure), unless `audit_fail_closed_reads` makes reads wait for the commit too.
 
+pub mod checkpoint;
 pub mod verify;
 mod writer;
 
@@ -17,7 +18,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::audit::{AuditEvent, Outcome};
+use crate::jwt::Keyring;
 use crate::store::AuditStore;
+use checkpoint::{CheckpointPolicy, Checkpointer};
 
 /// The audit settings (`audit`, `audit_queue`, `audit_fail_closed_reads`).
 #[derive(Clone, Debug)]
@@ -26,11 +29,17 @@ pub struct AuditSettings {
     /// Events waiting for the writer before emitters wait for room.
     pub queue: usize,
     pub fail_closed_reads: bool,
+    pub checkpoints: CheckpointPolicy,
 }
 
 impl Default for AuditSettings {
     fn default() -> Self {
-        Self { enabled: true, queue: 8192, fail_closed_reads: false }
+        Self {
+            enabled: true,
+            queue: 8192,
+            fail_closed_reads: false,
+            checkpoints: CheckpointPolicy { every_records: 1000, every: std::time::Duration::from_secs(60) },
+        }
     }
 }
 
@@ -60,13 +69,15 @@ enum Queued {
 }
 
 impl Audit {
-    /// Starts this process's writer (when auditing is on).
-    pub fn start(store: Arc<dyn AuditStore>, settings: &AuditSettings) -> Self {
+    /// Starts this process's writer (when auditing is on), which signs checkpoints
+    /// with `keyring`.
+    pub fn start(store: Arc<dyn AuditStore>, keyring: Arc<Keyring>, settings: &AuditSettings) -> Self {
         if !settings.enabled {
             return Self::off();
         }
         let (queue, rx) = mpsc::channel(settings.queue);
-        tokio::spawn(writer::run(store, rx));
+        let checkpoints = Checkpointer::new(keyring, settings.checkpoints);
+        tokio::spawn(writer::run(store, rx, Some(checkpoints)));
         Self { inner: Some(Arc::new(Inner { queue, fail_closed_reads: settings.fail_closed_reads })) }
     }
 

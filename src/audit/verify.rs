@@ -1,10 +1,13 @@
 //! Checking the chain (`ctxguard audit verify`, docs/audit.md "Verifying"): every
 //! record's hash is recomputed, every record must name its predecessor's hash, the
-//! sequence must have no gaps, and the chain must end where the head row says it does.
+//! sequence must have no gaps, every signed checkpoint must be ours and agree with the
+//! record it names, and the chain must reach the head row and the last checkpoint.
 //! The first break is named by sequence number.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
+use super::checkpoint::CheckpointKeys;
 use crate::domain::StoreError;
 use crate::domain::audit::{AuditRecord, GENESIS};
 use crate::store::AuditStore;
@@ -26,6 +29,13 @@ pub enum Break {
     Truncated { last: i64, head: i64 },
     /// The last record's hash is not the head row's: the tail was rewritten.
     HeadMismatch { seq: i64 },
+    /// A checkpoint that is not a valid signature of ours.
+    ForgedCheckpoint { seq: i64, why: String },
+    /// The record is not the one the checkpoint of the same number signed: the chain
+    /// was rewritten up to here at least.
+    Contradicts { seq: i64 },
+    /// The chain ends at `last` but checkpoint `checkpoint` signed a longer one.
+    BeforeCheckpoint { last: i64, checkpoint: i64 },
 }
 
 impl fmt::Display for Break {
@@ -45,6 +55,16 @@ impl fmt::Display for Break {
             Break::HeadMismatch { seq } => {
                 write!(f, "record {seq} is not the record the chain's head names: the tail was rewritten")
             }
+            Break::ForgedCheckpoint { seq, why } => write!(f, "the checkpoint of record {seq} is not ours: {why}"),
+            Break::Contradicts { seq } => write!(
+                f,
+                "record {seq} contradicts the signed checkpoint {seq}: the chain was rewritten up to record {seq} at least"
+            ),
+            Break::BeforeCheckpoint { last, checkpoint } => write!(
+                f,
+                "the chain ends at record {last} but signed checkpoint {checkpoint} says it reached {checkpoint}: \
+                 records after {last} were removed"
+            ),
         }
     }
 }
@@ -56,6 +76,8 @@ pub struct Report {
     pub records: u64,
     /// The last record checked.
     pub last_seq: Option<i64>,
+    /// Checkpoints whose signature and record were checked.
+    pub checkpoints: usize,
     pub first_break: Option<Break>,
 }
 
@@ -65,15 +87,22 @@ impl Report {
     }
 }
 
-/// Checks the chain from `from` (the start when `None`), calling `progress` with the
-/// number of records checked after each page.
+/// Checks the chain from `from` (the start when `None`) against the checkpoints
+/// `keys` verify, calling `progress` with the number of records checked after each page.
 pub async fn verify(
     store: &dyn AuditStore,
+    keys: &CheckpointKeys,
     from: Option<i64>,
     mut progress: impl FnMut(u64),
 ) -> Result<Report, StoreError> {
     let (head_seq, head_hash) = store.audit_head().await?;
     let mut checker = Checker::new();
+    for c in store.audit_checkpoints().await? {
+        if let Err(why) = keys.check(&c) {
+            return Ok(checker.report(Some(Break::ForgedCheckpoint { seq: c.seq, why })));
+        }
+        checker.checkpoints.insert(c.seq, c.hash);
+    }
     if let Some(from) = from.filter(|f| *f > 1) {
         // Trust the record before `from` as the starting point (its own correctness
         // is what a run from the start checks).
@@ -94,14 +123,21 @@ pub async fn verify(
         }
         progress(checker.records);
     }
-    let end = match checker.last_seq {
+    let last_checkpoint = checker.checkpoints.keys().next_back().copied();
+    let end = match (checker.last_seq, last_checkpoint) {
+        (last, Some(cp)) if last.unwrap_or(0) < cp => {
+            Some(Break::BeforeCheckpoint { last: last.unwrap_or(from.unwrap_or(1) - 1), checkpoint: cp })
+        }
+        _ => None,
+    };
+    let end = end.or(match checker.last_seq {
         Some(last) if last < head_seq => Some(Break::Truncated { last, head: head_seq }),
         Some(last) if last == head_seq && checker.last_hash != head_hash => Some(Break::HeadMismatch { seq: last }),
         None if head_seq > 0 && from.is_none_or(|f| f <= head_seq) => {
             Some(Break::Truncated { last: from.unwrap_or(1) - 1, head: head_seq })
         }
         _ => None,
-    };
+    });
     Ok(checker.report(end))
 }
 
@@ -113,11 +149,20 @@ struct Checker {
     records: u64,
     last_seq: Option<i64>,
     last_hash: String,
+    /// Signed checkpoints: record → the hash they signed.
+    checkpoints: BTreeMap<i64, String>,
 }
 
 impl Checker {
     fn new() -> Self {
-        Self { next_seq: 1, prev_hash: GENESIS.into(), records: 0, last_seq: None, last_hash: String::new() }
+        Self {
+            next_seq: 1,
+            prev_hash: GENESIS.into(),
+            records: 0,
+            last_seq: None,
+            last_hash: String::new(),
+            checkpoints: BTreeMap::new(),
+        }
     }
 
     fn expect(&mut self, seq: i64, prev_hash: String) {
@@ -135,6 +180,9 @@ impl Checker {
         if !self.prev_hash.is_empty() && r.prev_hash != self.prev_hash {
             return Some(Break::Unlinked { seq: r.seq });
         }
+        if self.checkpoints.get(&r.seq).is_some_and(|signed| *signed != r.hash) {
+            return Some(Break::Contradicts { seq: r.seq });
+        }
         self.records += 1;
         self.next_seq = r.seq + 1;
         self.last_seq = Some(r.seq);
@@ -144,7 +192,7 @@ impl Checker {
     }
 
     fn report(&self, first_break: Option<Break>) -> Report {
-        Report { records: self.records, last_seq: self.last_seq, first_break }
+        Report { records: self.records, last_seq: self.last_seq, checkpoints: self.checkpoints.len(), first_break }
     }
 }
 

@@ -8,6 +8,7 @@ use clap::Subcommand;
 
 use super::{Common, settings};
 use crate::app::App;
+use crate::audit::checkpoint::CheckpointKeys;
 use crate::audit::verify;
 use crate::domain::Timestamp;
 
@@ -73,7 +74,8 @@ async fn verify_chain(app: &App, from: Option<i64>) -> anyhow::Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let started = std::time::Instant::now();
-    let report = verify::verify(&*app.db, from, |n| bar.set_position(n)).await?;
+    let keys = CheckpointKeys::load(&*app.db).await?;
+    let report = verify::verify(&*app.db, &keys, from, |n| bar.set_position(n)).await?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     let rate = report.records as f64 / secs.max(1e-9);

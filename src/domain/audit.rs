@@ -294,6 +294,17 @@ impl AuditEvent {
     }
 }
 
+/// A signed statement that the chain reached record `seq` with hash `hash`
+/// (`signature`: a compact JWS by key `kid` of the signing key ring, docs/audit.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+    pub time_ms: i64,
+    pub kid: String,
+    pub signature: String,
+}
+
 /// A rendered record waiting for its place in the chain, with its time as stored.
 #[derive(Clone, Debug)]
 pub struct PendingRecord {

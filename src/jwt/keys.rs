@@ -224,6 +224,22 @@ impl Keyring {
             .collect())
     }
 
+    /// Every key's public half by kid, retired keys included: what verifies signatures
+    /// that outlive a key's publication (audit checkpoints). Needs no KEK.
+    pub async fn public_keys(store: &dyn OAuthStore) -> anyhow::Result<HashMap<String, (KeyAlg, DecodingKey)>> {
+        let mut out = HashMap::new();
+        for k in store.signing_keys().await? {
+            let alg = KeyAlg::parse(&k.alg)?;
+            let public = URL_SAFE_NO_PAD.decode(&k.public_key).context("stored public key is not base64url")?;
+            let decoding = match alg {
+                KeyAlg::EdDsa => DecodingKey::from_ed_der(&public),
+                KeyAlg::Es256 => DecodingKey::from_ec_der(&public),
+            };
+            out.insert(k.kid, (alg, decoding));
+        }
+        Ok(out)
+    }
+
     /// Rotates keys directly in the database (the CLI; running servers pick the new key
     /// up on their next reload).
     pub async fn rotate_offline(

@@ -226,8 +226,15 @@ pub struct AuditQuery {
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Chains `records` after the current end, in order, in one transaction (giving
-    /// each its `seq`, `prev_hash` and `hash`), and returns the `seq` of the last.
-    async fn append_audit(&self, records: &mut [crate::domain::audit::PendingRecord]) -> Result<i64, StoreError>;
+    /// each its `seq`, `prev_hash` and `hash`), and returns the last one's `seq` and hash.
+    async fn append_audit(
+        &self,
+        records: &mut [crate::domain::audit::PendingRecord],
+    ) -> Result<(i64, String), StoreError>;
+    /// Stores a signed checkpoint (a second one of the same record is ignored).
+    async fn add_audit_checkpoint(&self, checkpoint: &crate::domain::audit::Checkpoint) -> Result<(), StoreError>;
+    /// Every checkpoint, by `seq`.
+    async fn audit_checkpoints(&self) -> Result<Vec<crate::domain::audit::Checkpoint>, StoreError>;
     /// Up to `limit` records with `seq >= from`, ascending.
     async fn audit_records(&self, from: i64, limit: u32) -> Result<Vec<crate::domain::audit::AuditRecord>, StoreError>;
     async fn audit_query(&self, query: &AuditQuery) -> Result<Vec<crate::domain::audit::AuditRecord>, StoreError>;

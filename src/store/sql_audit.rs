@@ -2,7 +2,7 @@
 
 macro_rules! impl_audit_store {
     ($store:ident, $db:ty, lock_suffix = $lock:literal) => {
-        use crate::domain::audit::{AuditRecord, PendingRecord};
+        use crate::domain::audit::{AuditRecord, Checkpoint, PendingRecord};
         use crate::store::{AuditQuery, AuditStore};
 
         const AUDIT_COLS: &str = "seq, time_ms, tenant_id, principal_id, principal_name, client_id, credential, \
@@ -38,7 +38,7 @@ macro_rules! impl_audit_store {
 
         #[async_trait]
         impl AuditStore for $store {
-            async fn append_audit(&self, records: &mut [PendingRecord]) -> Result<i64, StoreError> {
+            async fn append_audit(&self, records: &mut [PendingRecord]) -> Result<(i64, String), StoreError> {
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 // The head row's lock makes every writer of every process wait its turn:
                 // one sequence, no forks.
@@ -84,7 +84,41 @@ macro_rules! impl_audit_store {
                     .await
                     .map_err(map_sqlx)?;
                 tx.commit().await.map_err(map_sqlx)?;
-                Ok(seq)
+                Ok((seq, prev))
+            }
+
+            async fn add_audit_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO audit_checkpoints (seq, hash, time_ms, kid, signature) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (seq) DO NOTHING",
+                )
+                .bind(c.seq)
+                .bind(&c.hash)
+                .bind(c.time_ms)
+                .bind(&c.kid)
+                .bind(&c.signature)
+                .execute(self.writes())
+                .await
+                .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+                let rows = sqlx::query("SELECT seq, hash, time_ms, kid, signature FROM audit_checkpoints ORDER BY seq")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(Checkpoint {
+                            seq: row.try_get("seq").map_err(map_sqlx)?,
+                            hash: row.try_get("hash").map_err(map_sqlx)?,
+                            time_ms: row.try_get("time_ms").map_err(map_sqlx)?,
+                            kid: row.try_get("kid").map_err(map_sqlx)?,
+                            signature: row.try_get("signature").map_err(map_sqlx)?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn audit_records(&self, from: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {

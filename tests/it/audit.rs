@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
+use ctxguard::audit::checkpoint::CheckpointKeys;
 use ctxguard::audit::verify::{self, Break};
-use ctxguard::domain::audit::AuditRecord;
+use ctxguard::domain::Timestamp;
+use ctxguard::domain::audit::{AuditRecord, PendingRecord};
 use ctxguard::store::Database;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -34,7 +36,12 @@ async fn head(db: &dyn Database) -> i64 {
 }
 
 async fn first_break(db: &dyn Database) -> Option<Break> {
-    verify::verify(db, None, |_| {}).await.unwrap().first_break
+    report(db).await.first_break
+}
+
+async fn report(db: &dyn Database) -> verify::Report {
+    let keys = CheckpointKeys::load(db).await.unwrap();
+    verify::verify(db, &keys, None, |_| {}).await.unwrap()
 }
 
 /// (action, decision, channel, who) — who is the principal's name, or "-".
@@ -165,6 +172,57 @@ backend_tests! {
         db.close().await;
     }
 
+    async fn signed_checkpoints_catch_a_rewritten_or_shortened_tail(srv) {
+        let Some(srv) = TestServer::start_with(srv.backend, |c| c.audit_checkpoint_records = Some(4)).await else { return };
+        let db = srv.database().await;
+        let key = srv.agent("busy", &["writer"]).await;
+        for _ in 0..12 {
+            srv.create_context(&key, sample_context()).await;
+        }
+        let checkpoints = db.audit_checkpoints().await.unwrap();
+        assert!(checkpoints.len() >= 3, "{checkpoints:?}");
+        let clean = report(&*db).await;
+        assert_eq!((clean.first_break, clean.checkpoints), (None, checkpoints.len()));
+        let covered = checkpoints.last().unwrap().seq;
+        let target = checkpoints[checkpoints.len() - 2].seq;
+        unguard(&srv).await;
+
+        // Someone with the database (but not the signing key) rewrites the tail from
+        // record `from` on with our own code: a consistent, re-hashed chain and head.
+        let from = target - 1;
+        let mut tail: Vec<PendingRecord> = db
+            .audit_records(from, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|record| PendingRecord { time_ms: Timestamp::parse_rfc3339(&record.time).unwrap().millis(), record })
+            .collect();
+        tail[0].record.reason = Some("edited".into());
+        let before = db.audit_records(from - 1, 1).await.unwrap().remove(0);
+        srv.raw_sql(&format!("DELETE FROM audit_log WHERE seq >= {from}")).await;
+        srv.raw_sql(&format!("UPDATE audit_head SET seq = {}, hash = '{}'", before.seq, before.hash)).await;
+        db.append_audit(&mut tail).await.unwrap();
+        let mut chain_only = report(&*db).await;
+        assert_eq!(chain_only.first_break.take(), Some(Break::Contradicts { seq: target }));
+
+        // Cut back to before the last checkpoint, head and all.
+        let keep = covered - 2;
+        let last = db.audit_records(keep, 1).await.unwrap().remove(0);
+        srv.raw_sql(&format!("DELETE FROM audit_log WHERE seq > {keep}")).await;
+        srv.raw_sql(&format!("UPDATE audit_head SET seq = {}, hash = '{}'", last.seq, last.hash)).await;
+        srv.raw_sql(&format!("DELETE FROM audit_checkpoints WHERE seq <= {keep}")).await;
+        assert_eq!(first_break(&*db).await, Some(Break::BeforeCheckpoint { last: keep, checkpoint: covered }));
+
+        // And a checkpoint we did not sign is named as such.
+        srv.raw_sql(&format!(
+            "INSERT INTO audit_checkpoints (seq, hash, time_ms, kid, signature) VALUES (1, 'x', 0, 'k', 'a.b.c')"
+        ))
+        .await;
+        assert!(matches!(first_break(&*db).await, Some(Break::ForgedCheckpoint { seq: 1, .. })));
+        db.close().await;
+        srv.stop().await;
+    }
+
     async fn the_log_refuses_update_and_delete(srv) {
         let db = srv.database().await;
         srv.create_context(&srv.admin_key.clone(), sample_context()).await;
@@ -209,7 +267,7 @@ backend_tests! {
         assert_eq!(records.iter().filter(|r| r.action == "context.create" && r.decision == "allow").count(), 200);
         let seqs: Vec<i64> = records.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, (start + 1..=start + records.len() as i64).collect::<Vec<_>>());
-        let report = verify::verify(&*db, None, |_| {}).await.unwrap();
+        let report = report(&*db).await;
         assert_eq!(report.first_break, None);
         assert_eq!(report.last_seq, Some(head(&*db).await));
         if let Some(r) = replica {
@@ -292,7 +350,18 @@ async fn created_ids(srv: &TestServer, key: &str, n: usize) -> Vec<String> {
 /// Takes the append-only triggers away, as someone with the database's keys could.
 async fn unguard(srv: &TestServer) {
     match srv.backend {
-        Backend::Sqlite => srv.raw_sql("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete").await,
-        Backend::Postgres => srv.raw_sql("ALTER TABLE audit_log DISABLE TRIGGER USER").await,
+        Backend::Sqlite => {
+            srv.raw_sql(
+                "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; \
+                 DROP TRIGGER audit_checkpoints_no_update; DROP TRIGGER audit_checkpoints_no_delete",
+            )
+            .await
+        }
+        Backend::Postgres => {
+            srv.raw_sql(
+                "ALTER TABLE audit_log DISABLE TRIGGER USER; ALTER TABLE audit_checkpoints DISABLE TRIGGER USER",
+            )
+            .await
+        }
     }
 }
