@@ -214,10 +214,8 @@ backend_tests! {
         assert_eq!(first_break(&*db).await, Some(Break::BeforeCheckpoint { last: keep, checkpoint: covered }));
 
         // And a checkpoint we did not sign is named as such.
-        srv.raw_sql(&format!(
-            "INSERT INTO audit_checkpoints (seq, hash, time_ms, kid, signature) VALUES (1, 'x', 0, 'k', 'a.b.c')"
-        ))
-        .await;
+        srv.raw_sql("INSERT INTO audit_checkpoints (seq, hash, time_ms, kid, signature) VALUES (1, 'x', 0, 'k', 'a.b.c')")
+            .await;
         assert!(matches!(first_break(&*db).await, Some(Break::ForgedCheckpoint { seq: 1, .. })));
         db.close().await;
         srv.stop().await;
