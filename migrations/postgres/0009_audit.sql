@@ -1,5 +1,5 @@
--- The audit log (docs/audit.md): one hash chain, append-only. `audit_head` is the end of
--- the chain: every replica's writer locks it (SELECT ... FOR UPDATE) for its batch, so
+-- The audit log (docs/audit.md): one hash chain, append-only. `audit_head` holds the ends
+-- of the chain: every replica's writer locks it (SELECT ... FOR UPDATE) for its batch, so
 -- the chain stays one sequence however many replicas share the database. The triggers
 -- refuse UPDATE and DELETE of records unless the retention path has opened `audit_gate`
 -- inside its own transaction.
@@ -36,9 +36,15 @@ CREATE TABLE audit_checkpoints (
 CREATE TABLE audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq BIGINT NOT NULL,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    -- Where the stored chain starts: the last record retention removed (0 and the
+    -- genesis hash until the first prune); a signed checkpoint vouches for it.
+    base_seq BIGINT NOT NULL,
+    base_hash TEXT NOT NULL
 );
-INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+INSERT INTO audit_head (id, seq, hash, base_seq, base_hash) VALUES (1, 0,
+    '0000000000000000000000000000000000000000000000000000000000000000', 0,
+    '0000000000000000000000000000000000000000000000000000000000000000');
 
 CREATE TABLE audit_gate (
     id INTEGER PRIMARY KEY CHECK (id = 1),

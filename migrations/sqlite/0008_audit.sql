@@ -1,5 +1,5 @@
--- The audit log (docs/audit.md): one hash chain, append-only. `audit_head` is the end of
--- the chain (the writer locks it, so that the chain stays one sequence); the triggers
+-- The audit log (docs/audit.md): one hash chain, append-only. `audit_head` holds the ends
+-- of the chain (the writer locks it, so that the chain stays one sequence); the triggers
 -- refuse UPDATE and DELETE of records unless the retention path has opened
 -- `audit_gate` inside its own transaction.
 CREATE TABLE audit_log (
@@ -35,9 +35,15 @@ CREATE TABLE audit_checkpoints (
 CREATE TABLE audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    -- Where the stored chain starts: the last record retention removed (0 and the
+    -- genesis hash until the first prune); a signed checkpoint vouches for it.
+    base_seq INTEGER NOT NULL,
+    base_hash TEXT NOT NULL
 );
-INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+INSERT INTO audit_head (id, seq, hash, base_seq, base_hash) VALUES (1, 0,
+    '0000000000000000000000000000000000000000000000000000000000000000', 0,
+    '0000000000000000000000000000000000000000000000000000000000000000');
 
 CREATE TABLE audit_gate (
     id INTEGER PRIMARY KEY CHECK (id = 1),

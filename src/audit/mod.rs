@@ -10,6 +10,7 @@
 //! (back-pressure), unless `audit_fail_closed_reads` makes reads wait for the commit too.
 
 pub mod checkpoint;
+pub mod retention;
 pub mod verify;
 mod writer;
 

@@ -10,7 +10,7 @@ use std::fmt;
 use super::checkpoint::CheckpointKeys;
 use crate::domain::StoreError;
 use crate::domain::audit::{AuditRecord, GENESIS};
-use crate::store::AuditStore;
+use crate::store::{AuditStore, ChainEnds};
 
 /// Records read per query.
 const PAGE: u32 = 10_000;
@@ -36,6 +36,9 @@ pub enum Break {
     Contradicts { seq: i64 },
     /// The chain ends at `last` but checkpoint `checkpoint` signed a longer one.
     BeforeCheckpoint { last: i64, checkpoint: i64 },
+    /// The chain starts after record `seq` (retention) but no signed checkpoint of
+    /// that record vouches for the start.
+    UnvouchedBase { seq: i64 },
 }
 
 impl fmt::Display for Break {
@@ -59,6 +62,11 @@ impl fmt::Display for Break {
             Break::Contradicts { seq } => write!(
                 f,
                 "record {seq} contradicts the signed checkpoint {seq}: the chain was rewritten up to record {seq} at least"
+            ),
+            Break::UnvouchedBase { seq } => write!(
+                f,
+                "the stored chain starts after record {seq}, but no signed checkpoint of record {seq} vouches for it: \
+                 records were removed outside audit prune"
             ),
             Break::BeforeCheckpoint { last, checkpoint } => write!(
                 f,
@@ -95,7 +103,7 @@ pub async fn verify(
     from: Option<i64>,
     mut progress: impl FnMut(u64),
 ) -> Result<Report, StoreError> {
-    let (head_seq, head_hash) = store.audit_head().await?;
+    let ChainEnds { base: (base_seq, base_hash), head: (head_seq, head_hash) } = store.audit_ends().await?;
     let mut checker = Checker::new();
     for c in store.audit_checkpoints().await? {
         if let Err(why) = keys.check(&c) {
@@ -103,15 +111,22 @@ pub async fn verify(
         }
         checker.checkpoints.insert(c.seq, c.hash);
     }
-    if let Some(from) = from.filter(|f| *f > 1) {
-        // Trust the record before `from` as the starting point (its own correctness
+    // After retention the chain starts after its base, which a signed checkpoint
+    // must vouch for: removing old records is only undetectable through `prune`.
+    if base_seq > 0 && checker.checkpoints.get(&base_seq) != Some(&base_hash) {
+        return Ok(checker.report(Some(Break::UnvouchedBase { seq: base_seq })));
+    }
+    checker.expect(base_seq + 1, base_hash);
+    let start = from.unwrap_or(base_seq + 1).max(base_seq + 1);
+    if start > base_seq + 1 {
+        // Trust the record before `start` as the starting point (its own correctness
         // is what a run from the start checks).
-        match store.audit_records(from - 1, 1).await?.into_iter().next() {
-            Some(prev) if prev.seq == from - 1 => checker.expect(prev.seq + 1, prev.hash),
-            _ => checker.expect(from, String::new()),
+        match store.audit_records(start - 1, 1).await?.into_iter().next() {
+            Some(prev) if prev.seq == start - 1 => checker.expect(start, prev.hash),
+            _ => checker.expect(start, String::new()),
         }
     }
-    let mut next = from.unwrap_or(1).max(1);
+    let mut next = start;
     loop {
         let page = store.audit_records(next, PAGE).await?;
         let Some(last) = page.last() else { break };
@@ -123,26 +138,22 @@ pub async fn verify(
         }
         progress(checker.records);
     }
-    let last_checkpoint = checker.checkpoints.keys().next_back().copied();
-    let end = match (checker.last_seq, last_checkpoint) {
-        (last, Some(cp)) if last.unwrap_or(0) < cp => {
-            Some(Break::BeforeCheckpoint { last: last.unwrap_or(from.unwrap_or(1) - 1), checkpoint: cp })
-        }
-        _ => None,
+    let last = checker.last_seq.unwrap_or(start - 1);
+    let last_checkpoint = checker.checkpoints.keys().next_back().copied().unwrap_or(0);
+    let end = if last < last_checkpoint {
+        Some(Break::BeforeCheckpoint { last, checkpoint: last_checkpoint })
+    } else if last < head_seq {
+        Some(Break::Truncated { last, head: head_seq })
+    } else if checker.last_seq.is_some() && last == head_seq && checker.last_hash != head_hash {
+        Some(Break::HeadMismatch { seq: last })
+    } else {
+        None
     };
-    let end = end.or(match checker.last_seq {
-        Some(last) if last < head_seq => Some(Break::Truncated { last, head: head_seq }),
-        Some(last) if last == head_seq && checker.last_hash != head_hash => Some(Break::HeadMismatch { seq: last }),
-        None if head_seq > 0 && from.is_none_or(|f| f <= head_seq) => {
-            Some(Break::Truncated { last: from.unwrap_or(1) - 1, head: head_seq })
-        }
-        _ => None,
-    });
     Ok(checker.report(end))
 }
 
 /// The running state of a check: what the next record must be.
-struct Checker {
+pub(super) struct Checker {
     next_seq: i64,
     /// The previous record's hash (empty: not known, when starting mid-chain at a gap).
     prev_hash: String,
@@ -154,7 +165,7 @@ struct Checker {
 }
 
 impl Checker {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             next_seq: 1,
             prev_hash: GENESIS.into(),
@@ -165,12 +176,12 @@ impl Checker {
         }
     }
 
-    fn expect(&mut self, seq: i64, prev_hash: String) {
+    pub(super) fn expect(&mut self, seq: i64, prev_hash: String) {
         self.next_seq = seq;
         self.prev_hash = prev_hash;
     }
 
-    fn check(&mut self, r: &AuditRecord) -> Option<Break> {
+    pub(super) fn check(&mut self, r: &AuditRecord) -> Option<Break> {
         if r.seq != self.next_seq {
             return Some(Break::Missing { from: self.next_seq, to: r.seq - 1 });
         }
@@ -191,7 +202,15 @@ impl Checker {
         None
     }
 
-    fn report(&self, first_break: Option<Break>) -> Report {
+    pub(super) fn last_seq(&self) -> Option<i64> {
+        self.last_seq
+    }
+
+    pub(super) fn last_hash(&self) -> &str {
+        &self.last_hash
+    }
+
+    pub(super) fn report(&self, first_break: Option<Break>) -> Report {
         Report { records: self.records, last_seq: self.last_seq, checkpoints: self.checkpoints.len(), first_break }
     }
 }

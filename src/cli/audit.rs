@@ -2,6 +2,7 @@
 //! they work with the server stopped, on a copy of the database, or beside replicas.
 
 use std::io::Write as _;
+use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Subcommand;
@@ -9,7 +10,7 @@ use clap::Subcommand;
 use super::{Common, settings};
 use crate::app::App;
 use crate::audit::checkpoint::CheckpointKeys;
-use crate::audit::verify;
+use crate::audit::{retention, verify};
 use crate::domain::Timestamp;
 
 /// Records read per query while exporting.
@@ -23,6 +24,9 @@ pub enum AuditCommand {
         /// Start at this record (trusting the one before it).
         #[arg(long)]
         from: Option<i64>,
+        /// Check an archive written by `audit prune` instead of the database.
+        #[arg(long, conflicts_with = "from")]
+        archive: Option<PathBuf>,
         #[command(flatten)]
         common: Box<Common>,
     },
@@ -40,13 +44,34 @@ pub enum AuditCommand {
         #[command(flatten)]
         common: Box<Common>,
     },
+    /// Archive the records up to the last checkpoint signed before --before into
+    /// --archive (a new file, mode 0600), then remove them from the database.
+    Prune {
+        /// RFC 3339: prune what a checkpoint before this time covers.
+        #[arg(long)]
+        before: String,
+        #[arg(long)]
+        archive: PathBuf,
+        #[command(flatten)]
+        common: Box<Common>,
+    },
 }
 
 pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
     match command {
-        AuditCommand::Verify { from, common } => {
+        AuditCommand::Verify { from, archive, common } => {
             let app = App::open(settings(&common)?).await?;
-            let result = verify_chain(&app, from).await;
+            let result = match archive {
+                Some(path) => verify_archive(&app, &path).await,
+                None => verify_chain(&app, from).await,
+            };
+            app.close().await;
+            result
+        }
+        AuditCommand::Prune { before, archive, common } => {
+            let before = Timestamp::parse_rfc3339(&before).map_err(anyhow::Error::msg)?;
+            let app = App::open(settings(&common)?).await?;
+            let result = prune(&app, before, &archive).await;
             app.close().await;
             result
         }
@@ -66,13 +91,10 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
 }
 
 async fn verify_chain(app: &App, from: Option<i64>) -> anyhow::Result<()> {
-    let (head, _) = app.db.audit_head().await?;
-    let start = from.unwrap_or(1).max(1);
-    let bar = indicatif::ProgressBar::new(u64::try_from(head - start + 1).unwrap_or(0));
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records, {per_sec}, about {eta} left")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let ends = app.db.audit_ends().await?;
+    let head = ends.head.0;
+    let start = from.unwrap_or(ends.base.0 + 1).max(ends.base.0 + 1);
+    let bar = progress_bar(u64::try_from(head - start + 1).unwrap_or(0));
     let started = std::time::Instant::now();
     let keys = CheckpointKeys::load(&*app.db).await?;
     let report = verify::verify(&*app.db, &keys, from, |n| bar.set_position(n)).await?;
@@ -90,6 +112,53 @@ async fn verify_chain(app: &App, from: Option<i64>) -> anyhow::Result<()> {
         }
         Some(b) => bail!("audit log is broken: {b} ({} records before it were sound)", report.records),
     }
+}
+
+async fn verify_archive(app: &App, path: &std::path::Path) -> anyhow::Result<()> {
+    let keys = CheckpointKeys::load(&*app.db).await?;
+    let report = retention::verify_archive(path, &keys)?;
+    match report.first_break {
+        None => {
+            println!(
+                "archive is sound: {} records, ending at the signed checkpoint of record {}",
+                report.records,
+                report.last_seq.map_or("-".into(), |s| s.to_string())
+            );
+            Ok(())
+        }
+        Some(b) => bail!("archive is broken: {b}"),
+    }
+}
+
+async fn prune(app: &App, before: Timestamp, archive: &std::path::Path) -> anyhow::Result<()> {
+    let Some(cut) = retention::cut_point(&*app.db, before).await? else {
+        println!("nothing to prune: no checkpoint was signed before {}", before.to_rfc3339());
+        return Ok(());
+    };
+    let base = app.db.audit_ends().await?.base.0;
+    let bar = progress_bar(u64::try_from(cut.seq - base).unwrap_or(0));
+    let done = retention::prune(&*app.db, before, archive, |n| bar.set_position(n)).await?;
+    bar.finish_and_clear();
+    match done {
+        Some(p) => println!(
+            "archived and removed {} records (through {}) into {}; the chain now starts after record {}",
+            p.records,
+            p.through,
+            archive.display(),
+            p.through
+        ),
+        None => println!("nothing to prune"),
+    }
+    Ok(())
+}
+
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records, {per_sec}, about {eta} left")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 async fn export(app: &App, since: Option<Timestamp>, until: Option<Timestamp>) -> anyhow::Result<()> {

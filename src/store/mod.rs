@@ -221,6 +221,14 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// The ends of the stored audit chain: `base` is the last record retention removed
+/// (`(0, GENESIS)` before any), `head` the last record written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainEnds {
+    pub base: (i64, String),
+    pub head: (i64, String),
+}
+
 /// The audit chain (docs/audit.md). One sequence per database: the writer of every
 /// process appends under the lock of the chain's head row.
 #[async_trait]
@@ -238,8 +246,12 @@ pub trait AuditStore: Send + Sync {
     /// Up to `limit` records with `seq >= from`, ascending.
     async fn audit_records(&self, from: i64, limit: u32) -> Result<Vec<crate::domain::audit::AuditRecord>, StoreError>;
     async fn audit_query(&self, query: &AuditQuery) -> Result<Vec<crate::domain::audit::AuditRecord>, StoreError>;
-    /// The end of the chain as the head row says: the last `seq` and its hash.
-    async fn audit_head(&self) -> Result<(i64, String), StoreError>;
+    /// Where the stored chain starts and ends, as the head row says.
+    async fn audit_ends(&self) -> Result<ChainEnds, StoreError>;
+    /// Retention: removes records up to and including `through` and the checkpoints
+    /// before it, and makes `through` the chain's base — in one transaction, the only
+    /// one that opens the triggers' gate. Returns how many records went.
+    async fn prune_audit(&self, through: i64) -> Result<u64, StoreError>;
 }
 
 /// MCP session state (the `initialize` parameters of 2025-era clients), so a session

@@ -161,12 +161,48 @@ macro_rules! impl_audit_store {
                 rows.iter().map(audit_from_row).collect()
             }
 
-            async fn audit_head(&self) -> Result<(i64, String), StoreError> {
-                let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            async fn audit_ends(&self) -> Result<crate::store::ChainEnds, StoreError> {
+                let row = sqlx::query("SELECT seq, hash, base_seq, base_hash FROM audit_head WHERE id = 1")
                     .fetch_one(&self.pool)
                     .await
                     .map_err(map_sqlx)?;
-                Ok((row.try_get("seq").map_err(map_sqlx)?, row.try_get("hash").map_err(map_sqlx)?))
+                let get_i = |c: &str| row.try_get::<i64, _>(c).map_err(map_sqlx);
+                let get_s = |c: &str| row.try_get::<String, _>(c).map_err(map_sqlx);
+                Ok(crate::store::ChainEnds {
+                    base: (get_i("base_seq")?, get_s("base_hash")?),
+                    head: (get_i("seq")?, get_s("hash")?),
+                })
+            }
+
+            async fn prune_audit(&self, through: i64) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
+                let hash: String = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
+                    .bind(through)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("audit record {through} is not stored")))?;
+                sqlx::query("UPDATE audit_gate SET open = TRUE WHERE id = 1").execute(&mut *tx).await.map_err(map_sqlx)?;
+                let removed = sqlx::query("DELETE FROM audit_log WHERE seq <= $1")
+                    .bind(through)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?
+                    .rows_affected();
+                sqlx::query("DELETE FROM audit_checkpoints WHERE seq < $1")
+                    .bind(through)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                sqlx::query("UPDATE audit_gate SET open = FALSE WHERE id = 1").execute(&mut *tx).await.map_err(map_sqlx)?;
+                sqlx::query("UPDATE audit_head SET base_seq = $1, base_hash = $2 WHERE id = 1")
+                    .bind(through)
+                    .bind(&hash)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                tx.commit().await.map_err(map_sqlx)?;
+                Ok(removed)
             }
         }
     };

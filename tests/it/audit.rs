@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use ctxguard::audit::checkpoint::CheckpointKeys;
+use ctxguard::audit::retention;
 use ctxguard::audit::verify::{self, Break};
 use ctxguard::domain::Timestamp;
 use ctxguard::domain::audit::{AuditRecord, PendingRecord};
@@ -32,7 +33,7 @@ async fn records_after(db: &dyn Database, seq: i64, n: usize) -> Vec<AuditRecord
 }
 
 async fn head(db: &dyn Database) -> i64 {
-    db.audit_head().await.unwrap().0
+    db.audit_ends().await.unwrap().head.0
 }
 
 async fn first_break(db: &dyn Database) -> Option<Break> {
@@ -217,6 +218,56 @@ backend_tests! {
         srv.raw_sql("INSERT INTO audit_checkpoints (seq, hash, time_ms, kid, signature) VALUES (1, 'x', 0, 'k', 'a.b.c')")
             .await;
         assert!(matches!(first_break(&*db).await, Some(Break::ForgedCheckpoint { seq: 1, .. })));
+        db.close().await;
+        srv.stop().await;
+    }
+
+    async fn retention_archives_then_prunes_and_both_still_verify(srv) {
+        let Some(srv) = TestServer::start_with(srv.backend, |c| c.audit_checkpoint_records = Some(4)).await else { return };
+        let db = srv.database().await;
+        let key = srv.agent("old", &["writer"]).await;
+        for _ in 0..10 {
+            srv.create_context(&key, sample_context()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("audit-1.jsonl");
+        let keys = CheckpointKeys::load(&*db).await.unwrap();
+        let expected = retention::cut_point(&*db, Timestamp::now()).await.unwrap().expect("a checkpoint").seq;
+        let pruned = retention::prune(&*db, Timestamp::now(), &archive, |_| {}).await.unwrap().expect("pruned");
+        assert_eq!(pruned, retention::Pruned { through: expected, records: expected as u64 });
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        // The stored chain starts after the archived checkpoint and still verifies; new
+        // records go on from it.
+        assert_eq!(db.audit_ends().await.unwrap().base.0, expected);
+        srv.create_context(&key, sample_context()).await;
+        assert_eq!(db.audit_records(1, 1).await.unwrap()[0].seq, expected + 1);
+        assert_eq!(first_break(&*db).await, None);
+        // The archive verifies on its own, and an edit to it shows.
+        let report = retention::verify_archive(&archive, &keys).unwrap();
+        assert_eq!((report.first_break, report.records), (None, expected as u64));
+        let text = std::fs::read_to_string(&archive).unwrap();
+        let edited = dir.path().join("edited.jsonl");
+        std::fs::write(&edited, text.replacen("\"decision\":\"allow\"", "\"decision\":\"deny\"", 1)).unwrap();
+        assert!(matches!(retention::verify_archive(&edited, &keys).unwrap().first_break, Some(Break::Altered { .. })));
+        // An archive is never overwritten (and nothing is pruned then).
+        for _ in 0..4 {
+            srv.create_context(&key, sample_context()).await;
+        }
+        assert!(retention::cut_point(&*db, Timestamp::now()).await.unwrap().is_some());
+        assert!(retention::prune(&*db, Timestamp::now(), &archive, |_| {}).await.is_err());
+        assert_eq!(db.audit_ends().await.unwrap().base.0, expected);
+        // Records removed behind prune's back, base and all, are named.
+        unguard(&srv).await;
+        let (base, _) = db.audit_ends().await.unwrap().base;
+        let moved = db.audit_records(base + 2, 1).await.unwrap().remove(0);
+        srv.raw_sql(&format!("DELETE FROM audit_log WHERE seq <= {}", moved.seq)).await;
+        srv.raw_sql(&format!("UPDATE audit_head SET base_seq = {}, base_hash = '{}'", moved.seq, moved.hash)).await;
+        assert_eq!(first_break(&*db).await, Some(Break::UnvouchedBase { seq: moved.seq }));
         db.close().await;
         srv.stop().await;
     }
