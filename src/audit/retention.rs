@@ -47,7 +47,7 @@ pub struct Pruned {
 /// prune would cut at.
 pub async fn cut_point(store: &dyn AuditStore, before: Timestamp) -> anyhow::Result<Option<Checkpoint>> {
     let base = store.audit_ends().await?.base.0;
-    Ok(store.audit_checkpoints().await?.into_iter().filter(|c| c.seq > base && c.time_ms < before.millis()).last())
+    Ok(store.audit_checkpoints().await?.into_iter().rev().find(|c| c.seq > base && c.time_ms < before.millis()))
 }
 
 /// Archives the records up to the last checkpoint signed before `before` into
