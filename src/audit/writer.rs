@@ -14,6 +14,10 @@ use crate::store::AuditStore;
 /// enough that one commit does not hold the database's write lock for long.
 const BATCH: usize = 512;
 
+/// How long queued records may wait for company before they are written (see
+/// [`linger`]); also the most a queued record's write is delayed.
+const LINGER: Duration = Duration::from_millis(10);
+
 /// Attempts per batch before its waiters are told it failed (a busy or restarting
 /// database gets a moment; a broken one fails the writes waiting on it promptly).
 const ATTEMPTS: u32 = 3;
@@ -45,6 +49,7 @@ pub(super) async fn run(
         if received == 0 {
             break;
         }
+        linger(&mut rx, &mut queued).await;
         depth.set(rx.len() as f64);
         let mut records = Vec::with_capacity(queued.len());
         let mut waiters = Vec::new();
@@ -85,6 +90,25 @@ pub(super) async fn run(
         }
         for f in flushes {
             let _ = f.send(());
+        }
+    }
+}
+
+/// While nothing in the batch waits for its commit, gathers more for up to [`LINGER`]:
+/// a busy server then writes a few large transactions a second instead of one per
+/// request, each of which costs thread hops, a lock and a WAL append. A write waiting
+/// for its record (or a flush) ends the wait at once.
+async fn linger(rx: &mut mpsc::Receiver<Queued>, queued: &mut Vec<Queued>) {
+    let urgent = |q: &Queued| matches!(q, Queued::Event(_, Some(_)) | Queued::Flush(_));
+    if queued.iter().any(urgent) {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + LINGER;
+    while queued.len() < BATCH {
+        let seen = queued.len();
+        match tokio::time::timeout_at(deadline, rx.recv_many(queued, BATCH - seen)).await {
+            Ok(n) if n > 0 && !queued[seen..].iter().any(urgent) => {}
+            _ => return,
         }
     }
 }

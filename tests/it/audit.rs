@@ -414,3 +414,106 @@ async fn unguard(srv: &TestServer) {
         }
     }
 }
+
+/// kill -9 in the middle of heavy writes: every write that was acknowledged has its
+/// record, and the chain left behind verifies (`ctxguard audit verify`, exit code 0);
+/// after an edit the same command names the record and exits non-zero.
+async fn killed_mid_write(db_url: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = crate::process::serve_with(&data, db_url, &dir.path().join("log"), &[]);
+    let admin = std::fs::read_to_string(data.join("admin.key")).unwrap().trim().to_string();
+    let http = reqwest::Client::new();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for _ in 0..16 {
+        let (http, url, key, stop) = (http.clone(), server.url.clone(), admin.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(r) = http.post(format!("{url}/context")).bearer_auth(&key).json(&sample_context()).send().await
+                else {
+                    break;
+                };
+                if r.status() != StatusCode::CREATED {
+                    break;
+                }
+                let Ok(body) = r.json::<serde_json::Value>().await else { break };
+                acknowledged.push(body["context_id"].as_str().unwrap().to_string());
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for w in writers {
+        acknowledged.extend(w.await.unwrap());
+    }
+    assert!(acknowledged.len() > 50, "only {} writes before the kill", acknowledged.len());
+
+    let location = match db_url {
+        Some(url) => ctxguard::store::DatabaseLocation::Postgres { url: url.to_string(), max_connections: 2 },
+        None => ctxguard::store::DatabaseLocation::Sqlite(data.join("ctxguard.db")),
+    };
+    let db = ctxguard::store::open(&location).await.unwrap();
+    let recorded: std::collections::HashSet<String> = db
+        .audit_records(1, 1_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == "context.create" && r.decision == "allow")
+        .filter_map(|r| r.target)
+        .collect();
+    for id in &acknowledged {
+        assert!(recorded.contains(&format!("context:{id}")), "acknowledged {id} has no record");
+    }
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(crate::process::BIN);
+        cmd.env_clear().args(args).arg("--data-dir").arg(&data);
+        if let Some(url) = db_url {
+            cmd.arg("--database-url").arg(url);
+        }
+        cmd.output().unwrap()
+    };
+    let sound = cli(&["audit", "verify"]);
+    let said = String::from_utf8_lossy(&sound.stdout).to_string() + &String::from_utf8_lossy(&sound.stderr);
+    assert!(sound.status.success() && said.contains("audit log is sound"), "{said}");
+
+    let unguard = match db_url {
+        Some(_) => "ALTER TABLE audit_log DISABLE TRIGGER USER",
+        None => "DROP TRIGGER audit_log_no_update",
+    };
+    let edit = async |sql: &str| match &location {
+        ctxguard::store::DatabaseLocation::Postgres { url, .. } => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        ctxguard::store::DatabaseLocation::Sqlite(path) => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    };
+    edit(unguard).await;
+    edit("UPDATE audit_log SET ip = '10.0.0.1' WHERE seq = 7").await;
+    let broken = cli(&["audit", "verify"]);
+    let said = String::from_utf8_lossy(&broken.stderr).to_string();
+    assert!(!broken.status.success() && said.contains("record 7 was altered"), "{said}");
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_killed_mid_write_loses_no_acknowledged_record() {
+    killed_mid_write(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_killed_mid_write_loses_no_acknowledged_record() {
+    let Some(pg) = crate::support::PgSchema::create().await else { return };
+    killed_mid_write(Some(&pg.url())).await;
+    pg.drop_schema().await;
+}
