@@ -19,7 +19,8 @@ async fn main() -> anyhow::Result<()> {
         client_id: None,
         credential: Some(Credential::ApiKey(ApiKeyId::new_random())),
     };
-    let request = RequestMeta { id: Some("3f1c0f8e-1111-4222-8333-944455556666".into()), ip: None, channel: Channel::Http };
+    let request =
+        RequestMeta { id: Some("3f1c0f8e-1111-4222-8333-944455556666".into()), ip: None, channel: Channel::Http };
     let policies: std::sync::Arc<[String]> = std::sync::Arc::from(["builtin.reader".to_string()]);
     let started = std::time::Instant::now();
     let mut left = n;
@@ -28,8 +29,14 @@ async fn main() -> anyhow::Result<()> {
         let mut records: Vec<_> = (0..batch)
             .map(|_| {
                 let target = Some(Target::Context(ContextId::new_random()));
-                AuditEvent::new(Action::ContextRead, actor.clone(), target, Outcome::Allow(policies.clone()), request.clone())
-                    .render()
+                AuditEvent::new(
+                    Action::ContextRead,
+                    actor.clone(),
+                    target,
+                    Outcome::Allow(policies.clone()),
+                    request.clone(),
+                )
+                .render()
             })
             .collect();
         db.append_audit(&mut records).await?;
