@@ -48,7 +48,8 @@ struct AuditParams {
 
 /// Read the audit log, newest first.
 #[utoipa::path(get, path = "/admin/audit", tag = "admin", params(AuditParams),
-    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such tenant, or not one the caller administers", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn read_audit(
     State(state): State<AppState>,
