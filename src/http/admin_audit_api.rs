@@ -17,6 +17,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(read_audit))
 }
 
+/// A record's decision.
+#[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum Decision {
+    Allow,
+    Deny,
+    Fail,
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -31,8 +40,8 @@ struct AuditParams {
     /// Records about this context.
     #[param(format = Uuid)]
     context: Option<String>,
-    /// `allow`, `deny` or `fail`.
-    decision: Option<String>,
+    #[param(inline)]
+    decision: Option<Decision>,
     /// RFC 3339; records at or after.
     #[param(format = DateTime)]
     since: Option<String>,
@@ -64,7 +73,14 @@ async fn read_audit(
         principal: parsed("principal", q.principal)?,
         action: q.action,
         context: parsed("context", q.context)?,
-        decision: q.decision,
+        decision: q.decision.map(|d| {
+            match d {
+                Decision::Allow => "allow",
+                Decision::Deny => "deny",
+                Decision::Fail => "fail",
+            }
+            .to_string()
+        }),
         since: time("since", q.since)?,
         until: time("until", q.until)?,
         cursor: q.cursor,
