@@ -14,7 +14,6 @@ use super::AppState;
 use super::admin_api::TenantQuery;
 use super::error::{ErrorBody, HttpError, HttpResult};
 use super::extract::{Authenticated, JsonBody, QueryParams};
-use crate::authz::{Action, Resource};
 use crate::domain::{ClientId, Error, OAuthClient};
 use crate::jwt::{KeyAlg, Keyring};
 use crate::oauth::clients::{NewClient, RegisteredClient};
@@ -70,12 +69,7 @@ async fn delete_client(
 }
 
 fn platform_only(state: &AppState, caller: &crate::authn::Caller) -> Result<(), HttpError> {
-    let authz = state.inner.admin.authorizer();
-    match authz.authorize(caller, Action::ManagePlatform, Resource::Tenant(caller.principal.tenant)) {
-        Ok(_) => Ok(()),
-        Err(crate::authz::Denial::InsufficientScope(required)) => Err(Error::InsufficientScope { required }.into()),
-        Err(_) => Err(Error::Forbidden { reason: "this is managed by the platform operator".into() }.into()),
-    }
+    state.inner.admin.operator_check(caller).map(|_| ()).map_err(HttpError::from)
 }
 
 /// Signing keys and their status (current, previous, retired).

@@ -115,13 +115,17 @@ impl AdminService {
         target: Target,
         run: impl AsyncFnOnce(()) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let checked =
-            match self.authz.authorize(caller, Action::ManagePlatform, Resource::Tenant(caller.principal.tenant)) {
-                Ok(d) => Ok(((), d)),
-                Err(crate::authz::Denial::InsufficientScope(required)) => Err(Error::InsufficientScope { required }),
-                Err(_) => Err(Error::Forbidden { reason: "this is managed by the platform operator".into() }),
-            };
+        let checked = self.operator_check(caller).map(|d| ((), d));
         self.audited(caller, action, target, checked, run).await
+    }
+
+    /// Whether `caller` is the platform operator (for its reads, which are not recorded).
+    pub fn operator_check(&self, caller: &Caller) -> Result<Arc<Decision>, Error> {
+        match self.authz.authorize(caller, Action::ManagePlatform, Resource::Tenant(caller.principal.tenant)) {
+            Ok(d) => Ok(d),
+            Err(crate::authz::Denial::InsufficientScope(required)) => Err(Error::InsufficientScope { required }),
+            Err(_) => Err(Error::Forbidden { reason: "this is managed by the platform operator".into() }),
+        }
     }
 
     pub async fn create_tenant(&self, caller: &Caller, name: &str) -> Result<Tenant, Error> {
