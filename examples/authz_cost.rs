@@ -26,6 +26,7 @@ fn caller(roles: &[Role], tenant: TenantId) -> Caller {
             platform_admin: false,
             created_at: Timestamp::now(),
             tokens_revoked_at: None,
+            suspension: None,
         },
         scopes: ScopeSet::all(),
         credential: CredentialRef::ApiKey(ApiKeyId::new_random()),

@@ -12,9 +12,12 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::anomaly::AnomalySettings;
+use crate::anomaly::webhook::WebhookSettings;
 use crate::audit::AuditSettings;
 use crate::audit::checkpoint::CheckpointPolicy;
 use crate::authn::external::ExternalIssuerConfig;
+use crate::crypto::Secret;
 use crate::jwt::{KeyAlg, MAX_ACCESS_TOKEN_TTL_SECS};
 pub use crate::oauth::RegistrationMode;
 use crate::store::DatabaseLocation;
@@ -143,6 +146,45 @@ pub struct ConfigOverrides {
     /// ...or this many seconds after the first record it does not cover (default 60).
     #[arg(long, env = "CTXGUARD_AUDIT_CHECKPOINT_SECS")]
     pub audit_checkpoint_secs: Option<u64>,
+    /// Failed authentications from one address within `anomaly_auth_window_secs` that
+    /// lock the address out (default 30; 0 turns the rule off; docs/anomaly.md).
+    #[arg(long, env = "CTXGUARD_ANOMALY_AUTH_FAILURES_PER_SOURCE")]
+    pub anomaly_auth_failures_per_source: Option<u64>,
+    /// Failed sign-ins or client authentications as one principal that lock it out
+    /// (default 10; 0 turns the rule off).
+    #[arg(long, env = "CTXGUARD_ANOMALY_AUTH_FAILURES_PER_PRINCIPAL")]
+    pub anomaly_auth_failures_per_principal: Option<u64>,
+    /// The window both failed-authentication rules count in (default 300).
+    #[arg(long, env = "CTXGUARD_ANOMALY_AUTH_WINDOW_SECS")]
+    pub anomaly_auth_window_secs: Option<u64>,
+    /// The first lockout's length; each consecutive one doubles (default 60).
+    #[arg(long, env = "CTXGUARD_ANOMALY_LOCKOUT_SECS")]
+    pub anomaly_lockout_secs: Option<u64>,
+    /// The longest lockout (default 3600).
+    #[arg(long, env = "CTXGUARD_ANOMALY_LOCKOUT_MAX_SECS")]
+    pub anomaly_lockout_max_secs: Option<u64>,
+    /// Context writes by one principal within `anomaly_writes_window_secs` that suspend
+    /// it (default 1200; 0 turns the rule off).
+    #[arg(long, env = "CTXGUARD_ANOMALY_WRITES_PER_PRINCIPAL")]
+    pub anomaly_writes_per_principal: Option<u64>,
+    /// The window the write rule counts in (default 60).
+    #[arg(long, env = "CTXGUARD_ANOMALY_WRITES_WINDOW_SECS")]
+    pub anomaly_writes_window_secs: Option<u64>,
+    /// Suspend the principal (revoke its tokens, refuse its API keys) when the write
+    /// rule fires or a refresh token is replayed; false: record and notify only
+    /// (default true).
+    #[arg(long, env = "CTXGUARD_ANOMALY_AUTO_REVOKE")]
+    pub anomaly_auto_revoke: Option<bool>,
+    /// Whether a replayed refresh token suspends its principal, beyond revoking its
+    /// family (default true).
+    #[arg(long, env = "CTXGUARD_ANOMALY_REFRESH_REPLAY_SUSPENDS")]
+    pub anomaly_refresh_replay_suspends: Option<bool>,
+    /// Where anomaly responses are POSTed (https, or http to a loopback address).
+    #[arg(long, env = "CTXGUARD_ANOMALY_WEBHOOK_URL")]
+    pub anomaly_webhook_url: Option<String>,
+    /// The HMAC-SHA256 key of the webhook's signature (at least 32 characters).
+    #[arg(long, env = "CTXGUARD_ANOMALY_WEBHOOK_SECRET", hide_env_values = true)]
+    pub anomaly_webhook_secret: Option<String>,
     /// Trusted external token issuers (config file only: `[[external_issuers]]`).
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,6 +231,7 @@ pub struct Settings {
     pub max_delegation_depth: usize,
     pub mcp_fast_path: bool,
     pub audit: AuditSettings,
+    pub anomaly: AnomalySettings,
 }
 
 impl ConfigOverrides {
@@ -244,6 +287,7 @@ pub fn check_env() -> anyhow::Result<()> {
 
 impl Settings {
     pub fn resolve(c: ConfigOverrides) -> anyhow::Result<Settings> {
+        let anomaly = anomaly_settings(&c)?;
         let bind_text = c.bind.unwrap_or_else(|| "127.0.0.1:8700".into());
         let bind: SocketAddr = bind_text
             .parse()
@@ -358,7 +402,58 @@ impl Settings {
                     every: Duration::from_secs(c.audit_checkpoint_secs.unwrap_or(60).max(1)),
                 },
             },
+            anomaly,
         })
+    }
+}
+
+fn anomaly_settings(c: &ConfigOverrides) -> anyhow::Result<AnomalySettings> {
+    let d = AnomalySettings::default();
+    let secs = |name, v: Option<u64>, default: Duration| {
+        in_range(name, v.unwrap_or(default.as_secs()), 1, 30 * 86_400).map(Duration::from_secs)
+    };
+    let lockout = secs("anomaly_lockout_secs", c.anomaly_lockout_secs, d.lockout)?;
+    let lockout_max = secs("anomaly_lockout_max_secs", c.anomaly_lockout_max_secs, d.lockout_max)?;
+    if lockout_max < lockout {
+        bail!("anomaly_lockout_max_secs: must be at least anomaly_lockout_secs");
+    }
+    let webhook = match (&c.anomaly_webhook_url, &c.anomaly_webhook_secret) {
+        (None, None) => None,
+        (Some(url), Some(secret)) => {
+            if secret.len() < 32 {
+                bail!("anomaly_webhook_secret: must be at least 32 characters");
+            }
+            Some(WebhookSettings { url: webhook_url(url)?, secret: std::sync::Arc::new(Secret::new(secret.clone())) })
+        }
+        _ => bail!("anomaly_webhook_url and anomaly_webhook_secret go together"),
+    };
+    Ok(AnomalySettings {
+        auth_failures_per_source: c.anomaly_auth_failures_per_source.unwrap_or(d.auth_failures_per_source),
+        auth_failures_per_principal: c.anomaly_auth_failures_per_principal.unwrap_or(d.auth_failures_per_principal),
+        auth_window: secs("anomaly_auth_window_secs", c.anomaly_auth_window_secs, d.auth_window)?,
+        lockout,
+        lockout_max,
+        writes_per_principal: c.anomaly_writes_per_principal.unwrap_or(d.writes_per_principal),
+        writes_window: secs("anomaly_writes_window_secs", c.anomaly_writes_window_secs, d.writes_window)?,
+        auto_revoke: c.anomaly_auto_revoke.unwrap_or(d.auto_revoke),
+        refresh_replay_suspends: c.anomaly_refresh_replay_suspends.unwrap_or(d.refresh_replay_suspends),
+        webhook,
+    })
+}
+
+/// The webhook's URL: https, or http to a loopback address (a receiver on this host).
+fn webhook_url(text: &str) -> anyhow::Result<url::Url> {
+    let url = url::Url::parse(text).map_err(|e| anyhow::anyhow!("anomaly_webhook_url: {e}"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => bail!("anomaly_webhook_url: must be https (or http to a loopback address)"),
     }
 }
 
@@ -388,6 +483,30 @@ mod tests {
         assert_eq!(s.max_history, 5);
         assert_eq!(s.max_body_bytes, 1 << 20);
         assert!(matches!(s.database, DatabaseLocation::Sqlite(_)));
+    }
+
+    #[test]
+    fn anomaly_webhook_needs_a_secret_and_a_safe_url() {
+        let with = |url: &str, secret: Option<&str>| {
+            Settings::resolve(ConfigOverrides {
+                anomaly_webhook_url: Some(url.into()),
+                anomaly_webhook_secret: secret.map(str::to_string),
+                ..Default::default()
+            })
+        };
+        let secret = Some("0123456789abcdef0123456789abcdef");
+        assert!(with("https://alerts.example/hook", secret).unwrap().anomaly.webhook.is_some());
+        assert!(with("http://127.0.0.1:9/hook", secret).is_ok());
+        let err = |r: anyhow::Result<Settings>| r.unwrap_err().to_string();
+        assert!(err(with("http://alerts.example/hook", secret)).contains("https"));
+        assert!(err(with("https://alerts.example/hook", None)).contains("go together"));
+        assert!(err(with("https://alerts.example/hook", Some("short"))).contains("32"));
+        let backwards = ConfigOverrides {
+            anomaly_lockout_secs: Some(600),
+            anomaly_lockout_max_secs: Some(60),
+            ..Default::default()
+        };
+        assert!(Settings::resolve(backwards).unwrap_err().to_string().contains("anomaly_lockout_max_secs"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! `oauth`, `mcp` ← `http` ← `config` ← `app` ← `cli`. A module may use the ones to
 //! its left, never one to its right.
 
+pub mod anomaly;
 pub mod app;
 pub mod audit;
 pub mod authn;

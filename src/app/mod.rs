@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::anomaly::Guard;
 use crate::audit::Audit;
 use crate::authn::Authenticator;
 use crate::authn::external::ExternalIssuer;
@@ -33,6 +34,8 @@ pub struct App {
     pub settings: Settings,
     /// This process's audit writer (every service records through it).
     pub audit: Audit,
+    /// This process's anomaly guard (lockouts, suspensions; docs/anomaly.md).
+    pub guard: Guard,
     pub db: Arc<dyn Database>,
     pub kek: Arc<Kek>,
     pub keyring: Arc<Keyring>,
@@ -65,9 +68,10 @@ impl App {
         // The first signing key is part of initialisation.
         let keyring = Arc::new(Keyring::load(db.clone(), kek.clone(), settings.signing_alg, key_retention()).await?);
         let audit = Audit::start(db.clone(), keyring.clone(), &settings.audit);
+        let guard = Guard::start(db.clone(), audit.clone(), settings.anomaly.clone());
         let authz = Authorizer::load_with_memo(settings.policy_dir.clone(), settings.decision_cache_entries)
             .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
-        let admin = AdminService::new(db.clone(), authz.clone(), audit.clone());
+        let admin = AdminService::new(db.clone(), authz.clone(), audit.clone(), guard.clone());
         if let bootstrap::Bootstrap::Created { key_file } =
             bootstrap::bootstrap(&admin, &*db, &settings.data_dir).await?
         {
@@ -88,7 +92,7 @@ impl App {
             Some(cache) => cache.clone(),
             None => db.clone(),
         };
-        let contexts = ContextService::new(store, db.clone(), authz.clone(), limits, audit.clone());
+        let contexts = ContextService::new(store, db.clone(), authz.clone(), limits, audit.clone(), guard.clone());
         Ok(App {
             clients: ClientService::new(db.clone(), admin.clone()),
             admin,
@@ -100,6 +104,7 @@ impl App {
             db,
             settings,
             audit,
+            guard,
         })
     }
 
@@ -115,6 +120,7 @@ impl App {
             self.external_issuers(public_url).await?,
             s.credential_cache_entries,
             self.audit.clone(),
+            self.guard.clone(),
         );
         let config = AuthServerConfig {
             issuer: public_url.to_string(),

@@ -244,6 +244,7 @@ impl ExternalIssuer {
             platform_admin: false,
             created_at: Timestamp::now(),
             tokens_revoked_at: None,
+            suspension: None,
         };
         Ok(Caller {
             principal,

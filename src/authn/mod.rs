@@ -11,6 +11,7 @@ pub mod password;
 
 use std::sync::Arc;
 
+use crate::anomaly::{Guard, LockedOut};
 use crate::audit::Audit;
 use crate::crypto::Secret;
 use crate::domain::audit::{self, Action, Actor, AuditEvent, Outcome, RequestMeta, Target};
@@ -109,6 +110,9 @@ pub enum AuthError {
     Malformed(&'static str),
     #[error("{0}")]
     InvalidToken(&'static str),
+    /// Too many failed authentications from this address (docs/anomaly.md).
+    #[error("too many failed authentications from this address; retry after {} s", .0.retry_after_secs)]
+    LockedOut(LockedOut),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -120,6 +124,7 @@ pub struct Authenticator {
     external: Arc<Vec<ExternalIssuer>>,
     cache: Arc<CredentialCache>,
     audit: Audit,
+    guard: Guard,
 }
 
 impl Authenticator {
@@ -130,21 +135,29 @@ impl Authenticator {
         external: Vec<ExternalIssuer>,
         cache_capacity: u64,
         audit: Audit,
+        guard: Guard,
     ) -> Self {
         let cache = Arc::new(CredentialCache::new(cache_capacity));
-        Self { store, tokens, external: Arc::new(external), cache, audit }
+        Self { store, tokens, external: Arc::new(external), cache, audit, guard }
+    }
+
+    pub fn guard(&self) -> &Guard {
+        &self.guard
     }
 
     /// Authenticates what a request presented (or failed to present) for `resource`,
     /// as [`Self::authenticate`], and records a failure in the audit log: every refused
     /// credential, with its reason. (A success is recorded with the operation it
-    /// authorizes: that record names the principal and the credential.)
+    /// authorizes: that record names the principal and the credential.) A refused
+    /// credential counts toward its address's lockout; a locked-out address is refused
+    /// before its credential is looked at (docs/anomaly.md).
     pub async fn authenticate_request(
         &self,
         presented: Result<Credential, AuthError>,
         resource: &str,
         request: RequestMeta,
     ) -> Result<Caller, AuthError> {
+        self.guard.may_authenticate(request.ip, None).map_err(AuthError::LockedOut)?;
         let kind = match &presented {
             Ok(Credential::Bearer(t)) if api_key::looks_like_api_key(t.expose()) => Some("api_key"),
             Ok(Credential::Bearer(_)) => Some("jwt"),
@@ -161,9 +174,15 @@ impl Authenticator {
             }
             Err(e) => {
                 let actor = Actor { credential: kind.map(audit::Credential::Presented), ..Actor::default() };
-                let event = AuditEvent::new(Action::AuthnFailure, actor, None, Outcome::Deny(e.to_string()), request);
+                let event =
+                    AuditEvent::new(Action::AuthnFailure, actor, None, Outcome::Deny(e.to_string()), request.clone());
                 // A refusal changes nothing: queued, never waited for.
                 let _ = self.audit.record(event).await;
+                // No credential at all is how every OAuth flow starts; a database
+                // failure is ours. Neither is a guess.
+                if !matches!(e, AuthError::Missing | AuthError::Store(_)) {
+                    self.guard.auth_failed(&request, None).await;
+                }
                 Err(e)
             }
         }
@@ -231,6 +250,9 @@ impl Authenticator {
             .await?
             .filter(|found| !found.principal.disabled && found.principal.tenant == tenant)
             .ok_or(AuthError::InvalidToken("the token's principal is unknown or disabled"))?;
+        if principal.suspension.is_some() {
+            return Err(AuthError::InvalidToken(SUSPENDED));
+        }
         if jti_revoked || principal.revoked_token_issued_at(claims.iat) {
             return Err(AuthError::InvalidToken("the token has been revoked"));
         }
@@ -257,6 +279,11 @@ impl Authenticator {
     }
 }
 
+/// The answer to a credential of a suspended principal (docs/anomaly.md): the holder
+/// learns why, and that an administrator can lift it.
+const SUSPENDED: &str =
+    "the credential's principal is suspended after an anomaly; an administrator can lift the suspension";
+
 /// A caller with `roles` and `scopes` in a fresh tenant, for unit tests.
 #[cfg(test)]
 pub(crate) fn test_caller(roles: &[crate::domain::Role], scopes: ScopeSet) -> Caller {
@@ -271,6 +298,7 @@ pub(crate) fn test_caller(roles: &[crate::domain::Role], scopes: ScopeSet) -> Ca
             platform_admin: false,
             created_at: Timestamp::now(),
             tokens_revoked_at: None,
+            suspension: None,
         },
         scopes,
         credential: CredentialRef::ApiKey(ApiKeyId::new_random()),
@@ -300,8 +328,11 @@ async fn authenticate_api_key_until(
     if !api_key::hashes_equal(&hash, &stored_hash) || !key.is_usable_at(Timestamp::now()) {
         return Err(AuthError::InvalidToken(REFUSED));
     }
-    if principal.disabled || principal.tenant != key.tenant {
+    if principal.tenant != key.tenant || principal.disabled {
         return Err(AuthError::InvalidToken(REFUSED));
+    }
+    if principal.suspension.is_some() {
+        return Err(AuthError::InvalidToken(SUSPENDED));
     }
     let validity = Validity::ApiKey { expires_at: key.expires_at };
     let caller = Caller {

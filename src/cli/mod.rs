@@ -15,6 +15,7 @@ use crate::config::{self, ConfigOverrides, Settings};
 use crate::domain::{PrincipalId, PrincipalKind, Role, RoleSet, ScopeSet};
 use crate::service::admin::{NewPrincipal, TenantRef};
 
+mod anomaly;
 mod audit;
 mod oauth;
 
@@ -81,6 +82,11 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: audit::AuditCommand,
+    },
+    /// Anomaly response: lockouts and suspensions, and lifting them.
+    Anomaly {
+        #[command(subcommand)]
+        command: anomaly::AnomalyCommand,
     },
     /// Cedar policies.
     Policy {
@@ -227,6 +233,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Client { command } => oauth::client(command).await,
         Command::Keys { command } => oauth::keys(command).await,
         Command::Audit { command } => audit::run(command).await,
+        Command::Anomaly { command } => anomaly::run(command).await,
     }
 }
 

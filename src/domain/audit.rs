@@ -115,6 +115,8 @@ pub enum Target {
     Policies,
     SigningKeys,
     AuditLog,
+    /// What anomaly response acted on: an address or a principal.
+    Subject(super::anomaly::Subject),
 }
 
 impl Target {
@@ -129,6 +131,7 @@ impl Target {
             Target::Policies => "policies".into(),
             Target::SigningKeys => "signing_keys".into(),
             Target::AuditLog => "audit_log".into(),
+            Target::Subject(s) => s.to_string(),
         }
     }
 }
@@ -143,6 +146,9 @@ pub enum Outcome {
     Deny(String),
     /// Authorized, but the operation then failed (why).
     Fail(String),
+    /// Nothing was refused, but something is worth noting (an anomaly rule fired and
+    /// cut nothing off): `allow`, with the note as the reason.
+    Flagged(String),
 }
 
 /// Everything that is recorded, by name (`docs/audit.md` lists when each is written).
@@ -185,6 +191,8 @@ pub enum Action {
     AnomalyLockout,
     AnomalyAutoRevoke,
     AnomalyLift,
+    /// A rule fired but cut nothing off (`anomaly_auto_revoke = false`, or the operator).
+    AnomalyDetected,
 }
 
 impl Action {
@@ -226,6 +234,7 @@ impl Action {
             Action::AnomalyLockout => "anomaly.lockout",
             Action::AnomalyAutoRevoke => "anomaly.auto_revoke",
             Action::AnomalyLift => "anomaly.lift",
+            Action::AnomalyDetected => "anomaly.detected",
         }
     }
 
@@ -267,6 +276,7 @@ impl AuditEvent {
             Outcome::Allow(p) => ("allow", None, p.to_vec()),
             Outcome::Deny(r) => ("deny", Some(r.clone()), Vec::new()),
             Outcome::Fail(why) => ("fail", Some(why.clone()), Vec::new()),
+            Outcome::Flagged(note) => ("allow", Some(note.clone()), Vec::new()),
         };
         let a = &self.actor;
         PendingRecord {

@@ -4,6 +4,7 @@
 //! and parsing happens once at the edge so that the rest of the code handles only
 //! values that are already known to be valid.
 
+pub mod anomaly;
 pub mod api_key;
 pub mod audit;
 pub mod binding;

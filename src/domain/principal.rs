@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::anomaly::Suspension;
 use super::{PrincipalId, TenantId, Timestamp};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -167,9 +168,19 @@ pub struct Principal {
     /// Access tokens issued at or before this instant are refused ("revoke everything").
     #[serde(skip)]
     pub tokens_revoked_at: Option<Timestamp>,
+    /// Set by anomaly response (docs/anomaly.md): every credential is refused until an
+    /// administrator lifts it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspension: Option<Suspension>,
 }
 
 impl Principal {
+    /// Whether the principal's credentials may be used: neither disabled by an
+    /// administrator nor suspended by anomaly response.
+    pub fn is_active(&self) -> bool {
+        !self.disabled && self.suspension.is_none()
+    }
+
     /// Whether a token issued at `iat` (seconds) falls under a "revoke everything".
     /// Tokens issued in the same second as the revocation are refused too: `iat` has
     /// only second precision.

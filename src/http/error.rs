@@ -95,6 +95,7 @@ impl HttpError {
             }
             HttpError::Unauthenticated(AuthError::Store(_)) => (S::INTERNAL_SERVER_ERROR, "store_corrupt", None),
             HttpError::Unauthenticated(AuthError::Missing) => (S::UNAUTHORIZED, "unauthorized", None),
+            HttpError::Unauthenticated(AuthError::LockedOut(_)) => (S::TOO_MANY_REQUESTS, "locked_out", None),
             HttpError::Unauthenticated(AuthError::Malformed(_) | AuthError::InvalidToken(_)) => {
                 (S::UNAUTHORIZED, "invalid_token", None)
             }
@@ -138,6 +139,7 @@ impl HttpError {
                 "Stored data could not be read".into()
             }
             HttpError::Unauthenticated(AuthError::Missing) => "Authentication required".into(),
+            HttpError::Unauthenticated(e @ AuthError::LockedOut(_)) => e.to_string(),
             HttpError::Unauthenticated(e) => format!("Invalid credentials: {e}"),
             other => other.to_string(),
         }
@@ -159,6 +161,9 @@ impl IntoResponse for HttpError {
             && let Ok(v) = HeaderValue::from_str(&current.etag())
         {
             response.headers_mut().insert(header::ETAG, v);
+        }
+        if let HttpError::Unauthenticated(AuthError::LockedOut(l)) = &self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(l.retry_after_secs));
         }
         if let Some(ch) = self.challenge() {
             response.extensions_mut().insert(ch);

@@ -1,6 +1,7 @@
 //! HTTP: the router, its state and middleware. Handlers parse input, call one service
 //! method and map the result; `error.rs` is the only place statuses are chosen.
 
+pub mod admin_anomaly_api;
 pub mod admin_api;
 pub mod admin_audit_api;
 pub mod admin_oauth_api;
@@ -75,6 +76,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(grants_api::routes())
         .merge(admin_api::routes())
         .merge(admin_audit_api::routes())
+        .merge(admin_anomaly_api::routes())
         .merge(admin_oauth_api::routes())
         .merge(admin_policy_api::routes())
         .merge(ops::routes())

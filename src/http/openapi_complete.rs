@@ -157,6 +157,11 @@ fn complete_operation(path: &str, op: &mut Map<String, Value>) {
         add(responses, "401", "No, malformed, unknown, revoked or expired credentials (WWW-Authenticate says which)");
         add(responses, "403", "The caller's roles, scopes, tenant or the policies do not allow this");
         add(responses, "400", "A credential in the query string, or a malformed header");
+        add(
+            responses,
+            "429",
+            "Too many failed authentications from this address: locked out (code locked_out); Retry-After says for how long",
+        );
     }
     if has_body {
         add(responses, "400", "Malformed JSON, nesting too deep, or a field that is missing, unknown or invalid");

@@ -10,6 +10,7 @@ use super::request::{AuthMethod, ClientCredentials};
 use super::server::{AuthServer, ClientLookup};
 use crate::crypto::token;
 use crate::domain::OAuthClient;
+use crate::domain::audit::RequestMeta;
 use crate::store::StoredClient;
 
 pub struct AuthenticatedClient {
@@ -26,22 +27,39 @@ pub fn failed(basic: bool) -> OAuthError {
 }
 
 impl AuthServer {
-    pub async fn authenticate_client(&self, presented: &ClientCredentials) -> OAuthResult<AuthenticatedClient> {
+    /// Checks the client's credentials. A failure counts toward the lockout of the
+    /// request's address and, for a client acting as a service principal, of that
+    /// principal; while either is locked out the credentials are not looked at
+    /// (docs/anomaly.md).
+    pub async fn authenticate_client(
+        &self,
+        presented: &ClientCredentials,
+        meta: &RequestMeta,
+    ) -> OAuthResult<AuthenticatedClient> {
+        let guard = self.authn.guard();
+        guard.may_authenticate(meta.ip, None).map_err(OAuthError::locked_out)?;
         let is_basic = presented.method == AuthMethod::Basic;
         let ClientLookup::Usable(StoredClient { client, secret_hash }) = self.find_client(&presented.client_id).await?
         else {
+            guard.auth_failed(meta, None).await;
             return Err(failed(is_basic));
         };
-        match (secret_hash, &presented.secret) {
+        guard.may_authenticate(None, client.principal).map_err(OAuthError::locked_out)?;
+        let ok = match (secret_hash, &presented.secret) {
             (Some(hash), Some(secret)) => {
-                let ok: bool = token::hash(secret.expose()).as_bytes().ct_eq(hash.as_str().as_bytes()).into();
-                if !ok {
-                    return Err(failed(is_basic));
-                }
+                token::hash(secret.expose()).as_bytes().ct_eq(hash.as_str().as_bytes()).into()
             }
             // A public client authenticates with `none` only.
-            (None, None) => {}
-            _ => return Err(failed(is_basic)),
+            (None, None) => true,
+            _ => false,
+        };
+        if !ok {
+            let principal = match client.principal {
+                Some(id) => self.principal(id).await?,
+                None => None,
+            };
+            guard.auth_failed(meta, principal.as_ref()).await;
+            return Err(failed(is_basic));
         }
         Ok(AuthenticatedClient { client, method: presented.method })
     }

@@ -22,6 +22,9 @@ pub enum OAuthErrorCode {
     InvalidAuthorizationDetails,
     ServerError,
     TemporarilyUnavailable,
+    /// Locked out or rate limited: `temporarily_unavailable` (the registered code that
+    /// says "try later"), but with 429 and `Retry-After`.
+    TooManyRequests,
 }
 
 impl OAuthErrorCode {
@@ -41,7 +44,7 @@ impl OAuthErrorCode {
             InvalidClientMetadata => "invalid_client_metadata",
             InvalidAuthorizationDetails => "invalid_authorization_details",
             ServerError => "server_error",
-            TemporarilyUnavailable => "temporarily_unavailable",
+            TemporarilyUnavailable | TooManyRequests => "temporarily_unavailable",
         }
     }
 
@@ -53,6 +56,7 @@ impl OAuthErrorCode {
             InvalidClient => StatusCode::UNAUTHORIZED,
             ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             InvalidRequest
             | InvalidGrant
             | UnauthorizedClient
@@ -74,11 +78,23 @@ pub struct OAuthError {
     pub description: String,
     /// The client tried HTTP Basic: a 401 must then carry a Basic challenge.
     pub basic_challenge: bool,
+    /// Seconds for `Retry-After` (429 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
     pub fn new(code: OAuthErrorCode, description: impl Into<String>) -> Self {
-        Self { code, description: description.into(), basic_challenge: false }
+        Self { code, description: description.into(), basic_challenge: false, retry_after: None }
+    }
+
+    /// Too many failed authentications from the address (docs/anomaly.md).
+    pub fn locked_out(l: crate::anomaly::LockedOut) -> Self {
+        let mut e = Self::new(
+            OAuthErrorCode::TooManyRequests,
+            format!("too many failed authentications; retry after {} s", l.retry_after_secs),
+        );
+        e.retry_after = Some(l.retry_after_secs);
+        e
     }
 
     pub fn invalid_request(d: impl Into<String>) -> Self {

@@ -45,8 +45,13 @@ pub struct Introspection {
 }
 
 impl AuthServer {
-    pub async fn introspect(&self, presented: &ClientCredentials, request: &TokenQuery) -> OAuthResult<Introspection> {
-        let client = self.authenticate_client(presented).await?;
+    pub async fn introspect(
+        &self,
+        presented: &ClientCredentials,
+        request: &TokenQuery,
+        meta: &crate::domain::audit::RequestMeta,
+    ) -> OAuthResult<Introspection> {
+        let client = self.authenticate_client(presented, meta).await?;
         if !client.client.confidential {
             return Err(OAuthError::new(OAuthErrorCode::InvalidClient, "introspection requires a confidential client"));
         }
@@ -90,7 +95,7 @@ impl AuthServer {
             Ok(id) => self.db.principal(id).await?,
             Err(_) => None,
         };
-        let live = principal.is_some_and(|p| !p.disabled && !p.revoked_token_issued_at(claims.iat));
+        let live = principal.is_some_and(|p| p.is_active() && !p.revoked_token_issued_at(claims.iat));
         if !live {
             return Ok(inactive);
         }

@@ -8,6 +8,7 @@ use super::request::Narrowing;
 use super::server::{AuthServer, granted_scopes};
 use super::token::TokenResponse;
 use crate::crypto::{Secret, token};
+use crate::domain::audit::RequestMeta;
 use crate::domain::{ClientId, ContextBinding, FamilyId, Jti, ScopeSet, Timestamp};
 use crate::jwt::Grant;
 use crate::store::{OneTime, RefreshGrant, RefreshTokenState};
@@ -60,6 +61,7 @@ impl AuthServer {
         c: &AuthenticatedClient,
         presented: &Secret,
         asked: &Narrowing,
+        meta: &RequestMeta,
     ) -> OAuthResult<(TokenResponse, crate::jwt::AccessClaims)> {
         let now = Timestamp::now();
         let hash = token::token_hash(presented.expose());
@@ -83,6 +85,9 @@ impl AuthServer {
                     "a spent refresh token was presented; its family is revoked"
                 );
                 metrics::counter!("ctxguard_security_incidents_total", "kind" => "refresh_token_replay").increment(1);
+                // One of the family's holders is a thief: anomaly response suspends the
+                // principal too (docs/anomaly.md).
+                self.authn.guard().refresh_replayed(grant.principal, grant.tenant, meta).await;
                 return Err(OAuthError::invalid_grant("refresh token was already used; its family has been revoked"));
             }
             OneTime::Fresh(grant) => grant,

@@ -17,7 +17,7 @@ impl AuthServer {
         request: &TokenQuery,
         meta: RequestMeta,
     ) -> OAuthResult<()> {
-        let client = self.authenticate_client(presented).await?;
+        let client = self.authenticate_client(presented, &meta).await?;
         let token = request.token.expose();
         let now = Timestamp::now();
         let mut revoked = None;

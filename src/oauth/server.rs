@@ -159,8 +159,8 @@ impl AuthServer {
     pub(super) async fn active_principal(&self, id: PrincipalId) -> OAuthResult<Principal> {
         self.principal(id)
             .await?
-            .filter(|p| !p.disabled)
-            .ok_or_else(|| OAuthError::invalid_grant("the principal of this grant is disabled or gone"))
+            .filter(Principal::is_active)
+            .ok_or_else(|| OAuthError::invalid_grant("the principal of this grant is disabled, suspended or gone"))
     }
 }
 

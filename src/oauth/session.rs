@@ -26,6 +26,15 @@ fn decoy_hash() -> &'static str {
     })
 }
 
+/// The answer to a sign-in.
+pub enum SignIn {
+    Welcome(Principal),
+    /// Wrong tenant, user name or password (which one is not said).
+    Refused,
+    /// Too many failures from this address or for this user (docs/anomaly.md).
+    LockedOut(crate::anomaly::LockedOut),
+}
+
 impl AuthServer {
     /// The signed-in user of session `id`, if the session is valid and the user may use
     /// this client (same tenant, enabled).
@@ -35,7 +44,7 @@ impl AuthServer {
             return None;
         }
         let p = self.db.principal(s.principal).await.ok()??;
-        (!p.disabled && (client.serves_every_tenant() || p.tenant == client.tenant)).then_some((p, s))
+        (p.is_active() && (client.serves_every_tenant() || p.tenant == client.tenant)).then_some((p, s))
     }
 
     /// A tenant's name, for the consent page.
@@ -54,7 +63,11 @@ impl AuthServer {
         username: &str,
         pw: &str,
         meta: RequestMeta,
-    ) -> Result<Option<Principal>, StoreError> {
+    ) -> Result<SignIn, StoreError> {
+        let guard = self.authn.guard();
+        if let Err(locked) = guard.may_authenticate(meta.ip, None) {
+            return Ok(SignIn::LockedOut(locked));
+        }
         let tenant = match tenant.map(str::trim).filter(|t| !t.is_empty()) {
             None => Some(client.tenant),
             Some(name) => self
@@ -68,7 +81,10 @@ impl AuthServer {
             Some(t) => self.db.principal_by_name(t, username).await?,
             None => None,
         }
-        .filter(|p| p.kind == PrincipalKind::User && !p.disabled);
+        .filter(|p| p.kind == PrincipalKind::User && p.is_active());
+        if let Some(Err(locked)) = principal.as_ref().map(|p| guard.may_authenticate(None, Some(p.id))) {
+            return Ok(SignIn::LockedOut(locked));
+        }
         let stored = match &principal {
             Some(p) => self.db.password_hash(p.id).await?,
             None => None,
@@ -80,9 +96,15 @@ impl AuthServer {
             None => tokio::task::spawn_blocking(|| decoy_hash().to_string()).await.unwrap_or_default(),
         };
         let ok = password::verify(Secret::new(pw.to_string()), phc).await;
-        let signed_in = if ok && has_hash { principal } else { None };
-        self.record_login(client, tenant, username, signed_in.as_ref(), meta).await?;
-        Ok(signed_in)
+        let signed_in = if ok && has_hash { principal.clone() } else { None };
+        self.record_login(client, tenant, username, signed_in.as_ref(), meta.clone()).await?;
+        Ok(match signed_in {
+            Some(p) => SignIn::Welcome(p),
+            None => {
+                guard.auth_failed(&meta, principal.as_ref()).await;
+                SignIn::Refused
+            }
+        })
     }
 
     /// A sign-in's record: a success is committed before the session starts.

@@ -42,7 +42,7 @@ impl AuthServer {
             GrantType::TokenExchange => Audited::TokenExchange,
             _ => Audited::TokenIssue,
         };
-        match self.grant(presented, request).await {
+        match self.grant(presented, request, &meta).await {
             Ok((response, claims)) => {
                 // The token leaves only once its record is committed.
                 let actor = Actor {
@@ -84,9 +84,10 @@ impl AuthServer {
         &self,
         presented: &ClientCredentials,
         request: TokenRequest,
+        meta: &RequestMeta,
     ) -> OAuthResult<(TokenResponse, AccessClaims)> {
         let grant = request.grant_type();
-        let client = self.authenticate_client(presented).await?;
+        let client = self.authenticate_client(presented, meta).await?;
         if !client.client.allows(grant) {
             return Err(OAuthError::new(
                 OAuthErrorCode::UnauthorizedClient,
@@ -99,7 +100,7 @@ impl AuthServer {
                 self.redeem_code(&client, &code, &redirect_uri, &code_verifier, narrowing).await?
             }
             TokenRequest::RefreshToken { refresh_token, narrowing } => {
-                self.refresh(&client, &refresh_token, &narrowing).await?
+                self.refresh(&client, &refresh_token, &narrowing, meta).await?
             }
             TokenRequest::TokenExchange { subject_token, actor_token, expires_in, narrowing } => {
                 self.exchange(&client, &subject_token, actor_token.as_ref(), expires_in, narrowing).await?
@@ -123,8 +124,11 @@ impl AuthServer {
         let principal_id = c.client.principal.ok_or_else(|| {
             OAuthError::new(OAuthErrorCode::UnauthorizedClient, "the client has no service principal")
         })?;
-        let principal = self.principal(principal_id).await?.filter(|p| !p.disabled).ok_or_else(|| {
-            OAuthError::new(OAuthErrorCode::UnauthorizedClient, "the client's service principal is disabled")
+        let principal = self.principal(principal_id).await?.filter(|p| p.is_active()).ok_or_else(|| {
+            OAuthError::new(
+                OAuthErrorCode::UnauthorizedClient,
+                "the client's service principal is disabled or suspended",
+            )
         })?;
         let scopes = granted_scopes(asked.scope.as_deref(), c.client.scopes.without(Scope::OfflineAccess))?;
         let audience = self.audience(&asked.resources)?;

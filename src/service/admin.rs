@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{audited, denial_error};
+use crate::anomaly::Guard;
 use crate::audit::Audit;
 use crate::authn::{Caller, CredentialRef, api_key, password};
 use crate::authz::{Action, Authorizer, Decision, Resource};
@@ -71,11 +72,12 @@ pub struct AdminService {
     store: Arc<dyn Database>,
     authz: Authorizer,
     audit: Audit,
+    guard: Guard,
 }
 
 impl AdminService {
-    pub fn new(store: Arc<dyn Database>, authz: Authorizer, audit: Audit) -> Self {
-        Self { store, authz, audit }
+    pub fn new(store: Arc<dyn Database>, authz: Authorizer, audit: Audit, guard: Guard) -> Self {
+        Self { store, authz, audit, guard }
     }
 
     /// Runs an administrative change: its authorization (`checked`) recorded — and,
@@ -100,6 +102,10 @@ impl AdminService {
 
     pub(super) fn audit(&self) -> &Audit {
         &self.audit
+    }
+
+    pub(super) fn guard(&self) -> &Guard {
+        &self.guard
     }
 
     pub(super) fn store(&self) -> &dyn Database {
@@ -230,6 +236,7 @@ impl AdminService {
             platform_admin,
             created_at: Timestamp::now(),
             tokens_revoked_at: None,
+            suspension: None,
         };
         match self.store.create_principal(&principal, password_hash.as_deref()).await {
             Ok(()) => Ok(principal),
@@ -266,7 +273,11 @@ impl AdminService {
         self.managed_decided(caller, id).await.map(|(p, _)| p)
     }
 
-    async fn managed_decided(&self, caller: &Caller, id: PrincipalId) -> Result<(Principal, Arc<Decision>), Error> {
+    pub(super) async fn managed_decided(
+        &self,
+        caller: &Caller,
+        id: PrincipalId,
+    ) -> Result<(Principal, Arc<Decision>), Error> {
         let (p, decision) = self.principal_decided(caller, id).await?;
         if p.platform_admin && !caller.principal.platform_admin {
             return Err(Error::Forbidden {

@@ -73,7 +73,11 @@ impl ContextService {
                 .map(|d| ((), d))
                 .map_err(|d| context_denial(id, d)),
         };
-        decided(&self.audit, caller, audited, Some(Target::Context(id)), checked).await
+        decided(&self.audit, caller, audited, Some(Target::Context(id)), checked).await?;
+        // Counted once authorized: a flood of writes suspends its principal
+        // (docs/anomaly.md); this write goes ahead, the next ones are refused.
+        self.guard.wrote(&caller.principal, &caller.request).await;
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::context_denial;
+use crate::anomaly::Guard;
 use crate::audit::Audit;
 use crate::authn::Caller;
 use crate::authz::{Action, Authorizer, Decision, Resource};
@@ -89,6 +90,8 @@ pub struct ContextService {
     /// Whether this service announces its own writes (false once the database does).
     announces_writes: Arc<AtomicBool>,
     pub(super) audit: Audit,
+    /// Counts writes per principal (the write rule of docs/anomaly.md).
+    pub(super) guard: Guard,
 }
 
 impl ContextService {
@@ -98,10 +101,11 @@ impl ContextService {
         authz: Authorizer,
         limits: ContextLimits,
         audit: Audit,
+        guard: Guard,
     ) -> Self {
         let (changes, _) = tokio::sync::broadcast::channel(256);
         let announces_writes = Arc::new(AtomicBool::new(true));
-        Self { store, principals, authz, limits, changes, announces_writes, audit }
+        Self { store, principals, authz, limits, changes, announces_writes, audit, guard }
     }
 
     pub fn authorizer(&self) -> &Authorizer {
@@ -141,6 +145,7 @@ impl ContextService {
             .map(|d| ((), d))
             .map_err(|d| super::denial_error(d, "tenant"));
         super::audited::decided(&self.audit, caller, Audited::ContextCreate, target.clone(), checked).await?;
+        self.guard.wrote(&caller.principal, &caller.request).await;
         let created = async {
             let now = Timestamp::now();
             let ctx = input.into_new(id, now, Some(&provenance(caller, now)))?;

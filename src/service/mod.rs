@@ -3,6 +3,7 @@
 //! later MCP) parse input, call one of these, and map the result.
 
 pub mod admin;
+pub mod anomalies;
 pub mod audit_log;
 mod audited;
 pub mod contexts;

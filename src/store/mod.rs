@@ -12,6 +12,7 @@ pub mod changes;
 pub mod feed;
 mod postgres;
 mod sql;
+mod sql_anomaly;
 mod sql_audit;
 mod sql_auth;
 mod sql_history;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::domain::anomaly::{Lockout, Subject};
 use crate::domain::{
     ApiKey, ApiKeyId, ClientId, ContextFacts, ContextGrant, ContextHead, ContextId, Error, FamilyId, Jti, OAuthClient,
     Principal, PrincipalId, Revision, RoleSet, ScopeSet, StoreError, StoredContext, Tenant, TenantId, Timestamp,
@@ -270,9 +272,34 @@ pub trait McpStore: Send + Sync {
     async fn mcp_session_owner(&self, session_id: &str) -> Result<Option<PrincipalId>, StoreError>;
 }
 
-/// A whole database: both stores plus health and shutdown.
+/// Anomaly response's shared state (docs/anomaly.md): counters summed over every
+/// replica, lockouts, and suspensions (which live on the principal).
 #[async_trait]
-pub trait Database: ContextStore + AuthStore + OAuthStore + McpStore + AuditStore {
+pub trait AnomalyStore: Send + Sync {
+    /// Adds `add` to the count of `rule` for `subject` in the window starting at
+    /// `window_ms`; returns the window's total over every replica.
+    async fn add_to_tally(&self, rule: &str, subject: &str, window_ms: i64, add: u64) -> Result<u64, StoreError>;
+    /// Forgets the counts of windows that started before `before_ms`.
+    async fn purge_tallies(&self, before_ms: i64) -> Result<u64, StoreError>;
+    /// The subject's lockout row, active or not.
+    async fn lockout(&self, subject: &Subject) -> Result<Option<Lockout>, StoreError>;
+    /// Writes (or overwrites) the subject's lockout.
+    async fn put_lockout(&self, lockout: &Lockout) -> Result<(), StoreError>;
+    /// Lockouts still in force at `now`, of one tenant's principals or of everyone.
+    async fn active_lockouts(&self, now: Timestamp, tenant: Option<TenantId>) -> Result<Vec<Lockout>, StoreError>;
+    /// Removes the subject's lockout and its strikes; false if there was none in force.
+    async fn lift_lockout(&self, subject: &Subject, now: Timestamp) -> Result<bool, StoreError>;
+    /// Suspends the principal; false if it does not exist or is suspended already.
+    async fn suspend_principal(&self, id: PrincipalId, at: Timestamp, reason: &str) -> Result<bool, StoreError>;
+    /// Lifts the principal's suspension; false if it was not suspended.
+    async fn lift_suspension(&self, id: PrincipalId) -> Result<bool, StoreError>;
+    /// Suspended principals, of one tenant or of every tenant.
+    async fn suspended_principals(&self, tenant: Option<TenantId>) -> Result<Vec<Principal>, StoreError>;
+}
+
+/// A whole database: every store plus health and shutdown.
+#[async_trait]
+pub trait Database: ContextStore + AuthStore + OAuthStore + McpStore + AuditStore + AnomalyStore {
     /// This process's mirror of the change counters (what caches check entries against).
     fn changes(&self) -> &ChangeClock;
     /// Reads every change counter into [`Database::changes`].

@@ -57,6 +57,13 @@ macro_rules! impl_sql_stores {
                     .try_get::<Option<i64>, _>("tokens_revoked_at_ms")
                     .map_err(map_sqlx)?
                     .map(Timestamp::from_millis),
+                suspension: match row.try_get::<Option<i64>, _>("suspended_at_ms").map_err(map_sqlx)? {
+                    Some(at) => Some(crate::domain::anomaly::Suspension {
+                        since: Timestamp::from_millis(at),
+                        reason: row.try_get::<Option<String>, _>("suspension_reason").map_err(map_sqlx)?.unwrap_or_default(),
+                    }),
+                    None => None,
+                },
             })
         }
 
@@ -112,7 +119,8 @@ macro_rules! impl_sql_stores {
         }
 
         const PRINCIPAL_COLS: &str =
-            "id, tenant_id, kind, name, roles, disabled, platform_admin, created_at_ms, tokens_revoked_at_ms";
+            "id, tenant_id, kind, name, roles, disabled, platform_admin, created_at_ms, tokens_revoked_at_ms, \
+             suspended_at_ms, suspension_reason";
         const API_KEY_COLS: &str = "id, principal_id, tenant_id, scopes, expires_at_ms, revoked_at_ms, created_at_ms";
 
         #[async_trait]

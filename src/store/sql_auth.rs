@@ -174,7 +174,7 @@ macro_rules! impl_auth_store {
             ) -> Result<Option<crate::store::KeyWithPrincipal>, StoreError> {
                 let row = sqlx::query(
                     "SELECT p.id, p.tenant_id, p.kind, p.name, p.roles, p.disabled, p.platform_admin, \
-                            p.created_at_ms, p.tokens_revoked_at_ms, \
+                            p.created_at_ms, p.tokens_revoked_at_ms, p.suspended_at_ms, p.suspension_reason, \
                             k.id AS k_id, k.principal_id AS k_principal_id, k.tenant_id AS k_tenant_id, \
                             k.scopes AS k_scopes, k.expires_at_ms AS k_expires_at_ms, \
                             k.revoked_at_ms AS k_revoked_at_ms, k.created_at_ms AS k_created_at_ms, k.key_hash \

@@ -13,6 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["store"],
     &["jwt"],
     &["audit"],
+    &["anomaly"],
     &["authn"],
     &["authz"],
     &["service"],

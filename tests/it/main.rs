@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod anomaly;
 mod audit;
 mod auth;
 mod cache;

@@ -264,6 +264,15 @@ backend_tests! {
         for at in [&at1, &at2] {
             srv.call(Method::GET, "/context", Some(at), None).await.assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
         }
+        // Anomaly response goes further (docs/anomaly.md): bob is suspended until an
+        // administrator lifts it.
+        let listed = srv.admin(Method::GET, "/admin/anomalies", None).await;
+        let suspension = &listed.body["suspensions"][0];
+        assert_eq!(suspension["name"], "user:bob", "{}", listed.body);
+        assert!(suspension["reason"].as_str().unwrap().contains("refresh_replay"), "{suspension}");
+        let lift = srv.admin(Method::DELETE, &format!("/admin/principals/{}/suspension", suspension["principal"].as_str().unwrap()), None).await;
+        assert_eq!(lift.status, StatusCode::NO_CONTENT);
+        assert_eq!(srv.admin(Method::GET, "/admin/anomalies", None).await.body["suspensions"], json!([]));
     }
 
     async fn revoking_a_refresh_token_revokes_its_familys_access_tokens(srv) {

@@ -12,9 +12,10 @@ use crate::oauth_flow::{
 use crate::support::{TestServer, sample_context};
 
 const REDIRECT: &str = "http://127.0.0.1/callback";
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
-async fn user_in(srv: &TestServer, tenant: &str, name: &str) {
+/// Creates a user with [`PASSWORD`]; returns its id.
+pub(crate) async fn user_in(srv: &TestServer, tenant: &str, name: &str) -> String {
     let r = srv
         .admin(
             Method::POST,
@@ -23,10 +24,17 @@ async fn user_in(srv: &TestServer, tenant: &str, name: &str) {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.body["id"].as_str().unwrap().to_string()
 }
 
 /// One attempt at the login page; the page (CSRF token taken out) and its status.
-async fn attempt(srv: &TestServer, client: &str, tenant: &str, user: &str, password: &str) -> (StatusCode, String) {
+pub(crate) async fn attempt(
+    srv: &TestServer,
+    client: &str,
+    tenant: &str,
+    user: &str,
+    password: &str,
+) -> (StatusCode, String) {
     // One fixed challenge, so that pages differ only by what the server says.
     let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
     let query = authorize_query(client, REDIRECT, challenge, "context:read", "s");
@@ -46,8 +54,11 @@ async fn attempt(srv: &TestServer, client: &str, tenant: &str, user: &str, passw
             ],
         )
         .await;
-    let page = if r.status == StatusCode::UNAUTHORIZED { hidden(&r.body, "csrf") } else { String::new() };
-    (r.status, r.body.replace(&page, "CSRF"))
+    if r.status != StatusCode::UNAUTHORIZED {
+        return (r.status, r.body);
+    }
+    let csrf = hidden(&r.body, "csrf");
+    (r.status, r.body.replace(&csrf, "CSRF"))
 }
 
 /// Signs in as `user` of `tenant`, consents, and returns the access token.

@@ -22,7 +22,7 @@ use crate::crypto::token;
 use crate::oauth::AuthServer;
 use crate::oauth::authorize::{AuthorizationRequest, Refusal};
 use crate::oauth::params::Params;
-use crate::oauth::session::SESSION_TTL_SECS;
+use crate::oauth::session::{SESSION_TTL_SECS, SignIn};
 
 pub const SESSION_COOKIE: &str = "ctxguard_session";
 pub const LOGIN_CSRF_COOKIE: &str = "ctxguard_login_csrf";
@@ -172,7 +172,7 @@ pub async fn login(
     let username = form.get("username").ok().flatten().unwrap_or("");
     let password = form.get("password").ok().flatten().unwrap_or("");
     match server.check_password(&req.client, tenant, username, password, meta).await {
-        Ok(Some(principal)) => match server.start_session(principal.id).await {
+        Ok(SignIn::Welcome(principal)) => match server.start_session(principal.id).await {
             Ok(id) => {
                 let mut r = Redirect::to(&format!("authorize?{raw}")).into_response();
                 if let Ok(v) = HeaderValue::from_str(&cookie(&server, SESSION_COOKIE, id.expose(), SESSION_TTL_SECS)) {
@@ -182,8 +182,14 @@ pub async fn login(
             }
             Err(_) => unavailable(),
         },
-        Ok(None) => {
+        Ok(SignIn::Refused) => {
             login_form(&server, StatusCode::UNAUTHORIZED, &req.client.name, &raw, Some("Wrong user name or password."))
+        }
+        Ok(SignIn::LockedOut(locked)) => {
+            let wait = format!("Too many failed sign-ins. Try again in {} seconds.", locked.retry_after_secs);
+            let mut page = login_form(&server, StatusCode::TOO_MANY_REQUESTS, &req.client.name, &raw, Some(&wait));
+            page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(locked.retry_after_secs));
+            page
         }
         Err(_) => unavailable(),
     }

@@ -30,6 +30,9 @@ impl IntoResponse for OAuthError {
         if status == StatusCode::UNAUTHORIZED && self.basic_challenge {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"ctxguard\""));
         }
+        if let Some(secs) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         r
     }
 }

@@ -39,9 +39,10 @@ pub async fn revoke(
 
 pub async fn introspect(
     State(server): State<Arc<AuthServer>>,
+    Extension(meta): Extension<RequestMeta>,
     headers: HeaderMap,
     Form(p): Form,
 ) -> OAuthResult<Json<Introspection>> {
     let client = client_credentials(&headers, &p)?;
-    server.introspect(&client, &TokenQuery::parse(&p)?).await.map(Json)
+    server.introspect(&client, &TokenQuery::parse(&p)?, &meta).await.map(Json)
 }
