@@ -93,13 +93,16 @@ median() { jq -s -r --arg s "$1" "$jq_median [.[] | select(.scenario == \$s) | .
 
 # start_ctxguard NAME [flags...]: starts a server; sets pid_<NAME> and url_<NAME>.
 # The benchmark's one agent writes thousands of times a second: a flood by the default
-# anomaly rule (docs/anomaly.md), which would suspend it in the first write round. The
-# rule stays on — its counting is part of what is measured — with a threshold no run
-# reaches.
+# anomaly rule (docs/anomaly.md), which would suspend it in the first write round, and
+# far over the default rate limits. The rule and the limits stay on — their counting is
+# part of what is measured — with thresholds no run reaches.
 start_ctxguard() {
     local name="$1"; shift
     "${srv_cpu[@]}" "$ctxguard_bin" serve --bind 127.0.0.1:0 --metrics-bind 127.0.0.1:0 --data-dir "$work/data" \
         --max-history 1000000 --max-context-bytes 1073741824 --anomaly-writes-per-principal 1000000000000 \
+        --rate-limit-read 4000000000/4000000000 --rate-limit-write 4000000000/4000000000 \
+        --rate-limit-mcp 4000000000/4000000000 --rate-limit-admin 4000000000/4000000000 \
+        --rate-limit-token 4000000000/4000000000 \
         "$@" >"$work/$name.out" 2>"$work/$name.err" &
     pids+=($!); printf -v "pid_$name" '%s' $!
     wait_line "$work/$name.out" "listening on"

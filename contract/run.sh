@@ -6,9 +6,10 @@
 # a schema-valid request refused or an invalid one accepted.
 # It runs as the bootstrap administrator; the API refuses to let an administrator
 # revoke or disable its own credential, so the fuzzed calls cannot lock it out.
-# The address lockout (docs/anomaly.md) is turned off: schemathesis sends broken
-# credentials by the hundred from one address, and a locked-out fuzzer learns nothing;
-# the 429 it would meet is documented on every secured operation all the same.
+# The address lockout and the rate limits (docs/anomaly.md) are turned off:
+# schemathesis sends broken credentials by the hundred and requests by the thousand
+# from one address, and a locked-out or throttled fuzzer learns nothing; the 429 it
+# would meet is documented on every operation all the same.
 # hooks.py holds the three rules JSON Schema cannot state (see there).
 # Usage: contract/run.sh [path/to/ctxguard] [max examples per operation, default 40]
 set -euo pipefail
@@ -24,7 +25,8 @@ trap cleanup EXIT
 [ -x "$venv/bin/schemathesis" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"; }
 
 "$bin" serve --bind 127.0.0.1:0 --metrics-bind 127.0.0.1:0 --data-dir "$work/data" --log warn \
-    --anomaly-auth-failures-per-source 0 >"$work/server.out" 2>"$work/server.err" &
+    --anomaly-auth-failures-per-source 0 --rate-limit-read 0/0 --rate-limit-write 0/0 --rate-limit-mcp 0/0 \
+    --rate-limit-token 0/0 --rate-limit-login 0/0 --rate-limit-admin 0/0 --rate-limit-other 0/0 >"$work/server.out" 2>"$work/server.err" &
 pid=$!
 for _ in $(seq 1 100); do grep -q "listening on" "$work/server.out" 2>/dev/null && break; sleep 0.1; done
 url="$(sed -n 's/^ctxguard listening on //p' "$work/server.out")"

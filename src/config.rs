@@ -18,6 +18,7 @@ use crate::audit::AuditSettings;
 use crate::audit::checkpoint::CheckpointPolicy;
 use crate::authn::external::ExternalIssuerConfig;
 use crate::crypto::Secret;
+use crate::http::rate_limit::{ClassQuota, RateLimitSettings, RouteClass};
 use crate::jwt::{KeyAlg, MAX_ACCESS_TOKEN_TTL_SECS};
 pub use crate::oauth::RegistrationMode;
 use crate::store::DatabaseLocation;
@@ -185,6 +186,30 @@ pub struct ConfigOverrides {
     /// The HMAC-SHA256 key of the webhook's signature (at least 32 characters).
     #[arg(long, env = "CTXGUARD_ANOMALY_WEBHOOK_SECRET", hide_env_values = true)]
     pub anomaly_webhook_secret: Option<String>,
+    /// Requests per minute to the context read routes, per address/per principal, as
+    /// "IP/PRINCIPAL" (default "60000/30000"; 0 is unlimited; docs/anomaly.md).
+    #[arg(long, env = "CTXGUARD_RATE_LIMIT_READ")]
+    pub rate_limit_read: Option<String>,
+    /// Context writes per minute, "IP/PRINCIPAL" (default "30000/3000").
+    #[arg(long, env = "CTXGUARD_RATE_LIMIT_WRITE")]
+    pub rate_limit_write: Option<String>,
+    /// `/mcp` requests per minute, "IP/PRINCIPAL" (default "60000/30000").
+    #[arg(long, env = "CTXGUARD_RATE_LIMIT_MCP")]
+    pub rate_limit_mcp: Option<String>,
+    /// Token, revocation, introspection and registration requests per minute per
+    /// address (default "600/0").
+    #[arg(long, env = "CTXGUARD_RATE_LIMIT_TOKEN")]
+    pub rate_limit_token: Option<String>,
+    /// Sign-in and consent pages per minute per address (default "120/0").
+    #[arg(long, env = "CTXGUARD_RATE_LIMIT_LOGIN")]
+    pub rate_limit_login: Option<String>,
+    /// Admin API requests per minute, "IP/PRINCIPAL" (default "6000/3000").
+    #[arg(long, env = "CTXGUARD_RATE_LIMIT_ADMIN")]
+    pub rate_limit_admin: Option<String>,
+    /// Everything else (metadata, JWKS, OpenAPI) per minute per address (default
+    /// "6000/0"). `/healthz` and `/readyz` are never limited.
+    #[arg(long, env = "CTXGUARD_RATE_LIMIT_OTHER")]
+    pub rate_limit_other: Option<String>,
     /// Trusted external token issuers (config file only: `[[external_issuers]]`).
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,6 +257,7 @@ pub struct Settings {
     pub mcp_fast_path: bool,
     pub audit: AuditSettings,
     pub anomaly: AnomalySettings,
+    pub rate_limits: RateLimitSettings,
 }
 
 impl ConfigOverrides {
@@ -288,6 +314,7 @@ pub fn check_env() -> anyhow::Result<()> {
 impl Settings {
     pub fn resolve(c: ConfigOverrides) -> anyhow::Result<Settings> {
         let anomaly = anomaly_settings(&c)?;
+        let rate_limits = rate_limit_settings(&c)?;
         let bind_text = c.bind.unwrap_or_else(|| "127.0.0.1:8700".into());
         let bind: SocketAddr = bind_text
             .parse()
@@ -403,6 +430,7 @@ impl Settings {
                 },
             },
             anomaly,
+            rate_limits,
         })
     }
 }
@@ -439,6 +467,29 @@ fn anomaly_settings(c: &ConfigOverrides) -> anyhow::Result<AnomalySettings> {
         refresh_replay_suspends: c.anomaly_refresh_replay_suspends.unwrap_or(d.refresh_replay_suspends),
         webhook,
     })
+}
+
+fn rate_limit_settings(c: &ConfigOverrides) -> anyhow::Result<RateLimitSettings> {
+    let mut s = RateLimitSettings::default();
+    for (class, name, v) in [
+        (RouteClass::Read, "rate_limit_read", &c.rate_limit_read),
+        (RouteClass::Write, "rate_limit_write", &c.rate_limit_write),
+        (RouteClass::Mcp, "rate_limit_mcp", &c.rate_limit_mcp),
+        (RouteClass::Token, "rate_limit_token", &c.rate_limit_token),
+        (RouteClass::Login, "rate_limit_login", &c.rate_limit_login),
+        (RouteClass::Admin, "rate_limit_admin", &c.rate_limit_admin),
+        (RouteClass::Other, "rate_limit_other", &c.rate_limit_other),
+    ] {
+        let Some(text) = v else { continue };
+        let parsed = text.split_once('/').and_then(|(ip, p)| {
+            Some(ClassQuota { per_ip: ip.trim().parse().ok()?, per_principal: p.trim().parse().ok()? })
+        });
+        let quota = parsed.ok_or_else(|| {
+            anyhow::anyhow!("{name}: {text:?} is not \"PER_IP/PER_PRINCIPAL\" requests per minute, such as \"600/100\"")
+        })?;
+        s.set(class, quota);
+    }
+    Ok(s)
 }
 
 /// The webhook's URL: https, or http to a loopback address (a receiver on this host).

@@ -145,11 +145,12 @@ impl Guard {
         Ok(())
     }
 
-    /// Counts a failed authentication from the request's address and, when the
-    /// credential named one, as `principal`; locks the subject out at the threshold.
-    pub async fn auth_failed(&self, request: &RequestMeta, principal: Option<&Principal>) {
+    /// Counts a failed authentication (`reason`: a fixed text, the metric's label) from
+    /// the request's address and, when the credential named one, as `principal`; locks
+    /// the subject out at the threshold.
+    pub async fn auth_failed(&self, request: &RequestMeta, principal: Option<&Principal>, reason: &'static str) {
         let s = &self.inner.settings;
-        metrics::counter!("ctxguard_anomaly_auth_failures_total").increment(1);
+        metrics::counter!("ctxguard_auth_failures_total", "reason" => reason).increment(1);
         if let Some(ip) = request.ip {
             let key = Key { rule: Rule::AuthFailuresPerSource, subject: Subject::Source(ip) };
             self.count_failure(key, None, s.auth_failures_per_source, request).await;

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::{App, sweeper, telemetry};
 use crate::authz::Authorizer;
 use crate::config::Settings;
+use crate::http::rate_limit::RateLimits;
 use crate::http::{self, AppInner, AppState, BodyLimits};
 use crate::store::{self, changes};
 
@@ -77,6 +78,9 @@ async fn prepare(
 ) -> anyhow::Result<Prepared<impl Future<Output = anyhow::Result<()>>>> {
     // reqwest (outbound fetches) runs on rustls with the ring provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // The recorder first: handles made before it exists (some are made once and kept)
+    // would record nothing.
+    let _ = telemetry::metrics_handle();
     let app = App::open(settings).await?;
     let s = &app.settings;
     let listener =
@@ -105,6 +109,7 @@ async fn prepare(
     if feed.is_some() {
         app.contexts.follow_database_feed();
     }
+    let rate_limits = Arc::new(RateLimits::new(&s.rate_limits));
     let state = AppState {
         inner: Arc::new(AppInner {
             contexts: app.contexts.clone(),
@@ -121,9 +126,11 @@ async fn prepare(
             stopping: stopping_rx,
             mcp_fast_path: s.mcp_fast_path,
             audit: app.audit.clone(),
+            rate_limits: rate_limits.clone(),
         }),
     };
     let router = http::router(state, s.request_timeout)?;
+    tokio::spawn(forget_idle_buckets(Arc::downgrade(&rate_limits)));
     let db = app.db.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let follower = tokio::spawn(changes::follow(db.clone(), store::SYNC_INTERVAL, stop_rx.clone()));
@@ -274,4 +281,15 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+/// Drops the rate-limit buckets that are full again, once a minute, so that the many
+/// addresses a busy server sees do not accumulate (ends with the server).
+async fn forget_idle_buckets(limits: std::sync::Weak<RateLimits>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let Some(limits) = limits.upgrade() else { return };
+        limits.forget_idle();
+    }
 }

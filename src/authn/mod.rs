@@ -117,6 +117,18 @@ pub enum AuthError {
     Store(#[from] StoreError),
 }
 
+impl AuthError {
+    /// Why a presented credential was refused, as a fixed text (a metric label); `None`
+    /// for what is not a failed attempt: no credential at all (how every OAuth flow
+    /// starts), a lockout already in force, or our own database failing.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            AuthError::Malformed(m) | AuthError::InvalidToken(m) => Some(m),
+            AuthError::Missing | AuthError::LockedOut(_) | AuthError::Store(_) => None,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Authenticator {
     store: Arc<dyn Database>,
@@ -178,10 +190,8 @@ impl Authenticator {
                     AuditEvent::new(Action::AuthnFailure, actor, None, Outcome::Deny(e.to_string()), request.clone());
                 // A refusal changes nothing: queued, never waited for.
                 let _ = self.audit.record(event).await;
-                // No credential at all is how every OAuth flow starts; a database
-                // failure is ours. Neither is a guess.
-                if !matches!(e, AuthError::Missing | AuthError::Store(_)) {
-                    self.guard.auth_failed(&request, None).await;
+                if let Some(reason) = e.reason() {
+                    self.guard.auth_failed(&request, None, reason).await;
                 }
                 Err(e)
             }

@@ -123,6 +123,17 @@ pub enum Denial {
     InsufficientScope(ScopeSet),
 }
 
+impl Denial {
+    /// The kind of refusal, as a fixed text (the decisions metric's label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Denial::NotVisible => "not_visible",
+            Denial::Forbidden(_) => "forbidden",
+            Denial::InsufficientScope(_) => "insufficient_scope",
+        }
+    }
+}
+
 /// The loaded policies, as `GET /admin/policies` shows them.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PolicySummary {
@@ -213,6 +224,12 @@ impl Authorizer {
     /// Decides whether `caller` may perform `action` on `resource`. On success the
     /// decision names the policies that determined it (for the audit record).
     pub fn authorize(&self, caller: &Caller, action: Action, resource: Resource<'_>) -> Result<Arc<Decision>, Denial> {
+        let decided = self.decide(caller, action, resource);
+        decisions::count(decided.as_ref().map(|_| ()).map_err(Denial::kind));
+        decided
+    }
+
+    fn decide(&self, caller: &Caller, action: Action, resource: Resource<'_>) -> Result<Arc<Decision>, Denial> {
         let p = &caller.principal;
         if action == Action::ManagePlatform {
             if !p.platform_admin {
@@ -288,3 +305,27 @@ fn cumulative(roles: &RoleSet) -> impl Iterator<Item = Role> + '_ {
 
 #[cfg(test)]
 mod tests;
+
+/// `ctxguard_authz_decisions_total{result}`: every decision, by what it was. The
+/// handles are made once: looking a counter up by its labels on every decision would
+/// cost more than most decisions.
+mod decisions {
+    use std::sync::OnceLock;
+
+    use metrics::Counter;
+
+    pub(super) fn count(result: Result<(), &'static str>) {
+        static HANDLES: OnceLock<[Counter; 4]> = OnceLock::new();
+        let h = HANDLES.get_or_init(|| {
+            ["allow", "forbidden", "not_visible", "insufficient_scope"]
+                .map(|r| metrics::counter!("ctxguard_authz_decisions_total", "result" => r))
+        });
+        let i = match result {
+            Ok(()) => 0,
+            Err("forbidden") => 1,
+            Err("not_visible") => 2,
+            Err(_) => 3,
+        };
+        h[i].increment(1);
+    }
+}

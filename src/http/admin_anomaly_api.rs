@@ -33,15 +33,16 @@ async fn list_anomalies(
 /// Lift a lockout (`ip:<address>`: platform operator only; `principal:<id>`).
 #[utoipa::path(delete, path = "/admin/lockouts/{subject}", tag = "admin",
     params(("subject" = String, Path, description = "ip:<address> or principal:<id>")),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, description = "No lockout in force", body = ErrorBody)),
+    responses((status = 204), (status = 403, body = ErrorBody),
+        (status = 404, description = "No lockout in force (anything that is not a subject has none)", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn lift_lockout(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(subject): Path<String>,
 ) -> HttpResult<StatusCode> {
-    let subject = Subject::parse(&subject).map_err(|m| HttpError::Domain(Error::invalid("subject", m)))?;
+    // Any text is a path; what is not a subject was never locked out.
+    let subject = Subject::parse(&subject).map_err(|_| HttpError::Domain(Error::NotFound { what: "lockout" }))?;
     state.inner.admin.lift_lockout(&caller, subject).await?;
     Ok(StatusCode::NO_CONTENT)
 }

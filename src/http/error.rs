@@ -45,6 +45,8 @@ pub enum HttpError {
     RouteNotFound,
     #[error("The request took too long")]
     Timeout,
+    #[error("Too many requests ({} per minute {}); retry after {} s", .0.quota, .0.scope, .0.reset_secs.max(1))]
+    RateLimited(super::rate_limit::Standing),
     #[error("Internal error")]
     Internal,
 }
@@ -108,6 +110,7 @@ impl HttpError {
             HttpError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed", None),
             HttpError::RouteNotFound => (S::NOT_FOUND, "not_found", None),
             HttpError::Timeout => (S::REQUEST_TIMEOUT, "timeout", None),
+            HttpError::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate_limited", None),
             HttpError::Internal => (S::INTERNAL_SERVER_ERROR, "internal_error", None),
         }
     }
@@ -161,6 +164,9 @@ impl IntoResponse for HttpError {
             && let Ok(v) = HeaderValue::from_str(&current.etag())
         {
             response.headers_mut().insert(header::ETAG, v);
+        }
+        if let HttpError::RateLimited(standing) = &self {
+            standing.write_headers(response.headers_mut());
         }
         if let HttpError::Unauthenticated(AuthError::LockedOut(l)) = &self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(l.retry_after_secs));

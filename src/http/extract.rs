@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::error::HttpError;
 use super::json;
+use super::rate_limit::{RateLimits, RouteClass};
 use crate::authn::{AuthError, Authenticator, Caller, Credential};
 use crate::crypto::Secret;
 use crate::domain::audit::RequestMeta;
@@ -22,19 +23,34 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HttpError> {
-        authenticate(&state.inner.authn, parts, &state.inner.public_url).await.map(Authenticated)
+        authenticate(&state.inner.authn, &state.inner.rate_limits, parts, &state.inner.public_url)
+            .await
+            .map(Authenticated)
     }
 }
 
 /// The credential step of every authenticated HTTP edge (the context API and `/mcp`):
 /// a token in the query is refused (URLs end up in logs; RFC 6750 section 2.3 is not
-/// supported), exactly one Bearer credential is read and authenticated for `resource`.
-pub async fn authenticate(authn: &Authenticator, parts: &Parts, resource: &str) -> Result<Caller, HttpError> {
+/// supported), exactly one Bearer credential is read and authenticated for `resource`,
+/// and the principal's rate limit of the route class is taken from.
+pub async fn authenticate(
+    authn: &Authenticator,
+    limits: &RateLimits,
+    parts: &Parts,
+    resource: &str,
+) -> Result<Caller, HttpError> {
     if parts.uri.query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("access_token="))) {
         return Err(HttpError::TokenInQuery);
     }
     let request = parts.extensions.get::<RequestMeta>().cloned().unwrap_or_default();
-    Ok(authn.authenticate_request(credential_from_headers(&parts.headers), resource, request).await?)
+    let caller = authn.authenticate_request(credential_from_headers(&parts.headers), resource, request).await?;
+    if let Some(class) = parts.extensions.get::<RouteClass>()
+        && let Some(standing) = limits.check_principal(*class, caller.principal.id)
+        && standing.refused
+    {
+        return Err(HttpError::RateLimited(standing));
+    }
+    Ok(caller)
 }
 
 /// RFC 6750 section 2.1: exactly one `Authorization: Bearer <token68>` header.

@@ -68,6 +68,7 @@ impl SessionStore for DbSessionStore {
 /// What the `/mcp` edge needs of the application, taken once when the router is built.
 pub struct McpEdge {
     authn: Authenticator,
+    rate_limits: Arc<super::rate_limit::RateLimits>,
     /// This endpoint's resource indicator: tokens must name it as their audience.
     resource: String,
     db: Arc<dyn Database>,
@@ -98,6 +99,7 @@ impl McpEdge {
         };
         Ok(Arc::new(McpEdge {
             authn: s.authn.clone(),
+            rate_limits: s.rate_limits.clone(),
             resource: resource(&s.public_url),
             db: s.db.clone(),
             contexts: s.contexts.clone(),
@@ -277,7 +279,7 @@ enum Authorized<'a> {
 
 async fn authorize(edge: &McpEdge, req: Request) -> Result<Authorized<'_>, HttpError> {
     let (mut parts, body) = req.into_parts();
-    let caller: Caller = authenticate(&edge.authn, &parts, &edge.resource).await?;
+    let caller: Caller = authenticate(&edge.authn, &edge.rate_limits, &parts, &edge.resource).await?;
     let mut listens = false;
     let body = if parts.method == axum::http::Method::POST {
         let bytes = json::read_body(&parts.headers, body, edge.body_limits).await?;

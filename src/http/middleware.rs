@@ -18,9 +18,11 @@ use tracing::Instrument;
 
 use super::AppState;
 use super::error::{Challenge, HttpError};
+use super::rate_limit::RouteClass;
 use crate::domain::audit::{Channel, RequestMeta};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Every request: given an id (the client's `x-request-id`, or a new UUID) that its
 /// response carries back and every log line written while it runs names (the `request`
@@ -37,6 +39,15 @@ pub async fn response_policy(State(state): State<AppState>, mut req: Request, ne
         ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
         channel: Channel::Http,
     };
+    // The address's bucket of the route class, before anything else is done.
+    let class = RouteClass::of(req.method(), req.uri().path());
+    let standing = match (class, meta.ip) {
+        (Some(class), Some(ip)) => state.inner.rate_limits.check_ip(class, ip),
+        _ => None,
+    };
+    if let Some(class) = class {
+        req.extensions_mut().insert(class);
+    }
     req.extensions_mut().insert(meta);
     for name in [header::AUTHORIZATION, header::COOKIE] {
         if let header::Entry::Occupied(mut values) = req.headers_mut().entry(name) {
@@ -53,7 +64,16 @@ pub async fn response_policy(State(state): State<AppState>, mut req: Request, ne
     let access = tracing::enabled!(target: "ctxguard::access", tracing::Level::INFO)
         .then(|| (req.method().clone(), req.uri().clone()));
     let start = Instant::now();
-    let mut response = next.run(req).instrument(span).await;
+    let mut response = match standing.as_ref().filter(|s| s.refused) {
+        Some(refused) => refusal(refused),
+        None => next.run(req).instrument(span).await,
+    };
+    // A principal's refusal already says where it stands; otherwise the address's.
+    if let Some(standing) = &standing
+        && !response.headers().contains_key(&RATELIMIT)
+    {
+        standing.write_headers(response.headers_mut());
+    }
     let latency = start.elapsed();
     let status = response.status().as_u16();
     let (count, time) = handles(route, method, status);
@@ -73,6 +93,24 @@ pub async fn response_policy(State(state): State<AppState>, mut req: Request, ne
     headers.entry(HeaderName::from_static("x-content-type-options")).or_insert(HeaderValue::from_static("nosniff"));
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     add_challenge(&state, mcp, response)
+}
+
+/// A request over its address's rate limit: the OAuth endpoints answer in the shape of
+/// RFC 6749 section 5.2, everything else with our error body.
+fn refusal(standing: &super::rate_limit::Standing) -> Response {
+    match standing.class {
+        RouteClass::Token | RouteClass::Login => {
+            let mut e = crate::oauth::OAuthError::new(
+                crate::oauth::OAuthErrorCode::TooManyRequests,
+                format!("too many requests; retry after {} s", standing.reset_secs.max(1)),
+            );
+            e.retry_after = Some(standing.reset_secs.max(1));
+            let mut response = e.into_response();
+            standing.write_headers(response.headers_mut());
+            response
+        }
+        _ => HttpError::RateLimited(standing.clone()).into_response(),
+    }
 }
 
 /// The client's request id when it sent one, else a new UUID, set on the request.

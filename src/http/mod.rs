@@ -19,6 +19,7 @@ pub mod oauth;
 pub mod openapi;
 mod openapi_complete;
 pub mod ops;
+pub mod rate_limit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +68,8 @@ pub struct AppInner {
     pub mcp_fast_path: bool,
     /// The audit writer, for records made at the edge (MCP scope refusals, admin reads).
     pub audit: crate::audit::Audit,
+    /// Per-address and per-principal rate limits by route class.
+    pub rate_limits: Arc<rate_limit::RateLimits>,
 }
 
 /// The routes and their OpenAPI description, from one source.

@@ -157,11 +157,6 @@ fn complete_operation(path: &str, op: &mut Map<String, Value>) {
         add(responses, "401", "No, malformed, unknown, revoked or expired credentials (WWW-Authenticate says which)");
         add(responses, "403", "The caller's roles, scopes, tenant or the policies do not allow this");
         add(responses, "400", "A credential in the query string, or a malformed header");
-        add(
-            responses,
-            "429",
-            "Too many failed authentications from this address: locked out (code locked_out); Retry-After says for how long",
-        );
     }
     if has_body {
         add(responses, "400", "Malformed JSON, nesting too deep, or a field that is missing, unknown or invalid");
@@ -177,6 +172,16 @@ fn complete_operation(path: &str, op: &mut Map<String, Value>) {
     }
     // Every route but the liveness probe answers within the request deadline and may
     // meet an unavailable database.
+    // Every route but the probes is rate limited; secured ones also lock out an
+    // address that fails to authenticate too often (docs/anomaly.md).
+    if path != "/healthz" && path != "/readyz" {
+        add(
+            responses,
+            "429",
+            "Over the rate limit (code rate_limited; RateLimit and Retry-After headers), or locked out after \
+             failed authentications (code locked_out; Retry-After)",
+        );
+    }
     if path != "/healthz" {
         add(responses, "408", "The request took longer than the request deadline");
         add(responses, "503", "The database is unavailable; try again");

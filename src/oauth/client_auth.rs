@@ -41,7 +41,7 @@ impl AuthServer {
         let is_basic = presented.method == AuthMethod::Basic;
         let ClientLookup::Usable(StoredClient { client, secret_hash }) = self.find_client(&presented.client_id).await?
         else {
-            guard.auth_failed(meta, None).await;
+            guard.auth_failed(meta, None, "unknown client").await;
             return Err(failed(is_basic));
         };
         guard.may_authenticate(None, client.principal).map_err(OAuthError::locked_out)?;
@@ -58,7 +58,7 @@ impl AuthServer {
                 Some(id) => self.principal(id).await?,
                 None => None,
             };
-            guard.auth_failed(meta, principal.as_ref()).await;
+            guard.auth_failed(meta, principal.as_ref(), "client authentication failed").await;
             return Err(failed(is_basic));
         }
         Ok(AuthenticatedClient { client, method: presented.method })

@@ -101,7 +101,7 @@ impl AuthServer {
         Ok(match signed_in {
             Some(p) => SignIn::Welcome(p),
             None => {
-                guard.auth_failed(&meta, principal.as_ref()).await;
+                guard.auth_failed(&meta, principal.as_ref(), "wrong tenant, user name or password").await;
                 SignIn::Refused
             }
         })

@@ -21,6 +21,7 @@ mod oauth_flow;
 mod ops;
 mod policies;
 mod process;
+mod rate_limits;
 mod sharing;
 mod sign_in;
 mod storage;
