@@ -7,6 +7,7 @@ use clap::Subcommand;
 
 use super::{Common, Local, print_json};
 use crate::app::bootstrap::DEFAULT_TENANT;
+use crate::domain::audit::{Action as Audited, Target};
 use crate::domain::{ApplicationType, ClientId, GrantType, PrincipalKind, Role, RoleSet, ScopeSet};
 use crate::jwt::{KeyAlg, Keyring, key_retention};
 use crate::oauth::clients::NewClient;
@@ -208,7 +209,13 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Rotate { alg, common } => {
             let l = Local::open(&common).await?;
             let alg = alg.unwrap_or(l.app.settings.signing_alg);
-            let kid = Keyring::rotate_offline(&*l.app.db, &l.app.kek, alg, key_retention()).await?;
+            // Recorded like the API's rotation: committed to the audit log before it happens.
+            let rotate = async |()| {
+                Keyring::rotate_offline(&*l.app.db, &l.app.kek, alg, key_retention()).await.map_err(|e| {
+                    crate::domain::Error::Store(crate::domain::StoreError::Backend(format!("key rotation failed: {e}")))
+                })
+            };
+            let kid = l.app.admin.as_operator(&l.caller, Audited::KeysRotate, Target::SigningKeys, rotate).await?;
             eprintln!("ctxguard: new signing key {kid} ({}); previous keys stay published for an hour", alg.as_str());
             l.close().await;
         }

@@ -10,6 +10,7 @@ use super::RegistrationMode;
 use super::clients::{NewClient, default_scopes};
 use super::error::{OAuthError, OAuthErrorCode, OAuthResult};
 use super::server::AuthServer;
+use crate::domain::audit::{self, Action as Audited, Actor, AuditEvent, Outcome, RequestMeta, Target};
 use crate::domain::{ApplicationType, Error, GrantType, ScopeSet, redirect_uri};
 
 /// RFC 7591 section 2 metadata. Unknown members are ignored, as section 2 requires.
@@ -57,6 +58,31 @@ impl AuthServer {
             }
         }
         Ok(())
+    }
+
+    /// Records a registration attempt (`client.register`): the client registered, or
+    /// the refusal. Recorded after the fact: a registered client can do nothing until
+    /// a user consents, and that consent is committed to the log before its code is
+    /// issued. A wrong initial access token counts toward the address's lockout.
+    pub async fn record_registration(&self, result: &OAuthResult<Value>, meta: RequestMeta) {
+        let mode = match self.config.registration {
+            RegistrationMode::Token => "registration:token",
+            _ => "registration:open",
+        };
+        let (target, outcome) = match result {
+            Ok(doc) => (
+                doc["client_id"].as_str().map(|id| Target::Client(id.to_string())),
+                Outcome::Allow(std::sync::Arc::from([mode.to_string()])),
+            ),
+            Err(e) => (None, Outcome::Deny(format!("{}: {}", e.code.as_str(), e.description))),
+        };
+        if let Err(e) = result
+            && e.code == OAuthErrorCode::InvalidClient
+        {
+            self.authn.guard().auth_failed(&meta, None, "registration requires a valid initial access token").await;
+        }
+        let actor = Actor { credential: Some(audit::Credential::Client), ..Actor::default() };
+        let _ = self.audit.record(AuditEvent::new(Audited::ClientRegister, actor, target, outcome, meta)).await;
     }
 
     /// Registers a client and returns the RFC 7591 section 3.2.1 response document.

@@ -349,6 +349,36 @@ backend_tests! {
         db.close().await;
     }
 
+    async fn reads_fail_closed_too_when_configured(srv) {
+        let Some(srv) = TestServer::start_with(srv.backend, |c| c.audit_fail_closed_reads = Some(true)).await else { return };
+        let key = srv.agent("r", &["writer"]).await;
+        let id = srv.create_context(&key, sample_context()).await["context_id"].as_str().unwrap().to_string();
+        let path = format!("/context/{id}");
+        assert_eq!(srv.call(Method::GET, &path, Some(&key), None).await.status, StatusCode::OK);
+        srv.raw_sql("ALTER TABLE audit_log RENAME TO audit_log_away").await;
+        srv.call(Method::GET, &path, Some(&key), None).await.assert_error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable");
+        srv.call(Method::GET, "/context", Some(&key), None).await.assert_error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable");
+        srv.raw_sql("ALTER TABLE audit_log_away RENAME TO audit_log").await;
+        assert_eq!(srv.call(Method::GET, &path, Some(&key), None).await.status, StatusCode::OK);
+        srv.stop().await;
+    }
+
+    async fn dynamic_registration_is_recorded(srv) {
+        let db = srv.database().await;
+        let start = head(&*db).await;
+        let client = crate::oauth_flow::register_public_native(&srv).await;
+        let refused = srv.call(Method::POST, "/oauth/register", None, Some(json!({"redirect_uris": ["ftp://x"]}))).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        let records = records_after(&*db, start, 2).await;
+        let summary: Vec<_> = records.iter().map(|r| (r.action.as_str(), r.decision.as_str(), r.target.clone())).collect();
+        assert_eq!(summary, vec![
+            ("client.register", "allow", Some(format!("client:{client}"))),
+            ("client.register", "deny", None),
+        ]);
+        assert_eq!(records[0].policies, vec!["registration:open".to_string()]);
+        db.close().await;
+    }
+
     async fn the_admin_api_reads_the_log(srv) {
         let key = srv.agent("seen", &["writer"]).await;
         let ids: Vec<String> = created_ids(&srv, &key, 3).await;

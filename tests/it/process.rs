@@ -331,6 +331,14 @@ async fn cli_users_clients_and_keys() {
     let keys = run(&["keys", "list"]);
     let statuses: Vec<&str> = keys.as_array().unwrap().iter().map(|k| k["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, vec!["previous", "current"]);
+    // The offline rotation is recorded like the API's, as the operator on the command line.
+    let db = ctxguard::store::open(&ctxguard::store::DatabaseLocation::sqlite_in(&data)).await.unwrap();
+    let records = db.audit_records(1, 10_000).await.unwrap();
+    assert!(
+        records.iter().any(|r| r.action == "keys.rotate" && r.channel == "cli" && r.decision == "allow"),
+        "{records:#?}"
+    );
+    db.close().await;
 
     let p = serve(&data, None, &dir.path().join("log"));
     let http = reqwest::Client::new();

@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::State;
+
+use crate::domain::audit::RequestMeta;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -15,11 +18,18 @@ use crate::oauth::{AuthServer, OAuthError, RegistrationMode};
 
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 
-pub async fn register(State(server): State<Arc<AuthServer>>, headers: HeaderMap, body: axum::body::Body) -> Response {
+pub async fn register(
+    State(server): State<Arc<AuthServer>>,
+    Extension(meta): Extension<RequestMeta>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
     if server.registration() == RegistrationMode::Disabled {
         return HttpError::RouteNotFound.into_response();
     }
-    match handle(&server, &headers, body).await {
+    let result = handle(&server, &headers, body).await;
+    server.record_registration(&result, meta).await;
+    match result {
         Ok(doc) => uncached(StatusCode::CREATED, doc),
         Err(e) => e.into_response(),
     }
