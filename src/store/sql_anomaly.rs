@@ -19,6 +19,32 @@ macro_rules! impl_anomaly_store {
             })
         }
 
+        impl $store {
+            /// Suspends (`Some`) or reinstates (`None`) a principal, if it is not so
+            /// already; a change reaches every credential cache through the counters.
+            async fn set_suspension(
+                &self,
+                id: PrincipalId,
+                suspension: Option<(Timestamp, &str)>,
+            ) -> Result<bool, StoreError> {
+                let n = sqlx::query(
+                    "UPDATE principals SET suspended_at_ms = $2, suspension_reason = $3 \
+                     WHERE id = $1 AND (suspended_at_ms IS NULL) = ($2 IS NOT NULL)",
+                )
+                .bind(id.to_string())
+                .bind(suspension.map(|(at, _)| at.millis()))
+                .bind(suspension.map(|(_, reason)| reason))
+                .execute(self.writes())
+                .await
+                .map_err(map_sqlx)?
+                .rows_affected();
+                if n > 0 {
+                    self.auth_changed().await?;
+                }
+                Ok(n > 0)
+            }
+        }
+
         #[async_trait]
         impl AnomalyStore for $store {
             async fn add_to_tally(
@@ -121,37 +147,11 @@ macro_rules! impl_anomaly_store {
                 at: Timestamp,
                 reason: &str,
             ) -> Result<bool, StoreError> {
-                let n = sqlx::query(
-                    "UPDATE principals SET suspended_at_ms = $2, suspension_reason = $3 \
-                     WHERE id = $1 AND suspended_at_ms IS NULL",
-                )
-                .bind(id.to_string())
-                .bind(at.millis())
-                .bind(reason)
-                .execute(self.writes())
-                .await
-                .map_err(map_sqlx)?
-                .rows_affected();
-                if n > 0 {
-                    self.auth_changed().await?;
-                }
-                Ok(n > 0)
+                self.set_suspension(id, Some((at, reason))).await
             }
 
             async fn lift_suspension(&self, id: PrincipalId) -> Result<bool, StoreError> {
-                let n = sqlx::query(
-                    "UPDATE principals SET suspended_at_ms = NULL, suspension_reason = NULL \
-                     WHERE id = $1 AND suspended_at_ms IS NOT NULL",
-                )
-                .bind(id.to_string())
-                .execute(self.writes())
-                .await
-                .map_err(map_sqlx)?
-                .rows_affected();
-                if n > 0 {
-                    self.auth_changed().await?;
-                }
-                Ok(n > 0)
+                self.set_suspension(id, None).await
             }
 
             async fn suspended_principals(&self, tenant: Option<TenantId>) -> Result<Vec<Principal>, StoreError> {
