@@ -48,11 +48,11 @@ async fn lift_lockout(
 }
 
 /// Lift a principal's suspension: its API keys work again (its revoked tokens stay
-/// revoked).
+/// revoked). A principal that is not suspended stays as it is (204 all the same).
 #[utoipa::path(delete, path = "/admin/principals/{id}/suspension", tag = "admin",
     params(("id" = String, Path)),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, description = "No such principal, or it is not suspended", body = ErrorBody)),
+        (status = 404, description = "No such principal", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn lift_suspension(
     State(state): State<AppState>,

@@ -85,13 +85,11 @@ impl AdminService {
         .await
     }
 
-    /// Lifts a principal's suspension (404 if it is not suspended): its API keys work
-    /// again; the tokens revoked with the suspension stay revoked.
+    /// Lifts a principal's suspension: its API keys work again; the tokens revoked with
+    /// the suspension stay revoked. Lifting what is not suspended changes nothing and is
+    /// not an error (like revoking twice).
     pub async fn lift_suspension(&self, caller: &Caller, id: PrincipalId) -> Result<(), Error> {
-        let checked = match self.managed_decided(caller, id).await {
-            Ok((p, _)) if p.suspension.is_none() => Err(Error::NotFound { what: "suspension" }),
-            other => other.map(|(_, d)| ((), d)),
-        };
+        let checked = self.managed_decided(caller, id).await.map(|(_, d)| ((), d));
         self.audited(caller, Audited::AnomalyLift, Target::Principal(id), checked, async |()| {
             self.store().lift_suspension(id).await?;
             Ok(())
