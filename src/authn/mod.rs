@@ -78,13 +78,13 @@ impl Caller {
     }
 
     /// This caller, calling the MCP tool (or method) `tool`: the audit log names it.
-    pub fn calling(&self, tool: &'static str) -> Caller {
-        let mut caller = self.clone();
-        caller.request.channel = match self.request.channel {
+    /// Takes the caller, so that the MCP hot path does not copy it.
+    pub fn calling(mut self, tool: &'static str) -> Caller {
+        self.request.channel = match self.request.channel {
             audit::Channel::Stdio(_) => audit::Channel::Stdio(tool),
             _ => audit::Channel::Mcp(tool),
         };
-        caller
+        self
     }
 
     /// The record of this caller doing `action` on `target`.

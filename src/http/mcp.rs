@@ -218,7 +218,7 @@ impl StreamAuthority for SessionAuthority {
 /// session.
 pub async fn guard(State(edge): State<Arc<McpEdge>>, req: Request, next: Next) -> Response {
     let (req, listens) = match authorize(&edge, req).await {
-        Ok(Authorized::Fast(fast, caller, call)) => return fast.answer(&caller, call).await,
+        Ok(Authorized::Fast(fast, caller, call)) => return fast.answer(caller, call).await,
         Ok(Authorized::Service(req, listens)) => (req, listens),
         Err(e) => return e.into_response(),
     };
@@ -325,7 +325,7 @@ async fn permits(edge: &McpEdge, caller: &Caller, needed: ScopeSet, name: &'stat
         return Ok(());
     }
     let refused = Error::InsufficientScope { required: needed };
-    let event = caller.calling(name).event(Audited::McpRequest, None, Outcome::Deny(refused.to_string()));
+    let event = caller.clone().calling(name).event(Audited::McpRequest, None, Outcome::Deny(refused.to_string()));
     let _ = edge.audit.record(event).await;
     Err(HttpError::Domain(refused))
 }

@@ -128,7 +128,7 @@ impl FastPath {
     }
 
     /// Answers a call for `caller` (authenticated and scope-checked by the guard).
-    pub async fn answer(&self, caller: &Caller, call: FastCall) -> Response {
+    pub async fn answer(&self, caller: Caller, call: FastCall) -> Response {
         let FastCall { id, call } = call;
         let body = match call {
             Call::ListTools => splice(&id, &self.tools_list),

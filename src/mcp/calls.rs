@@ -39,7 +39,7 @@ impl ToolOutput {
 pub type ToolResult = Result<ToolOutput, String>;
 
 /// Runs `tool` with its raw arguments for `caller`.
-pub async fn call(contexts: &ContextService, caller: &Caller, tool: Tool, raw: Map<String, Value>) -> ToolResult {
+pub async fn call(contexts: &ContextService, caller: Caller, tool: Tool, raw: Map<String, Value>) -> ToolResult {
     let caller = &caller.calling(tool.name());
     match tool {
         Tool::Get => get(contexts, caller, arguments(raw)?).await,
@@ -116,7 +116,7 @@ fn with_fields(object: &[u8], fields: &[(&str, usize)]) -> Result<Bytes, String>
 /// the URI they are about (SEP-2164).
 pub async fn read_resource(
     contexts: &ContextService,
-    caller: &Caller,
+    caller: Caller,
     uri: &str,
 ) -> Result<ReadResourceResult, ErrorData> {
     let about = |mut e: ErrorData| {

@@ -105,7 +105,7 @@ impl ContextTools {
         raw: Map<String, Value>,
     ) -> Result<Json<Value>, String> {
         let caller = self.caller(ctx).map_err(|e| e.message.to_string())?;
-        calls::call(&self.contexts, &caller, tool, raw).await?.into_value().map(Json)
+        calls::call(&self.contexts, caller, tool, raw).await?.into_value().map(Json)
     }
 
     /// The tool catalog as `tools/list` answers it: fixed for a running server and the
@@ -299,7 +299,7 @@ impl ServerHandler for ContextTools {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let caller = self.caller(&context)?;
-        Ok(calls::read_resource(&self.contexts, &caller, &request.uri).await?.into())
+        Ok(calls::read_resource(&self.contexts, caller, &request.uri).await?.into())
     }
 }
 
