@@ -73,6 +73,8 @@ pub enum Rule {
     AuthFailuresPerPrincipal,
     WritesPerPrincipal,
     RefreshReplay,
+    /// Stored data that fails its integrity check.
+    Integrity,
 }
 
 impl Rule {
@@ -82,6 +84,7 @@ impl Rule {
             Rule::AuthFailuresPerPrincipal => "auth_failures_per_principal",
             Rule::WritesPerPrincipal => "writes_per_principal",
             Rule::RefreshReplay => "refresh_replay",
+            Rule::Integrity => "integrity",
         }
     }
 }
@@ -220,7 +223,15 @@ impl Guard {
             Subject::Principal(p) => Actor { tenant, principal: Some(p), ..Actor::default() },
             Subject::Source(_) => Actor::default(),
         };
-        self.respond(Action::AnomalyLockout, actor, key, Outcome::Deny(reason), request).await;
+        self.respond(
+            Action::AnomalyLockout,
+            actor,
+            key.rule,
+            Target::Subject(key.subject),
+            Outcome::Deny(reason),
+            request,
+        )
+        .await;
     }
 
     fn mirror(&self, lockout: &Lockout) {
@@ -294,7 +305,9 @@ impl Guard {
                 if operator { "the platform operator is never suspended automatically" } else { "auto_revoke is off" };
             tracing::warn!(%principal, rule = rule.as_str(), "anomaly detected; {why}");
             let outcome = Outcome::Flagged(format!("{reason}; not suspended: {why}"));
-            return self.respond(Action::AnomalyDetected, actor, key, outcome, request).await;
+            return self
+                .respond(Action::AnomalyDetected, actor, rule, Target::Subject(key.subject), outcome, request)
+                .await;
         }
         let now = Timestamp::now();
         let store = &self.inner.store;
@@ -311,18 +324,37 @@ impl Guard {
             Ok(true) => {
                 tracing::warn!(%principal, rule = rule.as_str(), "anomaly: principal suspended, tokens revoked");
                 metrics::counter!("ctxguard_anomaly_auto_revocations_total", "rule" => rule.as_str()).increment(1);
-                self.respond(Action::AnomalyAutoRevoke, actor, key, Outcome::Deny(reason), request).await;
+                let target = Target::Subject(key.subject);
+                self.respond(Action::AnomalyAutoRevoke, actor, rule, target, Outcome::Deny(reason), request).await;
             }
             Err(e) => tracing::error!(error = %e, %principal, "anomaly: the suspension could not be stored"),
         }
     }
 
+    /// Stored data that does not read back as it was written (a row edited behind the
+    /// server's back): recorded as `anomaly.detected` (`fail`, rule `integrity`) and
+    /// posted. Nobody is cut off: the reader who met it did not cause it.
+    pub async fn integrity_error(&self, actor: Actor, target: Target, why: &str, request: &RequestMeta) {
+        tracing::error!(target = ?target, why, "anomaly: stored data failed its integrity check");
+        metrics::counter!("ctxguard_anomaly_integrity_errors_total").increment(1);
+        let outcome = Outcome::Fail(format!("stored data failed its integrity check (rule integrity): {why}"));
+        self.respond(Action::AnomalyDetected, actor, Rule::Integrity, target, outcome, request).await;
+    }
+
     /// Records a response in the audit log (as the server's own act) and posts it.
-    async fn respond(&self, action: Action, actor: Actor, key: Key, outcome: Outcome, request: &RequestMeta) {
+    async fn respond(
+        &self,
+        action: Action,
+        actor: Actor,
+        rule: Rule,
+        target: Target,
+        outcome: Outcome,
+        request: &RequestMeta,
+    ) {
         let request = RequestMeta { channel: Channel::System, ..request.clone() };
-        let event = AuditEvent::new(action, actor, Some(Target::Subject(key.subject)), outcome, request);
+        let event = AuditEvent::new(action, actor, Some(target), outcome, request);
         if let Some(hook) = &self.inner.webhook {
-            hook.post(webhook::Notice::of(&event, key.rule));
+            hook.post(webhook::Notice::of(&event, rule));
         }
         let _ = self.inner.audit.record(event).await;
     }
@@ -364,7 +396,7 @@ impl Guard {
                 Rule::AuthFailuresPerSource => s.auth_failures_per_source,
                 Rule::AuthFailuresPerPrincipal => s.auth_failures_per_principal,
                 Rule::WritesPerPrincipal => s.writes_per_principal,
-                Rule::RefreshReplay => 0,
+                Rule::RefreshReplay | Rule::Integrity => 0,
             };
             if threshold == 0 || count.total < threshold {
                 continue;

@@ -17,7 +17,7 @@ use crate::audit::Audit;
 use crate::authn::Caller;
 use crate::authz::{Action, Decision, Resource};
 use crate::domain::audit::{self, Outcome, Target};
-use crate::domain::{ContextId, Error};
+use crate::domain::{ContextId, Error, StoreError};
 use crate::store::FactsRecord;
 
 /// Records an operation's authorization — allowed, with the policies that allowed it,
@@ -54,6 +54,22 @@ pub(crate) async fn outcome<T>(
 }
 
 impl ContextService {
+    /// Records a read of context `id` (see [`decided`]). A stored context that does not
+    /// read back (corrupt) is an integrity error: the anomaly path too
+    /// (docs/anomaly.md).
+    pub(super) async fn read_decided<T>(
+        &self,
+        caller: &Caller,
+        action: audit::Action,
+        id: ContextId,
+        checked: Result<(T, Arc<Decision>), Error>,
+    ) -> Result<T, Error> {
+        if let Err(Error::Store(StoreError::Corrupt(why))) = &checked {
+            self.guard.integrity_error(caller.actor(), Target::Context(id), why, &caller.request).await;
+        }
+        decided(&self.audit, caller, action, Some(Target::Context(id)), checked).await
+    }
+
     /// Authorizes `action` on context `id` from its facts and commits the record of
     /// the decision (see [`decided`]).
     pub(super) async fn authorize_write(

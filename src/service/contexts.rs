@@ -167,7 +167,7 @@ impl ContextService {
             let (decision, _, body) = self.readable_body(caller, id, Action::Read).await?;
             Ok((decode_context(&body.json)?, decision))
         };
-        super::audited::decided(&self.audit, caller, Audited::ContextRead, Some(Target::Context(id)), read.await).await
+        self.read_decided(caller, Audited::ContextRead, id, read.await).await
     }
 
     pub async fn get_version(&self, caller: &Caller, id: ContextId, version: Version) -> Result<StoredContext, Error> {
@@ -176,8 +176,7 @@ impl ContextService {
             let found = self.store.get_version(caller.principal.tenant, id, version).await?;
             Ok((found.ok_or(Error::NotFound { what: "version" })?, decision))
         };
-        super::audited::decided(&self.audit, caller, Audited::ContextReadVersion, Some(Target::Context(id)), read.await)
-            .await
+        self.read_decided(caller, Audited::ContextReadVersion, id, read.await).await
     }
 
     pub async fn versions(&self, caller: &Caller, id: ContextId) -> Result<Vec<VersionInfo>, Error> {
@@ -185,8 +184,7 @@ impl ContextService {
             let (decision, _, _) = self.readable_body(caller, id, Action::Read).await?;
             Ok((self.store.versions(caller.principal.tenant, id).await?, decision))
         };
-        super::audited::decided(&self.audit, caller, Audited::ContextVersions, Some(Target::Context(id)), read.await)
-            .await
+        self.read_decided(caller, Audited::ContextVersions, id, read.await).await
     }
 
     pub async fn replace(
@@ -325,7 +323,7 @@ impl ContextService {
     /// The latest version as served, with the layout windows are cut by.
     pub async fn get_body(&self, caller: &Caller, id: ContextId) -> Result<(Version, Body), Error> {
         let read = self.readable_body(caller, id, Action::Read).await.map(|(d, v, b)| ((v, b), d));
-        super::audited::decided(&self.audit, caller, Audited::ContextRead, Some(Target::Context(id)), read).await
+        self.read_decided(caller, Audited::ContextRead, id, read).await
     }
 
     /// Read-modify-write of the latest version, atomic in the store.

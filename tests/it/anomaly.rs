@@ -284,6 +284,27 @@ backend_tests! {
         srv.stop().await;
     }
 
+    async fn a_context_that_does_not_read_back_is_an_integrity_anomaly(srv) {
+        let hook = Receiver::start(0).await;
+        let url = hook.url.clone();
+        let Some(srv) = TestServer::start_with(srv.backend, |c| {
+            c.context_cache_mb = Some(0);
+            c.anomaly_webhook_url = Some(url);
+            c.anomaly_webhook_secret = Some(WEBHOOK_SECRET.into());
+        }).await else { return };
+        let key = srv.agent("reader", &["writer"]).await;
+        let id = srv.create_context(&key, sample_context()).await["context_id"].as_str().unwrap().to_string();
+        srv.raw_sql(&format!("UPDATE contexts SET metadata = '{{not json' WHERE context_id = '{id}'")).await;
+        let read = srv.call(Method::GET, &format!("/context/{id}"), Some(&key), None).await;
+        read.assert_error(StatusCode::INTERNAL_SERVER_ERROR, "store_corrupt");
+        let record = &anomaly_records(&srv, "anomaly.detected").await[0];
+        assert_eq!((record["decision"].as_str(), record["target"].clone()), (Some("fail"), Value::String(format!("context:{id}"))));
+        assert!(record["reason"].as_str().unwrap().contains("rule integrity"), "{record}");
+        let notice: Value = serde_json::from_slice(&hook.wait_for(1).await[0].body).unwrap();
+        assert_eq!((notice["event"].as_str(), notice["rule"].as_str()), (Some("anomaly.detected"), Some("integrity")));
+        srv.stop().await;
+    }
+
     async fn the_operator_is_flagged_not_suspended(srv) {
         let Some(srv) = TestServer::start_with(srv.backend, |c| {
             day_windows(c);
