@@ -14,13 +14,18 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, Method};
+use std::fmt::Write as _;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::{StateInformationMiddleware, StateSnapshot};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{NotUntil, Quota, RateLimiter};
 
 use crate::domain::PrincipalId;
+
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
 type Limiter<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
@@ -66,7 +71,8 @@ impl RouteClass {
 
     /// The class of a request; `None` for the probes, which are never limited.
     pub fn of(method: &Method, path: &str) -> Option<RouteClass> {
-        let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+        let under =
+            |prefix: &str| path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
         Some(match path {
             "/healthz" | "/readyz" => return None,
             _ if under("/context") => match *method {
@@ -147,11 +153,13 @@ impl Standing {
     /// `RateLimit-Policy` and `RateLimit` (and `Retry-After` on a refusal).
     pub fn write_headers(&self, headers: &mut HeaderMap) {
         if let Some(policy) = &self.policy {
-            headers.insert("ratelimit-policy", policy.clone());
+            headers.insert(RATELIMIT_POLICY.clone(), policy.clone());
         }
-        let value = format!("\"{}-{}\";r={};t={}", self.class.as_str(), self.scope, self.remaining, self.reset_secs);
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert("ratelimit", v);
+        // One allocation, on every limited response.
+        let mut value = String::with_capacity(40);
+        let _ = write!(value, "\"{}-{}\";r={};t={}", self.class.as_str(), self.scope, self.remaining, self.reset_secs);
+        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
+            headers.insert(RATELIMIT.clone(), v);
         }
         if self.refused {
             headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(self.reset_secs.max(1)));
