@@ -489,3 +489,54 @@ async fn mcp_over_stdio() {
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
+
+/// `ctxguard anomaly list|lift-suspension|lift-lockout` on the local database
+/// (docs/anomaly.md): what a suspension and a lockout look like, and lifting both.
+#[tokio::test]
+async fn cli_lists_and_lifts_anomalies() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let out = command(&data, None, args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+    };
+    run(&["init"]);
+    let bot = run(&["principal", "create", "--name", "bot", "--role", "writer"]);
+    let id: ctxguard::domain::PrincipalId = bot["id"].as_str().unwrap().parse().unwrap();
+    let db = ctxguard::store::open(&ctxguard::store::DatabaseLocation::sqlite_in(&data)).await.unwrap();
+    let now = ctxguard::domain::Timestamp::now();
+    assert!(db.suspend_principal(id, now, "a test flood").await.unwrap());
+    let subject = ctxguard::domain::anomaly::Subject::Source("203.0.113.7".parse().unwrap());
+    db.put_lockout(&ctxguard::domain::anomaly::Lockout {
+        subject,
+        tenant: None,
+        since: now,
+        until: now.plus_secs(600),
+        strikes: 1,
+        reason: "a test lockout".into(),
+    })
+    .await
+    .unwrap();
+
+    let listed = run(&["anomaly", "list"]);
+    assert_eq!(listed["suspensions"][0]["name"], "agent:bot", "{listed}");
+    assert_eq!(listed["suspensions"][0]["reason"], "a test flood");
+    assert_eq!(listed["lockouts"][0]["subject"], "ip:203.0.113.7");
+    run(&["anomaly", "lift-suspension", "bot"]);
+    run(&["anomaly", "lift-lockout", "ip:203.0.113.7"]);
+    assert_eq!(run(&["anomaly", "list"]), serde_json::json!({"lockouts": [], "suspensions": []}));
+    let refused = command(&data, None, &["anomaly", "lift-lockout", "ip:203.0.113.7"]).output().unwrap();
+    assert!(!refused.status.success(), "nothing left to lift");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not found"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    // Both lifts are in the audit log, as the operator on the command line.
+    let records = db.audit_records(1, 10_000).await.unwrap();
+    let lifts: Vec<_> = records.iter().filter(|r| r.action == "anomaly.lift" && r.decision == "allow").collect();
+    assert_eq!(lifts.len(), 2, "{records:#?}");
+    assert!(lifts.iter().all(|r| r.channel == "cli"));
+    db.close().await;
+}
