@@ -55,6 +55,27 @@ macro_rules! backend_tests {
     };
 }
 
+/// Runs `$body` with `$pool` connected straight to a database (of either backend), not
+/// through the server: for reading or changing data behind its back.
+macro_rules! behind_its_back {
+    ($location:expr, |$pool:ident| $body:expr) => {
+        match $location {
+            ctxguard::store::DatabaseLocation::Sqlite(path) => {
+                let $pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+                let result = $body;
+                $pool.close().await;
+                result
+            }
+            ctxguard::store::DatabaseLocation::Postgres { url, .. } => {
+                let $pool = sqlx::PgPool::connect(url).await.unwrap();
+                let result = $body;
+                $pool.close().await;
+                result
+            }
+        }
+    };
+}
+
 /// reqwest runs on rustls without a built-in crypto provider (as in the server):
 /// install ring once per process before any client is built.
 pub fn tls_init() {
@@ -380,20 +401,9 @@ impl TestServer {
 
     /// One number from the server's database, read behind its back (row counts).
     pub async fn raw_count(&self, query: &str) -> i64 {
-        match &self.settings.database {
-            ctxguard::store::DatabaseLocation::Sqlite(path) => {
-                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(query)).fetch_one(&pool).await.unwrap();
-                pool.close().await;
-                n
-            }
-            ctxguard::store::DatabaseLocation::Postgres { url, .. } => {
-                let pool = sqlx::PgPool::connect(url).await.unwrap();
-                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(query)).fetch_one(&pool).await.unwrap();
-                pool.close().await;
-                n
-            }
-        }
+        behind_its_back!(&self.settings.database, |pool| {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(query)).fetch_one(&pool).await.unwrap()
+        })
     }
 
     /// The server's database, opened beside it (as `ctxguard audit verify` opens it).
@@ -404,28 +414,9 @@ impl TestServer {
     /// Runs one SQL statement behind the server's back; the database's error if it
     /// refuses (the audit log's triggers).
     pub async fn try_raw_sql(&self, statement: &str) -> Result<(), String> {
-        match &self.settings.database {
-            ctxguard::store::DatabaseLocation::Sqlite(path) => {
-                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-                let r = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                    .execute(&pool)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string());
-                pool.close().await;
-                r
-            }
-            ctxguard::store::DatabaseLocation::Postgres { url, .. } => {
-                let pool = sqlx::PgPool::connect(url).await.unwrap();
-                let r = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                    .execute(&pool)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string());
-                pool.close().await;
-                r
-            }
-        }
+        behind_its_back!(&self.settings.database, |pool| {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&pool).await.map(|_| ()).map_err(|e| e.to_string())
+        })
     }
 
     /// The server's current signing key, read the way the server reads it (database +
