@@ -461,9 +461,13 @@ fn string(out: &mut String, s: &str) {
 
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
+    // By table, not `write!` per byte: every record's hash goes through here, and the
+    // formatting machinery showed in the writer's profile (docs/benchmarks.md).
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(s, "{b:02x}");
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
     s
 }
@@ -473,6 +477,12 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn hex_is_lowercase_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+        assert_eq!(hex(&[]), "");
+    }
 
     fn record(fields: [Option<String>; 9], policies: Vec<String>, seq: i64) -> AuditRecord {
         let [tenant, principal, name, client, credential, target, reason, ip, rid] = fields;
