@@ -20,8 +20,7 @@ use crate::domain::Timestamp;
 use crate::domain::audit::{AuditRecord, Checkpoint};
 use crate::store::AuditStore;
 
-/// Records read per query while archiving.
-const PAGE: u32 = 10_000;
+use super::READ_PAGE as PAGE;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct ArchiveHeader {

@@ -12,10 +12,7 @@ use crate::domain::StoreError;
 use crate::domain::audit::{AuditRecord, GENESIS};
 use crate::store::{AuditStore, ChainEnds};
 
-/// Records read per query. Small pages keep the rows sqlx copies out of SQLite in
-/// memory the allocator already holds: 10,000 per page verified ~105,000 records/s,
-/// 500 ~145,000, 200 ~155,000 (docs/benchmarks.md).
-const PAGE: u32 = 256;
+use super::READ_PAGE as PAGE;
 
 /// The first thing wrong with the chain.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,8 +13,7 @@ use crate::audit::checkpoint::CheckpointKeys;
 use crate::audit::{retention, verify};
 use crate::domain::Timestamp;
 
-/// Records read per query while exporting.
-const PAGE: u32 = 10_000;
+use crate::audit::READ_PAGE as PAGE;
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
