@@ -25,7 +25,7 @@ use crate::domain::anomaly::{Lockout, Subject};
 use crate::domain::audit::{Action, Actor, AuditEvent, Channel, Outcome, RequestMeta, Target};
 use crate::domain::{Principal, PrincipalId, TenantId, Timestamp};
 use crate::store::Database;
-use tally::{Key, Tally};
+use tally::{Count, Key, Tally};
 use webhook::Webhook;
 
 /// How often each process sums its counts into the database and re-reads the lockouts.
@@ -63,6 +63,27 @@ impl Default for AnomalySettings {
             refresh_replay_suspends: true,
             webhook: None,
         }
+    }
+}
+
+impl AnomalySettings {
+    /// A counted rule's threshold (0: off; rules that are not counted have none).
+    fn threshold(&self, rule: Rule) -> u64 {
+        match rule {
+            Rule::AuthFailuresPerSource => self.auth_failures_per_source,
+            Rule::AuthFailuresPerPrincipal => self.auth_failures_per_principal,
+            Rule::WritesPerPrincipal => self.writes_per_principal,
+            Rule::RefreshReplay | Rule::Integrity => 0,
+        }
+    }
+
+    /// A counted rule's window, in milliseconds.
+    fn window_ms(&self, rule: Rule) -> i64 {
+        let window = match rule {
+            Rule::WritesPerPrincipal => self.writes_window,
+            _ => self.auth_window,
+        };
+        window.as_millis() as i64
     }
 }
 
@@ -152,24 +173,24 @@ impl Guard {
     /// the request's address and, when the credential named one, as `principal`; locks
     /// the subject out at the threshold.
     pub async fn auth_failed(&self, request: &RequestMeta, principal: Option<&Principal>, reason: &'static str) {
-        let s = &self.inner.settings;
         metrics::counter!("ctxguard_auth_failures_total", "reason" => reason).increment(1);
         if let Some(ip) = request.ip {
             let key = Key { rule: Rule::AuthFailuresPerSource, subject: Subject::Source(ip) };
-            self.count_failure(key, None, s.auth_failures_per_source, request).await;
+            self.count_failure(key, None, request).await;
         }
         if let Some(p) = principal {
             let key = Key { rule: Rule::AuthFailuresPerPrincipal, subject: Subject::Principal(p.id) };
-            self.count_failure(key, Some(p.tenant), s.auth_failures_per_principal, request).await;
+            self.count_failure(key, Some(p.tenant), request).await;
         }
     }
 
-    async fn count_failure(&self, key: Key, tenant: Option<TenantId>, threshold: u64, request: &RequestMeta) {
+    async fn count_failure(&self, key: Key, tenant: Option<TenantId>, request: &RequestMeta) {
+        let s = &self.inner.settings;
+        let threshold = s.threshold(key.rule);
         if threshold == 0 {
             return;
         }
-        let window = self.inner.settings.auth_window.as_millis() as i64;
-        let count = self.inner.tally.hit(key, Timestamp::now().millis(), window);
+        let count = self.inner.tally.hit(key, Timestamp::now().millis(), s.window_ms(key.rule));
         if count.total >= threshold && self.locked(&key.subject).is_ok() {
             self.lock_out(key, tenant, count.total, request).await;
         }
@@ -248,32 +269,31 @@ impl Guard {
     /// Counts a context write (create, replace, patch, append, delete) by `principal`;
     /// at the threshold the principal is suspended.
     pub async fn wrote(&self, principal: &Principal, request: &RequestMeta) {
-        let s = &self.inner.settings;
-        if s.writes_per_principal == 0 {
+        let key = Key { rule: Rule::WritesPerPrincipal, subject: Subject::Principal(principal.id) };
+        if self.inner.settings.threshold(key.rule) == 0 {
             return;
         }
-        let key = Key { rule: Rule::WritesPerPrincipal, subject: Subject::Principal(principal.id) };
-        let (now, window) = (Timestamp::now().millis(), s.writes_window.as_millis() as i64);
-        let count = self.inner.tally.hit(key, now, window);
-        if count.total >= s.writes_per_principal && !count.fired {
-            self.inner.tally.mark_fired(key, now, window);
-            let reason = format!(
-                "{} context writes within {} s (rule {}, threshold {})",
-                count.total,
-                s.writes_window.as_secs(),
-                key.rule.as_str(),
-                s.writes_per_principal
-            );
-            self.suspend(
-                principal.id,
-                principal.tenant,
-                principal.platform_admin,
-                Rule::WritesPerPrincipal,
-                reason,
-                request,
-            )
-            .await;
+        let count = self.inner.tally.hit(key, Timestamp::now().millis(), self.inner.settings.window_ms(key.rule));
+        self.writes_counted(key, principal, count, "", request).await;
+    }
+
+    /// At the write rule's threshold, once a window: suspends the principal. `how`
+    /// says how the count came together, for the reason.
+    async fn writes_counted(&self, key: Key, principal: &Principal, count: Count, how: &str, request: &RequestMeta) {
+        let s = &self.inner.settings;
+        let threshold = s.threshold(key.rule);
+        if count.total < threshold || count.fired {
+            return;
         }
+        self.inner.tally.mark_fired(key, Timestamp::now().millis(), s.window_ms(key.rule));
+        let reason = format!(
+            "{} context writes within {} s{how} (rule {}, threshold {threshold})",
+            count.total,
+            s.writes_window.as_secs(),
+            key.rule.as_str(),
+        );
+        let p = principal;
+        self.suspend(p.id, p.tenant, p.platform_admin, key.rule, reason, request).await;
     }
 
     /// A spent refresh token was presented again: one of its holders is a thief.
@@ -381,23 +401,14 @@ impl Guard {
     async fn refresh(&self, purged_at: &mut i64) -> Result<(), crate::domain::StoreError> {
         let s = &self.inner.settings;
         let now = Timestamp::now();
-        let window_of = |rule: Rule| match rule {
-            Rule::WritesPerPrincipal => s.writes_window.as_millis() as i64,
-            _ => s.auth_window.as_millis() as i64,
-        };
-        for due in self.inner.tally.drain(now.millis(), window_of) {
+        for due in self.inner.tally.drain(now.millis(), |rule| s.window_ms(rule)) {
             let total = self
                 .inner
                 .store
                 .add_to_tally(due.key.rule.as_str(), &due.key.subject.to_string(), due.window_ms, due.add)
                 .await?;
             let Some(count) = self.inner.tally.settle(due.key, due.window_ms, total) else { continue };
-            let threshold = match due.key.rule {
-                Rule::AuthFailuresPerSource => s.auth_failures_per_source,
-                Rule::AuthFailuresPerPrincipal => s.auth_failures_per_principal,
-                Rule::WritesPerPrincipal => s.writes_per_principal,
-                Rule::RefreshReplay | Rule::Integrity => 0,
-            };
+            let threshold = s.threshold(due.key.rule);
             if threshold == 0 || count.total < threshold {
                 continue;
             }
@@ -405,14 +416,7 @@ impl Guard {
             match (due.key.rule, due.key.subject) {
                 (Rule::WritesPerPrincipal, Subject::Principal(id)) if !count.fired => {
                     if let Some(p) = self.inner.store.principal(id).await? {
-                        self.inner.tally.mark_fired(due.key, now.millis(), window_of(due.key.rule));
-                        let reason = format!(
-                            "{} context writes within {} s across replicas (rule {}, threshold {threshold})",
-                            count.total,
-                            s.writes_window.as_secs(),
-                            due.key.rule.as_str()
-                        );
-                        self.suspend(p.id, p.tenant, p.platform_admin, due.key.rule, reason, &request).await;
+                        self.writes_counted(due.key, &p, count, " across replicas", &request).await;
                     }
                 }
                 (Rule::AuthFailuresPerSource | Rule::AuthFailuresPerPrincipal, subject)
@@ -430,7 +434,7 @@ impl Guard {
         let active = self.inner.store.active_lockouts(now, None).await?;
         let mirrored: HashMap<Subject, i64> = active.iter().map(|l| (l.subject, l.until.millis())).collect();
         *self.inner.locks.write().unwrap_or_else(|p| p.into_inner()) = mirrored;
-        let oldest = window_of(Rule::WritesPerPrincipal).max(window_of(Rule::AuthFailuresPerSource));
+        let oldest = s.window_ms(Rule::WritesPerPrincipal).max(s.window_ms(Rule::AuthFailuresPerSource));
         if now.millis() - *purged_at > 60_000 {
             *purged_at = now.millis();
             self.inner.store.purge_tallies(now.millis() - 2 * oldest).await?;

@@ -125,20 +125,15 @@ macro_rules! impl_anomaly_store {
             }
 
             async fn lift_lockout(&self, subject: &Subject, now: Timestamp) -> Result<bool, StoreError> {
-                let n = sqlx::query("DELETE FROM lockouts WHERE subject = $1 AND until_ms > $2")
-                    .bind(subject.to_string())
-                    .bind(now.millis())
-                    .execute(self.writes())
-                    .await
-                    .map_err(map_sqlx)?
-                    .rows_affected();
-                // An expired row only carries strikes: lifting starts the subject afresh.
-                sqlx::query("DELETE FROM lockouts WHERE subject = $1")
-                    .bind(subject.to_string())
-                    .execute(self.writes())
-                    .await
-                    .map_err(map_sqlx)?;
-                Ok(n > 0)
+                // The row goes either way: an expired one only carries strikes, and
+                // lifting starts the subject afresh.
+                let until: Option<i64> =
+                    sqlx::query_scalar("DELETE FROM lockouts WHERE subject = $1 RETURNING until_ms")
+                        .bind(subject.to_string())
+                        .fetch_optional(self.writes())
+                        .await
+                        .map_err(map_sqlx)?;
+                Ok(until.is_some_and(|u| u > now.millis()))
             }
 
             async fn suspend_principal(

@@ -31,6 +31,13 @@ fn command(data: &Path, db_url: Option<&str>, args: &[&str]) -> Command {
     cmd
 }
 
+/// Runs a command on the data dir; it must succeed; its stdout as JSON (null if none).
+fn cli(data: &Path, args: &[&str]) -> Value {
+    let out = command(data, None, args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+}
+
 fn serve(data: &Path, db_url: Option<&str>, log: &Path) -> Proc {
     serve_with(data, db_url, log, &[])
 }
@@ -244,11 +251,7 @@ fn configuration_errors_are_named() {
 async fn cli_administers_the_local_database() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let run = |args: &[&str]| {
-        let out = command(&data, None, args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
-    };
+    let run = |args: &[&str]| cli(&data, args);
     let init = command(&data, None, &["init"]).output().unwrap();
     assert!(init.status.success(), "init: {}", String::from_utf8_lossy(&init.stderr));
     assert!(String::from_utf8_lossy(&init.stderr).contains("is ready"), "{}", String::from_utf8_lossy(&init.stderr));
@@ -496,11 +499,7 @@ async fn mcp_over_stdio() {
 async fn cli_lists_and_lifts_anomalies() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let run = |args: &[&str]| {
-        let out = command(&data, None, args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
-    };
+    let run = |args: &[&str]| cli(&data, args);
     run(&["init"]);
     let bot = run(&["principal", "create", "--name", "bot", "--role", "writer"]);
     let id: ctxguard::domain::PrincipalId = bot["id"].as_str().unwrap().parse().unwrap();
