@@ -64,6 +64,7 @@ impl App {
         bootstrap::prepare_data_dir(&settings.data_dir)?;
         let db = store::open(&settings.database).await?;
         convert_legacy_contexts(&*db).await?;
+        convert_legacy_audit(&*db).await?;
         let kek = Arc::new(Kek::load_or_create(&settings.data_dir)?);
         // The first signing key is part of initialisation.
         let keyring = Arc::new(Keyring::load(db.clone(), kek.clone(), settings.signing_alg, key_retention()).await?);
@@ -173,11 +174,7 @@ async fn convert_legacy_contexts(db: &dyn Database) -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("ctxguard: converting {total} contexts to per-message storage (resumable)");
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} contexts, {per_sec}, about {eta} left")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(total, "contexts");
     let started = std::time::Instant::now();
     let mut done = 0;
     loop {
@@ -191,6 +188,42 @@ async fn convert_legacy_contexts(db: &dyn Database) -> anyhow::Result<()> {
     bar.finish_and_clear();
     eprintln!("ctxguard: converted {done} contexts in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Moves audit records stored one per row (before blocks, docs/audit.md "Storage")
+/// into blocks, their hashes as stored, with a progress bar on a terminal. Resumable:
+/// each block moves in its own transaction.
+async fn convert_legacy_audit(db: &dyn Database) -> anyhow::Result<()> {
+    let total = db.legacy_audit_records().await?;
+    if total == 0 {
+        return Ok(());
+    }
+    eprintln!("ctxguard: moving {total} audit records into blocks (resumable)");
+    let bar = progress_bar(total, "audit records");
+    let started = std::time::Instant::now();
+    let mut done = 0;
+    loop {
+        let n = db.convert_legacy_audit(256).await.context("moving audit records into blocks")?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+        bar.inc(n);
+    }
+    bar.finish_and_clear();
+    eprintln!("ctxguard: moved {done} audit records in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {what}, {{per_sec}}, about {{eta}} left"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 fn describe(location: &DatabaseLocation) -> String {

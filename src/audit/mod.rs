@@ -18,17 +18,39 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::audit::{AuditEvent, Outcome};
+use crate::domain::audit::{AuditEvent, AuditRecord, Outcome};
 use crate::jwt::Keyring;
 use crate::store::AuditStore;
 use checkpoint::{CheckpointPolicy, Checkpointer};
 
-/// Records read per query by whatever walks the log (verify, export, retention).
-/// Small pages keep the rows sqlx copies out of SQLite in memory the allocator already
-/// holds: verify went from ~105,000 records/s with pages of 10,000 to ~150,000 with
-/// 256, export of 500,000 records from 4.1 s and 128 MB to 2.9 s and 44 MB
-/// (docs/benchmarks.md).
-pub const READ_PAGE: u32 = 256;
+/// Blocks read per query by whatever walks the log (verify, export, retention): up to
+/// 64 × 256 records, a few megabytes, in one round trip. (When records were stored one
+/// per row, pages of 256 rows beat pages of 10,000: every value sqlx copied out of
+/// SQLite was an allocation of its own; docs/benchmarks.md.)
+pub const READ_PAGE: u32 = 64;
+
+/// Hands every stored record from `from` on, in stored order, to `each` until it
+/// returns `false`; reads a page of blocks at a time, so memory stays constant.
+pub async fn each_record(
+    store: &dyn AuditStore,
+    from: i64,
+    mut each: impl FnMut(AuditRecord) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let mut key = store.audit_block_key(from).await?;
+    loop {
+        let blocks = store.audit_blocks(key, READ_PAGE).await?;
+        let Some(last) = blocks.last() else { return Ok(()) };
+        key = last.first_seq + 1;
+        for block in &blocks {
+            for line in crate::domain::audit_block::lines(&block.records) {
+                let record = line?.record()?;
+                if record.seq >= from && !each(record)? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
 
 /// The audit settings (`audit`, `audit_queue`, `audit_fail_closed_reads`).
 #[derive(Clone, Debug)]

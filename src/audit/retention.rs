@@ -15,12 +15,10 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::CheckpointKeys;
-use super::verify::{Break, Checker, Report};
+use super::verify::{Break, Checker, Link, Report};
 use crate::domain::Timestamp;
 use crate::domain::audit::{AuditRecord, Checkpoint};
 use crate::store::AuditStore;
-
-use super::READ_PAGE as PAGE;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct ArchiveHeader {
@@ -65,19 +63,21 @@ pub async fn prune(
     let header = ArchiveHeader { audit_archive: 1, base_seq, base_hash };
     serde_json::to_writer(&mut out, &header)?;
     out.write_all(b"\n")?;
-    let mut next = base_seq + 1;
     let mut written = 0u64;
-    while next <= cut.seq {
-        let page = store.audit_records(next, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        next = last.seq + 1;
-        for r in page.iter().filter(|r| r.seq <= cut.seq) {
-            serde_json::to_writer(&mut out, r)?;
-            out.write_all(b"\n")?;
-            written += 1;
+    super::each_record(store, base_seq + 1, |r| {
+        if r.seq > cut.seq {
+            return Ok(false);
         }
-        progress(written);
-    }
+        serde_json::to_writer(&mut out, &r)?;
+        out.write_all(b"\n")?;
+        written += 1;
+        if written.is_multiple_of(4096) {
+            progress(written);
+        }
+        Ok(true)
+    })
+    .await?;
+    progress(written);
     if written != u64::try_from(cut.seq - base_seq).unwrap_or(0) {
         bail!("the stored chain is not whole up to record {}; run `ctxguard audit verify` first", cut.seq);
     }
@@ -118,7 +118,7 @@ pub fn verify_archive(path: &Path, keys: &CheckpointKeys) -> anyhow::Result<Repo
             break;
         }
         let record: AuditRecord = serde_json::from_str(&line).context("a line is not an audit record")?;
-        if let Some(b) = checker.check(&record) {
+        if let Some(b) = checker.check(Link::from(&record)) {
             return Ok(checker.report(Some(b)));
         }
     }

@@ -10,6 +10,7 @@ use std::fmt;
 use super::checkpoint::CheckpointKeys;
 use crate::domain::StoreError;
 use crate::domain::audit::{AuditRecord, GENESIS};
+use crate::domain::audit_block::{self, Block, BlockIndex, Indexed, Line, Parsed};
 use crate::store::{AuditStore, ChainEnds};
 
 use super::READ_PAGE as PAGE;
@@ -24,6 +25,11 @@ pub enum Break {
     /// The record hashes correctly but does not follow its predecessor: records were
     /// reordered, inserted, or the chain was rewritten from here on.
     Unlinked { seq: i64 },
+    /// Record `seq` is stored after a later one: records were moved.
+    Reordered { seq: i64 },
+    /// The index of the block starting at record `first_seq` does not describe its
+    /// records: it was edited, so `GET /admin/audit` could pass over them.
+    Index { first_seq: i64 },
     /// The chain ends at `last` but the head row says `head`: the tail was cut off.
     Truncated { last: i64, head: i64 },
     /// The last record's hash is not the head row's: the tail was rewritten.
@@ -50,6 +56,14 @@ impl fmt::Display for Break {
                 f,
                 "record {seq} does not follow record {}: records were reordered, inserted or rewritten",
                 seq - 1
+            ),
+            Break::Reordered { seq } => {
+                write!(f, "record {seq} is stored after a later record: records were reordered")
+            }
+            Break::Index { first_seq } => write!(
+                f,
+                "the index of the block from record {first_seq} does not match its records: it was edited, and \
+                 GET /admin/audit could pass over them"
             ),
             Break::Truncated { last, head } => {
                 write!(f, "the chain ends at record {last} but its head says {head}: records after {last} were removed")
@@ -118,21 +132,27 @@ pub async fn verify(
     checker.expect(base_seq + 1, base_hash);
     let start = from.unwrap_or(base_seq + 1).max(base_seq + 1);
     if start > base_seq + 1 {
-        // Trust the record before `start` as the starting point (its own correctness
-        // is what a run from the start checks).
-        match store.audit_records(start - 1, 1).await?.into_iter().next() {
-            Some(prev) if prev.seq == start - 1 => checker.expect(start, prev.hash),
-            _ => checker.expect(start, String::new()),
-        }
+        // Starting mid-chain: the record before `start` (when the first block holds
+        // it) is trusted as the starting point; its own correctness is what a run
+        // from the start checks.
+        checker.expect(start, String::new());
     }
-    let mut next = start;
+    let mut key = store.audit_block_key(start).await?;
     loop {
-        let page = store.audit_records(next, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        next = last.seq + 1;
-        for record in &page {
-            if let Some(b) = checker.check(record) {
-                return Ok(checker.report(Some(b)));
+        let blocks = store.audit_blocks(key, PAGE).await?;
+        let Some(last) = blocks.last() else { break };
+        key = last.first_seq + 1;
+        for block in &blocks {
+            match check_block(&mut checker, block, start) {
+                None => {}
+                Some(Break::Missing { from, to }) => {
+                    // Missing, or stored further on?
+                    let later = store.audit_blocks(block.first_seq, PAGE).await?;
+                    let moved = later.iter().any(|b| holds(b, from));
+                    let found = if moved { Break::Reordered { seq: from } } else { Break::Missing { from, to } };
+                    return Ok(checker.report(Some(found)));
+                }
+                Some(b) => return Ok(checker.report(Some(b))),
             }
         }
         progress(checker.records);
@@ -149,6 +169,55 @@ pub async fn verify(
         None
     };
     Ok(checker.report(end))
+}
+
+/// Checks the records of `block` from `start` on, then its index.
+fn check_block(checker: &mut Checker, block: &Block, start: i64) -> Option<Break> {
+    let mut records: Vec<(Line<'_>, Parsed<'_>)> = Vec::with_capacity(audit_block::BLOCK_RECORDS);
+    for line in audit_block::lines(&block.records) {
+        // A line that is not a record is an edit of the record expected there.
+        let Some(parsed) = line.ok().and_then(|l| l.parse().ok().map(|p| (l, p))) else {
+            return Some(Break::Altered { seq: checker.next_seq.max(start) });
+        };
+        records.push(parsed);
+    }
+    for (line, parsed) in &records {
+        if parsed.seq < start {
+            if parsed.seq == start - 1 {
+                checker.expect(start, line.hash.to_string());
+            }
+            continue;
+        }
+        let link = Link { seq: parsed.seq, prev_hash: &parsed.prev_hash, hash: line.hash, sound: line.sound() };
+        if let Some(b) = checker.check(link) {
+            return Some(b);
+        }
+    }
+    let index = BlockIndex::of(records.iter().map(|(_, p)| Indexed::from(p)));
+    let ends = (records.first().map(|(_, p)| p.seq), records.last().map(|(_, p)| p.seq));
+    (index != block.index || ends != (Some(block.first_seq), Some(block.last_seq)))
+        .then_some(Break::Index { first_seq: block.first_seq })
+}
+
+/// Whether `block` stores record `seq`.
+fn holds(block: &Block, seq: i64) -> bool {
+    audit_block::lines(&block.records).any(|l| l.ok().and_then(|l| l.parse().ok()).is_some_and(|p| p.seq == seq))
+}
+
+/// What the chain needs of one record.
+pub(super) struct Link<'a> {
+    pub seq: i64,
+    pub prev_hash: &'a str,
+    /// The hash the record claims.
+    pub hash: &'a str,
+    /// Whether the record's content hashes to `hash`.
+    pub sound: bool,
+}
+
+impl<'a> From<&'a AuditRecord> for Link<'a> {
+    fn from(r: &'a AuditRecord) -> Self {
+        Link { seq: r.seq, prev_hash: &r.prev_hash, hash: &r.hash, sound: r.compute_hash() == r.hash }
+    }
 }
 
 /// The running state of a check: what the next record must be.
@@ -180,24 +249,29 @@ impl Checker {
         self.prev_hash = prev_hash;
     }
 
-    pub(super) fn check(&mut self, r: &AuditRecord) -> Option<Break> {
-        if r.seq != self.next_seq {
+    pub(super) fn check(&mut self, r: Link<'_>) -> Option<Break> {
+        if r.seq > self.next_seq {
             return Some(Break::Missing { from: self.next_seq, to: r.seq - 1 });
         }
-        if r.compute_hash() != r.hash {
+        if r.seq < self.next_seq {
+            return Some(Break::Reordered { seq: r.seq });
+        }
+        if !r.sound {
             return Some(Break::Altered { seq: r.seq });
         }
         if !self.prev_hash.is_empty() && r.prev_hash != self.prev_hash {
             return Some(Break::Unlinked { seq: r.seq });
         }
-        if self.checkpoints.get(&r.seq).is_some_and(|signed| *signed != r.hash) {
+        if self.checkpoints.get(&r.seq).is_some_and(|signed| signed != r.hash) {
             return Some(Break::Contradicts { seq: r.seq });
         }
         self.records += 1;
         self.next_seq = r.seq + 1;
         self.last_seq = Some(r.seq);
-        self.prev_hash.clone_from(&r.hash);
-        self.last_hash.clone_from(&r.hash);
+        self.prev_hash.clear();
+        self.prev_hash.push_str(r.hash);
+        self.last_hash.clear();
+        self.last_hash.push_str(r.hash);
         None
     }
 
@@ -250,7 +324,7 @@ mod tests {
 
     fn first_break(records: &[AuditRecord]) -> Option<Break> {
         let mut c = Checker::new();
-        records.iter().find_map(|r| c.check(r))
+        records.iter().find_map(|r| c.check(Link::from(r)))
     }
 
     #[test]

@@ -13,8 +13,6 @@ use crate::audit::checkpoint::CheckpointKeys;
 use crate::audit::{retention, verify};
 use crate::domain::Timestamp;
 
-use crate::audit::READ_PAGE as PAGE;
-
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// Check the hash chain; names the first altered, missing or reordered record.
@@ -164,20 +162,17 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
 async fn export(app: &App, since: Option<Timestamp>, until: Option<Timestamp>) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut next = 1;
-    loop {
-        let page = app.db.audit_records(next, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        next = last.seq + 1;
-        for record in &page {
-            let at = Timestamp::parse_rfc3339(&record.time).map_err(anyhow::Error::msg)?;
-            if since.is_some_and(|s| at < s) || until.is_some_and(|u| at >= u) {
-                continue;
-            }
-            serde_json::to_writer(&mut out, record)?;
+    let (from, to) = (since.map(|t| t.to_rfc3339_millis()), until.map(|t| t.to_rfc3339_millis()));
+    crate::audit::each_record(&*app.db, 1, |record| {
+        // Times are written alike (RFC 3339, milliseconds, UTC), so they order as text.
+        let wanted = from.as_ref().is_none_or(|f| record.time >= *f) && to.as_ref().is_none_or(|t| record.time < *t);
+        if wanted {
+            serde_json::to_writer(&mut out, &record)?;
             out.write_all(b"\n")?;
         }
-    }
+        Ok(true)
+    })
+    .await?;
     out.flush()?;
     Ok(())
 }

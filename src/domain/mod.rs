@@ -7,6 +7,7 @@
 pub mod anomaly;
 pub mod api_key;
 pub mod audit;
+pub mod audit_block;
 pub mod binding;
 pub mod change;
 pub mod client;

@@ -78,8 +78,8 @@ fn query(f: AuditFilter, tenant: Option<String>) -> Result<AuditQuery, Error> {
         action: f.action,
         target: f.context.map(|c| format!("context:{c}")),
         decision: f.decision,
-        since_ms: f.since.map(|t| t.millis()),
-        until_ms: f.until.map(|t| t.millis()),
+        since: f.since,
+        until: f.until,
         before_seq,
         limit,
     })

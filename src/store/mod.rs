@@ -6,6 +6,7 @@
 //! intact; every query is scoped by tenant, so isolation does not depend on callers
 //! remembering a `WHERE` clause.
 
+mod audit;
 pub mod body;
 pub mod cached;
 pub mod changes;
@@ -25,6 +26,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+
+pub use audit::{AuditQuery, AuditStore, ChainEnds};
 
 use crate::domain::anomaly::{Lockout, Subject};
 use crate::domain::{
@@ -205,55 +208,6 @@ pub trait AuthStore: Send + Sync {
     /// False if the key does not exist or was already revoked.
     async fn revoke_api_key(&self, id: ApiKeyId, at: Timestamp) -> Result<bool, StoreError>;
     async fn revoke_principal_api_keys(&self, principal: PrincipalId, at: Timestamp) -> Result<u64, StoreError>;
-}
-
-/// Which audit records a query wants (`GET /admin/audit`), newest first.
-#[derive(Clone, Debug, Default)]
-pub struct AuditQuery {
-    /// Only this tenant's records (an admin of one tenant); `None`: every tenant.
-    pub tenant: Option<String>,
-    pub principal: Option<String>,
-    pub action: Option<String>,
-    pub target: Option<String>,
-    pub decision: Option<String>,
-    pub since_ms: Option<i64>,
-    pub until_ms: Option<i64>,
-    /// Records with a smaller `seq` only (the cursor).
-    pub before_seq: Option<i64>,
-    pub limit: u32,
-}
-
-/// The ends of the stored audit chain: `base` is the last record retention removed
-/// (`(0, GENESIS)` before any), `head` the last record written.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChainEnds {
-    pub base: (i64, String),
-    pub head: (i64, String),
-}
-
-/// The audit chain (docs/audit.md). One sequence per database: the writer of every
-/// process appends under the lock of the chain's head row.
-#[async_trait]
-pub trait AuditStore: Send + Sync {
-    /// Chains `records` after the current end, in order, in one transaction (giving
-    /// each its `seq`, `prev_hash` and `hash`), and returns the last one's `seq` and hash.
-    async fn append_audit(
-        &self,
-        records: &mut [crate::domain::audit::PendingRecord],
-    ) -> Result<(i64, String), StoreError>;
-    /// Stores a signed checkpoint (a second one of the same record is ignored).
-    async fn add_audit_checkpoint(&self, checkpoint: &crate::domain::audit::Checkpoint) -> Result<(), StoreError>;
-    /// Every checkpoint, by `seq`.
-    async fn audit_checkpoints(&self) -> Result<Vec<crate::domain::audit::Checkpoint>, StoreError>;
-    /// Up to `limit` records with `seq >= from`, ascending.
-    async fn audit_records(&self, from: i64, limit: u32) -> Result<Vec<crate::domain::audit::AuditRecord>, StoreError>;
-    async fn audit_query(&self, query: &AuditQuery) -> Result<Vec<crate::domain::audit::AuditRecord>, StoreError>;
-    /// Where the stored chain starts and ends, as the head row says.
-    async fn audit_ends(&self) -> Result<ChainEnds, StoreError>;
-    /// Retention: removes records up to and including `through` and the checkpoints
-    /// before it, and makes `through` the chain's base — in one transaction, the only
-    /// one that opens the triggers' gate. Returns how many records went.
-    async fn prune_audit(&self, through: i64) -> Result<u64, StoreError>;
 }
 
 /// MCP session state (the `initialize` parameters of 2025-era clients), so a session

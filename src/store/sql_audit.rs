@@ -1,17 +1,68 @@
-//! The audit chain's SQL, shared by both backends like `sql.rs`.
+//! The audit chain's SQL, shared by both backends like `sql.rs`: blocks of records
+//! (docs/audit.md "Storage", [`crate::domain::audit_block`]), the head row that keeps
+//! the chain one sequence, checkpoints, retention, and the move of records stored one
+//! per row (before blocks) into blocks.
 
 macro_rules! impl_audit_store {
-    ($store:ident, $db:ty, lock_suffix = $lock:literal) => {
+    ($store:ident, $db:ty, lock_suffix = $lock:literal, contains = $contains:literal) => {
         use crate::domain::audit::{AuditRecord, Checkpoint, PendingRecord};
+        use crate::domain::audit_block::{self, BLOCK_RECORDS, Block, BlockIndex};
         use crate::store::{AuditQuery, AuditStore};
 
-        const AUDIT_COLS: &str = "seq, time_ms, tenant_id, principal_id, principal_name, client_id, credential, \
-                                  channel, action, target, decision, reason, policies, ip, request_id, prev_hash, hash";
+        const BLOCK_COLS: &str =
+            "first_seq, last_seq, min_time, max_time, tenants, principals, actions, targets, decisions, records";
 
-        /// Rows per INSERT: 17 parameters each stays far below both backends' limits.
-        const AUDIT_ROWS_PER_INSERT: usize = 64;
+        /// The columns of records stored one per row before blocks.
+        const LEGACY_COLS: &str = "seq, time_ms, tenant_id, principal_id, principal_name, client_id, credential, \
+                                   channel, action, target, decision, reason, policies, ip, request_id, prev_hash, hash";
 
-        fn audit_from_row(row: &DbRow) -> Result<AuditRecord, StoreError> {
+        fn block_from_row(row: &DbRow) -> Result<Block, StoreError> {
+            let get = |c: &str| row.try_get::<Option<String>, _>(c).map_err(map_sqlx);
+            Ok(Block {
+                first_seq: row.try_get("first_seq").map_err(map_sqlx)?,
+                last_seq: row.try_get("last_seq").map_err(map_sqlx)?,
+                index: BlockIndex {
+                    min_time: row.try_get("min_time").map_err(map_sqlx)?,
+                    max_time: row.try_get("max_time").map_err(map_sqlx)?,
+                    tenants: get("tenants")?,
+                    principals: get("principals")?,
+                    actions: get("actions")?,
+                    targets: get("targets")?,
+                    decisions: get("decisions")?,
+                },
+                records: row.try_get("records").map_err(map_sqlx)?,
+            })
+        }
+
+        async fn insert_block(conn: &mut <$db as sqlx::Database>::Connection, b: &Block) -> Result<(), StoreError> {
+            let i = &b.index;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO audit_blocks ({BLOCK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            )))
+            .bind(b.first_seq)
+            .bind(b.last_seq)
+            .bind(&i.min_time)
+            .bind(&i.max_time)
+            .bind(&i.tenants)
+            .bind(&i.principals)
+            .bind(&i.actions)
+            .bind(&i.targets)
+            .bind(&i.decisions)
+            .bind(&b.records)
+            .execute(conn)
+            .await
+            .map_err(map_sqlx)?;
+            Ok(())
+        }
+
+        /// Opens or closes the gate the triggers let deletions through (retention and
+        /// the move into blocks only, inside their transactions).
+        async fn audit_gate(conn: &mut <$db as sqlx::Database>::Connection, open: bool) -> Result<(), StoreError> {
+            sqlx::query("UPDATE audit_gate SET open = $1 WHERE id = 1").bind(open).execute(conn).await.map_err(map_sqlx)?;
+            Ok(())
+        }
+
+        fn legacy_from_row(row: &DbRow) -> Result<AuditRecord, StoreError> {
             let get = |c: &str| row.try_get::<Option<String>, _>(c).map_err(map_sqlx);
             let need = |c: &str| row.try_get::<String, _>(c).map_err(map_sqlx);
             let policies: String = need("policies")?;
@@ -36,6 +87,10 @@ macro_rules! impl_audit_store {
             })
         }
 
+        fn block_corrupt(e: impl std::fmt::Display) -> StoreError {
+            StoreError::Corrupt(format!("audit block: {e}"))
+        }
+
         #[async_trait]
         impl AuditStore for $store {
             async fn append_audit(&self, records: &mut [PendingRecord]) -> Result<(i64, String), StoreError> {
@@ -48,34 +103,15 @@ macro_rules! impl_audit_store {
                     .map_err(map_sqlx)?;
                 let mut seq: i64 = head.try_get("seq").map_err(map_sqlx)?;
                 let mut prev: String = head.try_get("hash").map_err(map_sqlx)?;
-                for p in records.iter_mut() {
-                    seq += 1;
-                    p.record.seal(seq, std::mem::take(&mut prev));
-                    prev.clone_from(&p.record.hash);
-                }
-                for chunk in records.chunks(AUDIT_ROWS_PER_INSERT) {
-                    let mut insert = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO audit_log ({AUDIT_COLS}) "));
-                    insert.push_values(chunk, |mut row, PendingRecord { time_ms, record: r }| {
-                        let policies = serde_json::to_string(&r.policies).unwrap_or_else(|_| "[]".into());
-                        row.push_bind(r.seq)
-                            .push_bind(*time_ms)
-                            .push_bind(&r.tenant)
-                            .push_bind(&r.principal)
-                            .push_bind(&r.principal_name)
-                            .push_bind(&r.client_id)
-                            .push_bind(&r.credential)
-                            .push_bind(&r.channel)
-                            .push_bind(&r.action)
-                            .push_bind(&r.target)
-                            .push_bind(&r.decision)
-                            .push_bind(&r.reason)
-                            .push_bind(policies)
-                            .push_bind(&r.ip)
-                            .push_bind(&r.request_id)
-                            .push_bind(&r.prev_hash)
-                            .push_bind(&r.hash);
-                    });
-                    insert.build().execute(&mut *tx).await.map_err(map_sqlx)?;
+                for chunk in records.chunks_mut(BLOCK_RECORDS) {
+                    let mut text = String::with_capacity(chunk.len() * 512);
+                    for p in chunk.iter_mut() {
+                        seq += 1;
+                        audit_block::seal_into(&mut p.record, seq, std::mem::take(&mut prev), &mut text);
+                        prev.clone_from(&p.record.hash);
+                    }
+                    let sealed: Vec<&AuditRecord> = chunk.iter().map(|p| &p.record).collect();
+                    insert_block(&mut tx, &audit_block::block(&sealed, text)).await?;
                 }
                 sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
                     .bind(seq)
@@ -121,44 +157,56 @@ macro_rules! impl_audit_store {
                     .collect()
             }
 
-            async fn audit_records(&self, from: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+            async fn audit_block_key(&self, seq: i64) -> Result<i64, StoreError> {
+                let key: Option<i64> = sqlx::query_scalar("SELECT MAX(first_seq) FROM audit_blocks WHERE first_seq <= $1")
+                    .bind(seq)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(key.unwrap_or(seq))
+            }
+
+            async fn audit_blocks(&self, from_key: i64, limit: u32) -> Result<Vec<Block>, StoreError> {
                 let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {AUDIT_COLS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2"
+                    "SELECT {BLOCK_COLS} FROM audit_blocks WHERE first_seq >= $1 ORDER BY first_seq LIMIT $2"
                 )))
-                .bind(from)
+                .bind(from_key)
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(map_sqlx)?;
-                rows.iter().map(audit_from_row).collect()
+                rows.iter().map(block_from_row).collect()
             }
 
-            async fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-                let mut query = sqlx::QueryBuilder::<$db>::new(format!("SELECT {AUDIT_COLS} FROM audit_log WHERE 1 = 1"));
-                let text_filters = [
-                    ("tenant_id", &q.tenant),
-                    ("principal_id", &q.principal),
-                    ("action", &q.action),
-                    ("target", &q.target),
-                    ("decision", &q.decision),
-                ];
-                for (column, value) in text_filters {
-                    if let Some(v) = value {
-                        query.push(format_args!(" AND {column} = ")).push_bind(v.clone());
+            async fn audit_candidates(
+                &self,
+                q: &AuditQuery,
+                before_key: Option<i64>,
+                limit: u32,
+            ) -> Result<Vec<Block>, StoreError> {
+                let mut query =
+                    sqlx::QueryBuilder::<$db>::new(format!("SELECT {BLOCK_COLS} FROM audit_blocks WHERE 1 = 1"));
+                for (column, value) in q.members() {
+                    if let Some(token) = value.and_then(audit_block::member_token) {
+                        query
+                            .push(format_args!(" AND ({column} IS NULL OR {}({column}, ", $contains))
+                            .push_bind(token)
+                            .push(") > 0)");
                     }
                 }
-                if let Some(t) = q.since_ms {
-                    query.push(" AND time_ms >= ").push_bind(t);
+                let (since, until) = q.time_bounds();
+                if let Some(t) = since {
+                    query.push(" AND max_time >= ").push_bind(t);
                 }
-                if let Some(t) = q.until_ms {
-                    query.push(" AND time_ms < ").push_bind(t);
+                if let Some(t) = until {
+                    query.push(" AND min_time < ").push_bind(t);
                 }
-                if let Some(s) = q.before_seq {
-                    query.push(" AND seq < ").push_bind(s);
+                if let Some(k) = before_key {
+                    query.push(" AND first_seq < ").push_bind(k);
                 }
-                query.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(q.limit));
+                query.push(" ORDER BY first_seq DESC LIMIT ").push_bind(i64::from(limit));
                 let rows = query.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
-                rows.iter().map(audit_from_row).collect()
+                rows.iter().map(block_from_row).collect()
             }
 
             async fn audit_ends(&self) -> Result<crate::store::ChainEnds, StoreError> {
@@ -176,25 +224,46 @@ macro_rules! impl_audit_store {
 
             async fn prune_audit(&self, through: i64) -> Result<u64, StoreError> {
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
-                let hash: String = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
-                    .bind(through)
-                    .fetch_optional(&mut *tx)
+                let base: i64 = sqlx::query_scalar(concat!("SELECT base_seq FROM audit_head WHERE id = 1 ", $lock))
+                    .fetch_one(&mut *tx)
                     .await
-                    .map_err(map_sqlx)?
-                    .ok_or_else(|| StoreError::Corrupt(format!("audit record {through} is not stored")))?;
-                sqlx::query("UPDATE audit_gate SET open = TRUE WHERE id = 1").execute(&mut *tx).await.map_err(map_sqlx)?;
-                let removed = sqlx::query("DELETE FROM audit_log WHERE seq <= $1")
+                    .map_err(map_sqlx)?;
+                let holder = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {BLOCK_COLS} FROM audit_blocks WHERE first_seq <= $1 ORDER BY first_seq DESC LIMIT 1"
+                )))
+                .bind(through)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
+                let missing = || StoreError::Corrupt(format!("audit record {through} is not stored"));
+                let holder = block_from_row(&holder.ok_or_else(missing)?)?;
+                let lines: Vec<audit_block::Line<'_>> =
+                    audit_block::lines(&holder.records).collect::<Result<_, _>>().map_err(block_corrupt)?;
+                let mut cut = None;
+                for (i, line) in lines.iter().enumerate() {
+                    if line.parse().map_err(block_corrupt)?.seq == through {
+                        cut = Some(i);
+                    }
+                }
+                let cut = cut.ok_or_else(missing)?;
+                let hash = lines[cut].hash.to_string();
+                audit_gate(&mut tx, true).await?;
+                sqlx::query("DELETE FROM audit_blocks WHERE first_seq <= $1")
                     .bind(through)
                     .execute(&mut *tx)
                     .await
-                    .map_err(map_sqlx)?
-                    .rows_affected();
+                    .map_err(map_sqlx)?;
+                // A block the cut falls inside keeps its later records, as a new block.
+                if cut + 1 < lines.len() {
+                    let rest = audit_block::rebuild(&lines[cut + 1..]).map_err(block_corrupt)?;
+                    insert_block(&mut tx, &rest).await?;
+                }
                 sqlx::query("DELETE FROM audit_checkpoints WHERE seq < $1")
                     .bind(through)
                     .execute(&mut *tx)
                     .await
                     .map_err(map_sqlx)?;
-                sqlx::query("UPDATE audit_gate SET open = FALSE WHERE id = 1").execute(&mut *tx).await.map_err(map_sqlx)?;
+                audit_gate(&mut tx, false).await?;
                 sqlx::query("UPDATE audit_head SET base_seq = $1, base_hash = $2 WHERE id = 1")
                     .bind(through)
                     .bind(&hash)
@@ -202,7 +271,48 @@ macro_rules! impl_audit_store {
                     .await
                     .map_err(map_sqlx)?;
                 tx.commit().await.map_err(map_sqlx)?;
-                Ok(removed)
+                Ok(u64::try_from(through - base).unwrap_or(0))
+            }
+
+            async fn legacy_audit_records(&self) -> Result<u64, StoreError> {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(n.max(0) as u64)
+            }
+
+            async fn convert_legacy_audit(&self, batch: u32) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
+                // Under the head's lock: no record is appended while rows move.
+                sqlx::query(concat!("SELECT seq FROM audit_head WHERE id = 1 ", $lock))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {LEGACY_COLS} FROM audit_log ORDER BY seq LIMIT $1"
+                )))
+                .bind(i64::from(batch.clamp(1, BLOCK_RECORDS as u32)))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
+                let records = rows.iter().map(legacy_from_row).collect::<Result<Vec<_>, _>>()?;
+                let Some(last) = records.last() else { return Ok(0) };
+                let mut text = String::new();
+                for r in &records {
+                    audit_block::append_as_stored(r, &mut text);
+                }
+                let refs: Vec<&AuditRecord> = records.iter().collect();
+                insert_block(&mut tx, &audit_block::block(&refs, text)).await?;
+                audit_gate(&mut tx, true).await?;
+                sqlx::query("DELETE FROM audit_log WHERE seq <= $1")
+                    .bind(last.seq)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                audit_gate(&mut tx, false).await?;
+                tx.commit().await.map_err(map_sqlx)?;
+                Ok(records.len() as u64)
             }
         }
     };

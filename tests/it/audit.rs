@@ -10,6 +10,7 @@ use ctxguard::audit::retention;
 use ctxguard::audit::verify::{self, Break};
 use ctxguard::domain::Timestamp;
 use ctxguard::domain::audit::{AuditRecord, PendingRecord};
+use ctxguard::domain::audit_block;
 use ctxguard::store::Database;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -149,26 +150,35 @@ backend_tests! {
         assert_eq!(first_break(&*db).await, None);
         unguard(&srv).await;
 
-        srv.raw_sql("UPDATE audit_log SET reason = 'nothing to see' WHERE seq = 5").await;
-        assert_eq!(first_break(&*db).await, Some(Break::Altered { seq: 5 }));
-        srv.raw_sql("UPDATE audit_log SET reason = NULL WHERE seq = 5").await;
+        srv.raw_sql(&one_record_per_block(&*db).await).await;
         assert_eq!(first_break(&*db).await, None);
 
-        srv.raw_sql("CREATE TABLE audit_saved AS SELECT * FROM audit_log WHERE seq = 4").await;
-        srv.raw_sql("DELETE FROM audit_log WHERE seq = 4").await;
+        srv.raw_sql(&edit_decision(5)).await;
+        assert_eq!(first_break(&*db).await, Some(Break::Altered { seq: 5 }));
+        srv.raw_sql(&unedit_decision(5)).await;
+        assert_eq!(first_break(&*db).await, None);
+
+        srv.raw_sql("CREATE TABLE audit_saved AS SELECT * FROM audit_blocks WHERE first_seq = 4").await;
+        srv.raw_sql("DELETE FROM audit_blocks WHERE first_seq = 4").await;
         assert_eq!(first_break(&*db).await, Some(Break::Missing { from: 4, to: 4 }));
-        srv.raw_sql("INSERT INTO audit_log SELECT * FROM audit_saved").await;
+        srv.raw_sql("INSERT INTO audit_blocks SELECT * FROM audit_saved").await;
         srv.raw_sql("DROP TABLE audit_saved").await;
         assert_eq!(first_break(&*db).await, None);
 
-        let swap = "UPDATE audit_log SET seq = -1 WHERE seq = 3; UPDATE audit_log SET seq = 3 WHERE seq = 2; \
-                    UPDATE audit_log SET seq = 2 WHERE seq = -1";
+        let swap = "UPDATE audit_blocks SET first_seq = -1 WHERE first_seq = 3; \
+                    UPDATE audit_blocks SET first_seq = 3 WHERE first_seq = 2; \
+                    UPDATE audit_blocks SET first_seq = 2 WHERE first_seq = -1";
         srv.raw_sql(swap).await;
-        assert_eq!(first_break(&*db).await, Some(Break::Altered { seq: 2 }));
+        assert_eq!(first_break(&*db).await, Some(Break::Reordered { seq: 2 }));
         srv.raw_sql(swap).await;
         assert_eq!(first_break(&*db).await, None);
 
-        srv.raw_sql(&format!("DELETE FROM audit_log WHERE seq > {}", last - 2)).await;
+        // The index beside the records, edited to hide a record from queries.
+        srv.raw_sql("UPDATE audit_blocks SET decisions = replace(decisions, 'allow', 'deny') WHERE first_seq = 6").await;
+        assert_eq!(first_break(&*db).await, Some(Break::Index { first_seq: 6 }));
+        srv.raw_sql("UPDATE audit_blocks SET decisions = replace(decisions, 'deny', 'allow') WHERE first_seq = 6").await;
+
+        srv.raw_sql(&format!("DELETE FROM audit_blocks WHERE first_seq > {}", last - 2)).await;
         assert_eq!(first_break(&*db).await, Some(Break::Truncated { last: last - 2, head: last }));
         db.close().await;
     }
@@ -200,7 +210,8 @@ backend_tests! {
             .collect();
         tail[0].record.reason = Some("edited".into());
         let before = db.audit_records(from - 1, 1).await.unwrap().remove(0);
-        srv.raw_sql(&format!("DELETE FROM audit_log WHERE seq >= {from}")).await;
+        srv.raw_sql(&one_record_per_block(&*db).await).await;
+        srv.raw_sql(&format!("DELETE FROM audit_blocks WHERE first_seq >= {from}")).await;
         srv.raw_sql(&format!("UPDATE audit_head SET seq = {}, hash = '{}'", before.seq, before.hash)).await;
         db.append_audit(&mut tail).await.unwrap();
         let mut chain_only = report(&*db).await;
@@ -209,7 +220,8 @@ backend_tests! {
         // Cut back to before the last checkpoint, head and all.
         let keep = covered - 2;
         let last = db.audit_records(keep, 1).await.unwrap().remove(0);
-        srv.raw_sql(&format!("DELETE FROM audit_log WHERE seq > {keep}")).await;
+        srv.raw_sql(&one_record_per_block(&*db).await).await;
+        srv.raw_sql(&format!("DELETE FROM audit_blocks WHERE first_seq > {keep}")).await;
         srv.raw_sql(&format!("UPDATE audit_head SET seq = {}, hash = '{}'", last.seq, last.hash)).await;
         srv.raw_sql(&format!("DELETE FROM audit_checkpoints WHERE seq <= {keep}")).await;
         assert_eq!(first_break(&*db).await, Some(Break::BeforeCheckpoint { last: keep, checkpoint: covered }));
@@ -265,7 +277,8 @@ backend_tests! {
         unguard(&srv).await;
         let (base, _) = db.audit_ends().await.unwrap().base;
         let moved = db.audit_records(base + 2, 1).await.unwrap().remove(0);
-        srv.raw_sql(&format!("DELETE FROM audit_log WHERE seq <= {}", moved.seq)).await;
+        srv.raw_sql(&one_record_per_block(&*db).await).await;
+        srv.raw_sql(&format!("DELETE FROM audit_blocks WHERE first_seq <= {}", moved.seq)).await;
         srv.raw_sql(&format!("UPDATE audit_head SET base_seq = {}, base_hash = '{}'", moved.seq, moved.hash)).await;
         assert_eq!(first_break(&*db).await, Some(Break::UnvouchedBase { seq: moved.seq }));
         db.close().await;
@@ -277,12 +290,12 @@ backend_tests! {
         srv.create_context(&srv.admin_key.clone(), sample_context()).await;
         let before = db.audit_records(1, 100).await.unwrap();
         assert!(!before.is_empty());
-        for statement in ["UPDATE audit_log SET reason = 'x' WHERE seq = 1", "DELETE FROM audit_log WHERE seq = 1"] {
+        for statement in ["UPDATE audit_blocks SET records = 'x'", "DELETE FROM audit_blocks"] {
             let refused = srv.try_raw_sql(statement).await.expect_err(statement);
             assert!(refused.contains("append-only"), "{refused}");
         }
         if srv.backend == Backend::Postgres {
-            let refused = srv.try_raw_sql("TRUNCATE audit_log").await.expect_err("truncate");
+            let refused = srv.try_raw_sql("TRUNCATE audit_blocks").await.expect_err("truncate");
             assert!(refused.contains("append-only"), "{refused}");
         }
         assert_eq!(db.audit_records(1, 100).await.unwrap()[..before.len()], before[..]);
@@ -330,7 +343,7 @@ backend_tests! {
         let ctx = srv.create_context(&key, sample_context()).await;
         let id = ctx["context_id"].as_str().unwrap().to_string();
         let before = srv.stored(&id).await.body;
-        srv.raw_sql("ALTER TABLE audit_log RENAME TO audit_log_away").await;
+        srv.raw_sql("ALTER TABLE audit_blocks RENAME TO audit_blocks_away").await;
 
         let contexts = srv.raw_count("SELECT COUNT(*) FROM contexts").await;
         let created = srv.call(Method::POST, "/context", Some(&key), Some(sample_context())).await;
@@ -342,7 +355,7 @@ backend_tests! {
         // Reads go on (audit_fail_closed_reads is off by default), and see nothing changed.
         assert_eq!(srv.stored(&id).await.body, before);
 
-        srv.raw_sql("ALTER TABLE audit_log_away RENAME TO audit_log").await;
+        srv.raw_sql("ALTER TABLE audit_blocks_away RENAME TO audit_blocks").await;
         assert_eq!(srv.call(Method::POST, "/context", Some(&key), Some(sample_context())).await.status, StatusCode::CREATED);
         let db = srv.database().await;
         assert_eq!(first_break(&*db).await, None);
@@ -355,10 +368,10 @@ backend_tests! {
         let id = srv.create_context(&key, sample_context()).await["context_id"].as_str().unwrap().to_string();
         let path = format!("/context/{id}");
         assert_eq!(srv.call(Method::GET, &path, Some(&key), None).await.status, StatusCode::OK);
-        srv.raw_sql("ALTER TABLE audit_log RENAME TO audit_log_away").await;
+        srv.raw_sql("ALTER TABLE audit_blocks RENAME TO audit_blocks_away").await;
         srv.call(Method::GET, &path, Some(&key), None).await.assert_error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable");
         srv.call(Method::GET, "/context", Some(&key), None).await.assert_error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable");
-        srv.raw_sql("ALTER TABLE audit_log_away RENAME TO audit_log").await;
+        srv.raw_sql("ALTER TABLE audit_blocks_away RENAME TO audit_blocks").await;
         assert_eq!(srv.call(Method::GET, &path, Some(&key), None).await.status, StatusCode::OK);
         srv.stop().await;
     }
@@ -426,19 +439,66 @@ async fn created_ids(srv: &TestServer, key: &str, n: usize) -> Vec<String> {
     ids
 }
 
+/// SQL that stores every record in a block of its own (the triggers must be off), so
+/// that a test can edit, delete and move single records as someone with the database
+/// could.
+async fn one_record_per_block(db: &dyn Database) -> String {
+    use std::fmt::Write as _;
+    let text = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let opt = |s: &Option<String>| s.as_deref().map_or_else(|| "NULL".to_string(), text);
+    let mut sql = String::from("DELETE FROM audit_blocks;");
+    for block in db.audit_blocks(i64::MIN, u32::MAX).await.unwrap() {
+        for line in audit_block::lines(&block.records) {
+            let b = audit_block::rebuild(&[line.unwrap()]).unwrap();
+            let i = &b.index;
+            write!(
+                sql,
+                "INSERT INTO audit_blocks (first_seq, last_seq, min_time, max_time, tenants, principals, actions, \
+                 targets, decisions, records) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {});",
+                b.first_seq,
+                b.last_seq,
+                text(&i.min_time),
+                text(&i.max_time),
+                opt(&i.tenants),
+                opt(&i.principals),
+                opt(&i.actions),
+                opt(&i.targets),
+                opt(&i.decisions),
+                text(&b.records)
+            )
+            .unwrap();
+        }
+    }
+    sql
+}
+
+/// Edits the decision of record `seq` (stored in a block of its own) behind the
+/// server's back: `allow` becomes `xallow`.
+fn edit_decision(seq: i64) -> String {
+    format!(
+        "UPDATE audit_blocks SET records = replace(records, '\"decision\":\"', '\"decision\":\"x') WHERE first_seq = {seq}"
+    )
+}
+
+fn unedit_decision(seq: i64) -> String {
+    format!(
+        "UPDATE audit_blocks SET records = replace(records, '\"decision\":\"x', '\"decision\":\"') WHERE first_seq = {seq}"
+    )
+}
+
 /// Takes the append-only triggers away, as someone with the database's keys could.
 async fn unguard(srv: &TestServer) {
     match srv.backend {
         Backend::Sqlite => {
             srv.raw_sql(
-                "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; \
+                "DROP TRIGGER audit_blocks_no_update; DROP TRIGGER audit_blocks_no_delete; \
                  DROP TRIGGER audit_checkpoints_no_update; DROP TRIGGER audit_checkpoints_no_delete",
             )
             .await
         }
         Backend::Postgres => {
             srv.raw_sql(
-                "ALTER TABLE audit_log DISABLE TRIGGER USER; ALTER TABLE audit_checkpoints DISABLE TRIGGER USER",
+                "ALTER TABLE audit_blocks DISABLE TRIGGER USER; ALTER TABLE audit_checkpoints DISABLE TRIGGER USER",
             )
             .await
         }
@@ -513,8 +573,8 @@ async fn killed_mid_write(db_url: Option<&str>) {
     assert!(sound.status.success() && said.contains("audit log is sound"), "{said}");
 
     let unguard = match db_url {
-        Some(_) => "ALTER TABLE audit_log DISABLE TRIGGER USER",
-        None => "DROP TRIGGER audit_log_no_update",
+        Some(_) => "ALTER TABLE audit_blocks DISABLE TRIGGER USER",
+        None => "DROP TRIGGER audit_blocks_no_update; DROP TRIGGER audit_blocks_no_delete",
     };
     let edit = async |sql: &str| match &location {
         ctxguard::store::DatabaseLocation::Postgres { url, .. } => {
@@ -529,7 +589,8 @@ async fn killed_mid_write(db_url: Option<&str>) {
         }
     };
     edit(unguard).await;
-    edit("UPDATE audit_log SET ip = '10.0.0.1' WHERE seq = 7").await;
+    edit(&one_record_per_block(&*db).await).await;
+    edit(&edit_decision(7)).await;
     let broken = cli(&["audit", "verify"]);
     let said = String::from_utf8_lossy(&broken.stderr).to_string();
     assert!(!broken.status.success() && said.contains("record 7 was altered"), "{said}");

@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod anomaly;
 mod audit;
+mod audit_blocks;
 mod auth;
 mod cache;
 mod concurrency;
