@@ -288,6 +288,8 @@ fi
 # A named variant: the same server with the MCP fast path off (rmcp answers every
 # call), on the same database and public URL (so the same tokens hold).
 start_ctxguard sdk --public-url "$url" --mcp-fast-path false
+# The same server with the audit log off (same database and keys): what auditing costs.
+start_ctxguard noaudit --public-url "$url" --audit false
 meta='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}'
 if ! curl -sf -o /dev/null -X POST "$url_sdk/mcp" -H "Authorization: Bearer $jwt_mcp" -H 'Content-Type: application/json' \
         -H 'Accept: application/json, text/event-stream' -H 'Mcp-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/list' \
@@ -324,6 +326,8 @@ hot_round() {
     measure "baseline: bare rmcp tools/call (no auth)" "$rmcp_pid" "$rmcp_url/mcp" -s "$work/mcp_rmcp.lua"
     measure "MCP tools/call context_get + JWT" "$cg_pid" "$url/mcp" -s "$work/mcp.lua"
     [ -z "$url_sdk" ] || measure "MCP tools/call context_get + JWT, mcp_fast_path = false" "$pid_sdk" "$url_sdk/mcp" -s "$work/mcp.lua"
+    measure "GET /context/{id} + JWT, audit = false" "$pid_noaudit" "$url_noaudit/context/$read_id" -H "Authorization: Bearer $jwt"
+    measure "MCP tools/call context_get + JWT, audit = false" "$pid_noaudit" "$url_noaudit/mcp" -s "$work/mcp.lua"
     if ! $hot; then
         measure "peer: Python MCP SDK server tools/call + JWT" "$mcp_peer_pid" "http://127.0.0.1:$peer_port/mcp" -s "$work/mcp_peer.lua"
         measure "peer: oidc-provider client_credentials" "$oidc_pid" "http://127.0.0.1:$oidc_port/token" -s "$work/oidc_token.lua"
@@ -346,6 +350,10 @@ comparisons=(
     "MCP, fast path off ÷ bare rmcp|MCP tools/call context_get + JWT, mcp_fast_path = false|baseline: bare rmcp tools/call (no auth)"
     "MCP tools/call + JWT ÷ Python MCP SDK|MCP tools/call context_get + JWT|peer: Python MCP SDK server tools/call + JWT"
     "client_credentials ÷ oidc-provider|POST /oauth/token client_credentials|peer: oidc-provider client_credentials"
+    "GET + JWT, audit on ÷ off|GET /context/{id} + JWT|GET /context/{id} + JWT, audit = false"
+    "MCP tools/call, audit on ÷ off|MCP tools/call context_get + JWT|MCP tools/call context_get + JWT, audit = false"
+    "90/10 mix, audit on ÷ off|90% GET / 10% append + JWT|90% GET / 10% append + JWT, audit = false"
+    "POST /context, audit on ÷ off|POST /context + JWT|POST /context + JWT, audit = false"
 )
 jq_compare="$jq_median"'
     . as $all
@@ -389,7 +397,9 @@ fi
 # --- 5. single runs: writes, the latency target, long histories
 issue_tokens
 measure "90% GET / 10% append + JWT" "$cg_pid" "$url" -s "$work/mix.lua"
+measure "90% GET / 10% append + JWT, audit = false" "$pid_noaudit" "$url_noaudit" -s "$work/mix.lua"
 measure "POST /context + JWT" "$cg_pid" "$url/context" -s "$work/create.lua"
+measure "POST /context + JWT, audit = false" "$pid_noaudit" "$url_noaudit/context" -s "$work/create.lua"
 
 # Latency at half of the maximum: each of C connections waits 2 ms between requests,
 # with C chosen so that the offered rate is about half of the GET + JWT maximum.
@@ -461,6 +471,11 @@ check "MCP tools/call + JWT, CPU/request of bare rmcp ÷ ctxguard" "$(ratio "MCP
 check "MCP tools/call + JWT, req/s ÷ Python MCP SDK" "$(ratio "MCP tools/call + JWT ÷ Python MCP SDK" rps_ratio)" ">=" 20
 check "client_credentials, req/s ÷ oidc-provider" "$(ratio "client_credentials ÷ oidc-provider" rps_ratio)" ">=" 5
 check "p99 ms at ~50% of max, GET + JWT" "$(r "GET /context/{id} + JWT at ~50% of max" .p99_ms)" "<" 2
+# Auditing: off ÷ on CPU per request, i.e. at most +10 % (GET, MCP) or +15 % (writes).
+check "GET + JWT, CPU/request audit off ÷ on" "$(ratio "GET + JWT, audit on ÷ off" cpu_ratio)" ">=" 0.909
+check "MCP tools/call, CPU/request audit off ÷ on" "$(ratio "MCP tools/call, audit on ÷ off" cpu_ratio)" ">=" 0.909
+check "90/10 mix, CPU/request audit off ÷ on" "$(ratio "90/10 mix, audit on ÷ off" cpu_ratio)" ">=" 0.870
+check "POST /context, CPU/request audit off ÷ on" "$(ratio "POST /context, audit on ÷ off" cpu_ratio)" ">=" 0.870
 check "idle RSS MB" "$(bc -l <<<"$idle_rss/1024")" "<" 40
 check "RSS MB after the whole benchmark" "$(bc -l <<<"$final_rss/1024")" "<" 64
 long="${lengths[-1]}"

@@ -16,7 +16,7 @@ mod writer;
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::domain::audit::{AuditEvent, AuditRecord, Outcome};
 use crate::jwt::Keyring;
@@ -86,6 +86,9 @@ pub struct Audit {
 
 struct Inner {
     queue: mpsc::Sender<Queued>,
+    /// Tells the writer that something queued waits for its commit (see
+    /// `writer::linger`).
+    urgent: Arc<Notify>,
     fail_closed_reads: bool,
 }
 
@@ -106,9 +109,10 @@ impl Audit {
             return Self::off();
         }
         let (queue, rx) = mpsc::channel(settings.queue);
+        let urgent = Arc::new(Notify::new());
         let checkpoints = Checkpointer::new(keyring, settings.checkpoints);
-        tokio::spawn(writer::run(store, rx, Some(checkpoints)));
-        Self { inner: Some(Arc::new(Inner { queue, fail_closed_reads: settings.fail_closed_reads })) }
+        tokio::spawn(writer::run(store, rx, urgent.clone(), Some(checkpoints)));
+        Self { inner: Some(Arc::new(Inner { queue, urgent, fail_closed_reads: settings.fail_closed_reads })) }
     }
 
     /// Records nothing (`audit = false`, unit tests).
@@ -131,10 +135,15 @@ impl Audit {
             if inner.queue.send(Queued::Event(event, None)).await.is_err() {
                 writer::lost(1);
             }
+            // A batch's worth waiting: no reason to linger.
+            if inner.queue.max_capacity() - inner.queue.capacity() >= writer::BATCH {
+                inner.urgent.notify_one();
+            }
             return Ok(());
         }
         let (done, committed) = oneshot::channel();
         inner.queue.send(Queued::Event(event, Some(done))).await.map_err(|_| AuditUnavailable)?;
+        inner.urgent.notify_one();
         match committed.await {
             Ok(true) => Ok(()),
             _ => Err(AuditUnavailable),
@@ -146,6 +155,7 @@ impl Audit {
         let Some(inner) = &self.inner else { return };
         let (done, flushed) = oneshot::channel();
         if inner.queue.send(Queued::Flush(done)).await.is_ok() {
+            inner.urgent.notify_one();
             let _ = flushed.await;
         }
     }

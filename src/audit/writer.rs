@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::Queued;
 use super::checkpoint::Checkpointer;
@@ -12,7 +12,7 @@ use crate::store::AuditStore;
 
 /// Most events per transaction: large enough that a burst costs few commits, small
 /// enough that one commit does not hold the database's write lock for long.
-const BATCH: usize = 512;
+pub(super) const BATCH: usize = 512;
 
 /// How long queued records may wait for company before they are written (see
 /// [`linger`]); also the most a queued record's write is delayed.
@@ -25,6 +25,7 @@ const ATTEMPTS: u32 = 3;
 pub(super) async fn run(
     store: Arc<dyn AuditStore>,
     mut rx: mpsc::Receiver<Queued>,
+    urgent: Arc<Notify>,
     mut checkpoints: Option<Checkpointer>,
 ) {
     let written = metrics::counter!("ctxguard_audit_records_total");
@@ -49,7 +50,7 @@ pub(super) async fn run(
         if received == 0 {
             break;
         }
-        linger(&mut rx, &mut queued).await;
+        linger(&mut rx, &mut queued, &urgent).await;
         depth.set(rx.len() as f64);
         let mut records = Vec::with_capacity(queued.len());
         let mut waiters = Vec::new();
@@ -94,21 +95,25 @@ pub(super) async fn run(
     }
 }
 
-/// While nothing in the batch waits for its commit, gathers more for up to [`LINGER`]:
-/// a busy server then writes a few large transactions a second instead of one per
-/// request, each of which costs thread hops, a lock and a WAL append. A write waiting
-/// for its record (or a flush) ends the wait at once.
-async fn linger(rx: &mut mpsc::Receiver<Queued>, queued: &mut Vec<Queued>) {
-    let urgent = |q: &Queued| matches!(q, Queued::Event(_, Some(_)) | Queued::Flush(_));
-    if queued.iter().any(urgent) {
+/// While nothing in the batch waits for its commit, lets more gather for up to
+/// [`LINGER`]: a busy server then writes a few large transactions a second instead of
+/// one per request, each of which costs thread hops, a lock and a WAL append. The writer
+/// sleeps meanwhile rather than waking for each record that arrives (a wake-up per
+/// record showed in the profile of a GET, docs/benchmarks.md); a record that waits for
+/// its commit (or a flush), or a full batch's worth queued, ends the wait at once
+/// through `urgent`.
+async fn linger(rx: &mut mpsc::Receiver<Queued>, queued: &mut Vec<Queued>, urgent: &Notify) {
+    if queued.iter().any(|q| matches!(q, Queued::Event(_, Some(_)) | Queued::Flush(_))) {
         return;
     }
-    let deadline = tokio::time::Instant::now() + LINGER;
+    tokio::select! {
+        _ = tokio::time::sleep(LINGER) => {}
+        _ = urgent.notified() => {}
+    }
     while queued.len() < BATCH {
-        let seen = queued.len();
-        match tokio::time::timeout_at(deadline, rx.recv_many(queued, BATCH - seen)).await {
-            Ok(n) if n > 0 && !queued[seen..].iter().any(urgent) => {}
-            _ => return,
+        match rx.try_recv() {
+            Ok(q) => queued.push(q),
+            Err(_) => return,
         }
     }
 }

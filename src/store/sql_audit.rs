@@ -34,21 +34,22 @@ macro_rules! impl_audit_store {
             })
         }
 
-        async fn insert_block(conn: &mut <$db as sqlx::Database>::Connection, b: &Block) -> Result<(), StoreError> {
-            let i = &b.index;
+        /// Takes the block by value: its text is moved into the statement, not copied.
+        async fn insert_block(conn: &mut <$db as sqlx::Database>::Connection, b: Block) -> Result<(), StoreError> {
+            let i = b.index;
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO audit_blocks ({BLOCK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             )))
             .bind(b.first_seq)
             .bind(b.last_seq)
-            .bind(&i.min_time)
-            .bind(&i.max_time)
-            .bind(&i.tenants)
-            .bind(&i.principals)
-            .bind(&i.actions)
-            .bind(&i.targets)
-            .bind(&i.decisions)
-            .bind(&b.records)
+            .bind(i.min_time)
+            .bind(i.max_time)
+            .bind(i.tenants)
+            .bind(i.principals)
+            .bind(i.actions)
+            .bind(i.targets)
+            .bind(i.decisions)
+            .bind(b.records)
             .execute(conn)
             .await
             .map_err(map_sqlx)?;
@@ -111,7 +112,7 @@ macro_rules! impl_audit_store {
                         prev.clone_from(&p.record.hash);
                     }
                     let sealed: Vec<&AuditRecord> = chunk.iter().map(|p| &p.record).collect();
-                    insert_block(&mut tx, &audit_block::block(&sealed, text)).await?;
+                    insert_block(&mut tx, audit_block::block(&sealed, text)).await?;
                 }
                 sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
                     .bind(seq)
@@ -256,7 +257,7 @@ macro_rules! impl_audit_store {
                 // A block the cut falls inside keeps its later records, as a new block.
                 if cut + 1 < lines.len() {
                     let rest = audit_block::rebuild(&lines[cut + 1..]).map_err(block_corrupt)?;
-                    insert_block(&mut tx, &rest).await?;
+                    insert_block(&mut tx, rest).await?;
                 }
                 sqlx::query("DELETE FROM audit_checkpoints WHERE seq < $1")
                     .bind(through)
@@ -303,7 +304,7 @@ macro_rules! impl_audit_store {
                     audit_block::append_as_stored(r, &mut text);
                 }
                 let refs: Vec<&AuditRecord> = records.iter().collect();
-                insert_block(&mut tx, &audit_block::block(&refs, text)).await?;
+                insert_block(&mut tx, audit_block::block(&refs, text)).await?;
                 audit_gate(&mut tx, true).await?;
                 sqlx::query("DELETE FROM audit_log WHERE seq <= $1")
                     .bind(last.seq)
