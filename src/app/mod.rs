@@ -165,45 +165,38 @@ impl App {
     }
 }
 
-/// Converts contexts stored before per-message storage, with a progress bar on a
-/// terminal and a summary line either way. Resumable: each context is converted in its
-/// own transaction, so a stopped conversion continues on the next start.
+/// Converts contexts stored before per-message storage. Each context is converted in
+/// its own transaction.
 async fn convert_legacy_contexts(db: &dyn Database) -> anyhow::Result<()> {
     let total = db.legacy_contexts().await?;
-    if total == 0 {
-        return Ok(());
-    }
-    eprintln!("ctxguard: converting {total} contexts to per-message storage (resumable)");
-    let bar = progress_bar(total, "contexts");
-    let started = std::time::Instant::now();
-    let mut done = 0;
-    loop {
-        let n = db.convert_legacy(100).await.context("converting contexts to per-message storage")?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-        bar.inc(n);
-    }
-    bar.finish_and_clear();
-    eprintln!("ctxguard: converted {done} contexts in {:.1} s", started.elapsed().as_secs_f64());
-    Ok(())
+    convert_resumably(total, "contexts", "to per-message storage", async || db.convert_legacy(100).await).await
 }
 
 /// Moves audit records stored one per row (before blocks, docs/audit.md "Storage")
-/// into blocks, their hashes as stored, with a progress bar on a terminal. Resumable:
-/// each block moves in its own transaction.
+/// into blocks, their hashes as stored. Each block moves in its own transaction.
 async fn convert_legacy_audit(db: &dyn Database) -> anyhow::Result<()> {
     let total = db.legacy_audit_records().await?;
+    convert_resumably(total, "audit records", "into blocks", async || db.convert_legacy_audit(256).await).await
+}
+
+/// Runs a start-up conversion of `total` `unit`s in steps (each one transaction, so a
+/// stopped conversion continues on the next start; `step` returns how many it did, 0
+/// when none is left), with a progress bar on a terminal and a summary line either way.
+async fn convert_resumably(
+    total: u64,
+    unit: &str,
+    into: &str,
+    mut step: impl AsyncFnMut() -> Result<u64, crate::domain::StoreError>,
+) -> anyhow::Result<()> {
     if total == 0 {
         return Ok(());
     }
-    eprintln!("ctxguard: moving {total} audit records into blocks (resumable)");
-    let bar = progress_bar(total, "audit records");
+    eprintln!("ctxguard: converting {total} {unit} {into} (resumable)");
+    let bar = progress_bar(total, unit);
     let started = std::time::Instant::now();
     let mut done = 0;
     loop {
-        let n = db.convert_legacy_audit(256).await.context("moving audit records into blocks")?;
+        let n = step().await.with_context(|| format!("converting {unit} {into}"))?;
         if n == 0 {
             break;
         }
@@ -211,11 +204,12 @@ async fn convert_legacy_audit(db: &dyn Database) -> anyhow::Result<()> {
         bar.inc(n);
     }
     bar.finish_and_clear();
-    eprintln!("ctxguard: moved {done} audit records in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!("ctxguard: converted {done} {unit} in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
-fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+/// A progress bar counting `what` (start-up conversions, `ctxguard audit`).
+pub(crate) fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(

@@ -8,7 +8,7 @@ use anyhow::bail;
 use clap::Subcommand;
 
 use super::{Common, settings};
-use crate::app::App;
+use crate::app::{App, progress_bar};
 use crate::audit::checkpoint::CheckpointKeys;
 use crate::audit::{retention, verify};
 use crate::domain::Timestamp;
@@ -91,7 +91,7 @@ async fn verify_chain(app: &App, from: Option<i64>) -> anyhow::Result<()> {
     let ends = app.db.audit_ends().await?;
     let head = ends.head.0;
     let start = from.unwrap_or(ends.base.0 + 1).max(ends.base.0 + 1);
-    let bar = progress_bar(u64::try_from(head - start + 1).unwrap_or(0));
+    let bar = progress_bar(u64::try_from(head - start + 1).unwrap_or(0), "records");
     let started = std::time::Instant::now();
     let keys = CheckpointKeys::load(&*app.db).await?;
     let report = verify::verify(&*app.db, &keys, from, |n| bar.set_position(n)).await?;
@@ -134,7 +134,7 @@ async fn prune(app: &App, before: Timestamp, archive: &std::path::Path) -> anyho
         return Ok(());
     };
     let base = app.db.audit_ends().await?.base.0;
-    let bar = progress_bar(u64::try_from(cut.seq - base).unwrap_or(0));
+    let bar = progress_bar(u64::try_from(cut.seq - base).unwrap_or(0), "records");
     let done = retention::prune(&*app.db, before, archive, |n| bar.set_position(n)).await?;
     bar.finish_and_clear();
     match done {
@@ -148,15 +148,6 @@ async fn prune(app: &App, before: Timestamp, archive: &std::path::Path) -> anyho
         None => println!("nothing to prune"),
     }
     Ok(())
-}
-
-fn progress_bar(len: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records, {per_sec}, about {eta} left")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
 }
 
 async fn export(app: &App, since: Option<Timestamp>, until: Option<Timestamp>) -> anyhow::Result<()> {
