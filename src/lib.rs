@@ -15,6 +15,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod http;
+pub mod integrity;
 pub mod jwt;
 pub mod logs;
 pub mod mcp;

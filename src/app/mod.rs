@@ -68,6 +68,8 @@ impl App {
         let kek = Arc::new(Kek::load_or_create(&settings.data_dir)?);
         // The first signing key is part of initialisation.
         let keyring = Arc::new(Keyring::load(db.clone(), kek.clone(), settings.signing_alg, key_retention()).await?);
+        db.attach_signer(Arc::new(crate::integrity::Signer::new(keyring.clone())));
+        sign_unsigned_contexts(&*db).await?;
         let audit = Audit::start(db.clone(), keyring.clone(), &settings.audit);
         let guard = Guard::start(db.clone(), audit.clone(), settings.anomaly.clone());
         let authz = Authorizer::load_with_memo(settings.policy_dir.clone(), settings.decision_cache_entries)
@@ -177,6 +179,13 @@ async fn convert_legacy_contexts(db: &dyn Database) -> anyhow::Result<()> {
 async fn convert_legacy_audit(db: &dyn Database) -> anyhow::Result<()> {
     let total = db.legacy_audit_records().await?;
     convert_resumably(total, "audit records", "into blocks", async || db.convert_legacy_audit(256).await).await
+}
+
+/// Signs the versions of contexts stored before signatures existed (docs/integrity.md
+/// "Upgrading"). Each context is signed in its own transaction.
+async fn sign_unsigned_contexts(db: &dyn Database) -> anyhow::Result<()> {
+    let total = db.unsigned_contexts().await?;
+    convert_resumably(total, "contexts", "to signed versions", async || db.sign_unsigned(100).await).await
 }
 
 /// Runs a start-up conversion of `total` `unit`s in steps (each one transaction, so a

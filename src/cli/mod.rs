@@ -17,6 +17,7 @@ use crate::service::admin::{NewPrincipal, TenantRef};
 
 mod anomaly;
 mod audit;
+mod context;
 mod oauth;
 
 #[derive(Parser, Debug)]
@@ -72,6 +73,11 @@ pub enum Command {
     Client {
         #[command(subcommand)]
         command: oauth::ClientCommand,
+    },
+    /// Contexts: verify a version's signature.
+    Context {
+        #[command(subcommand)]
+        command: context::ContextCommand,
     },
     /// Token signing keys.
     Keys {
@@ -232,6 +238,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { command } => oauth::user(command).await,
         Command::Client { command } => oauth::client(command).await,
         Command::Keys { command } => oauth::keys(command).await,
+        Command::Context { command } => context::run(command).await,
         Command::Audit { command } => audit::run(command).await,
         Command::Anomaly { command } => anomaly::run(command).await,
     }

@@ -78,14 +78,16 @@ pub struct Session {
     pub history: Vec<Message>,
 }
 
-/// A message as stored and served: what was sent, and who sent it.
+/// A message as stored and served: what was sent, and who sent it. Members are declared
+/// in RFC 8785 order, so that the stored bytes are the message's canonical JSON: the
+/// history hash a signature covers is over exactly those bytes (`manifest.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryEntry {
-    pub role: MessageRole,
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<Provenance>,
+    pub role: MessageRole,
 }
 
 /// A session as stored and served.
@@ -106,6 +108,9 @@ pub struct StoredContext {
     pub version: Version,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// A JWS with detached payload over the version's manifest (docs/integrity.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 impl StoredContext {
@@ -202,6 +207,7 @@ impl ContextInput {
             version: Version::FIRST,
             created_at: now,
             updated_at: now,
+            signature: None,
         })
     }
 

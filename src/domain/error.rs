@@ -65,4 +65,8 @@ pub enum StoreError {
     /// A stored row is not what this version of ctxguard wrote.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A stored version does not match its signature: changed behind the server's back
+    /// (docs/integrity.md).
+    #[error("stored data failed its integrity check: {0}")]
+    Integrity(String),
 }

@@ -15,6 +15,7 @@ pub mod context;
 pub mod error;
 pub mod grant;
 pub mod ids;
+pub mod manifest;
 pub mod merge_patch;
 pub mod oauth_ids;
 pub mod principal;

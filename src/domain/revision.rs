@@ -14,23 +14,24 @@ use super::{ContextId, PrincipalId, PrincipalKind, Timestamp, Version};
 
 /// Who appended a message, recorded by the server from the authenticated request —
 /// never taken from the request body. Served beside each message (an addition to the
-/// OCP shape); messages stored before provenance existed have none.
+/// OCP shape); messages stored before provenance existed have none. Members are declared
+/// in RFC 8785 order (see `HistoryEntry`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Provenance {
-    /// The principal whose credential made the write.
-    pub principal: PrincipalId,
-    pub name: String,
-    pub kind: PrincipalKind,
-    /// The OAuth client the token was issued to (none for API keys).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
     /// For an exchanged token (RFC 8693): the actors, nearest first — who acted for
     /// the principal.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub act: Vec<String>,
     /// When the server stored the message.
     pub at: Timestamp,
+    /// The OAuth client the token was issued to (none for API keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    pub kind: PrincipalKind,
+    pub name: String,
+    /// The principal whose credential made the write.
+    pub principal: PrincipalId,
 }
 
 /// A version's state without its messages.
@@ -66,7 +67,8 @@ impl ContextHead {
     /// The version's size as served, near enough for a limit: metadata, messages with
     /// separators, and the fixed fields.
     pub fn served_bytes(&self) -> usize {
-        const FIXED: usize = 256;
+        // The fixed fields and the signature (a detached JWS of about 250 bytes).
+        const FIXED: usize = 576;
         let metadata = serde_json::to_string(&self.metadata).map_or(0, |m| m.len());
         FIXED + metadata + self.history_bytes + self.history_len
     }

@@ -91,6 +91,9 @@ impl HttpError {
                 Error::Store(StoreError::Duplicate) => (S::CONFLICT, "conflict", None),
                 Error::Store(StoreError::Backend(_)) => (S::SERVICE_UNAVAILABLE, "store_unavailable", None),
                 Error::Store(StoreError::Corrupt(_)) => (S::INTERNAL_SERVER_ERROR, "store_corrupt", None),
+                // DESIGN.md §6: a version altered behind the server's back is a conflict
+                // with what was signed, never a 500.
+                Error::Store(StoreError::Integrity(_)) => (S::CONFLICT, "integrity_error", None),
             },
             HttpError::Unauthenticated(AuthError::Store(StoreError::Backend(_))) => {
                 (S::SERVICE_UNAVAILABLE, "store_unavailable", None)

@@ -90,10 +90,33 @@ fn generate(alg: KeyAlg) -> anyhow::Result<(Zeroizing<Vec<u8>>, Vec<u8>)> {
     }
 }
 
+/// The raw public key of a PKCS#8 private key, as [`generate`] stores it.
+fn public_of(alg: KeyAlg, private_der: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    Ok(match alg {
+        KeyAlg::EdDsa => ed25519_dalek::SigningKey::from_pkcs8_der(private_der)
+            .map_err(|e| anyhow::anyhow!("Ed25519 key: {e}"))?
+            .verifying_key()
+            .to_bytes()
+            .to_vec(),
+        KeyAlg::Es256 => p256::ecdsa::SigningKey::from_pkcs8_der(private_der)
+            .map_err(|e| anyhow::anyhow!("P-256 key: {e}"))?
+            .verifying_key()
+            .to_sec1_point(false)
+            .as_bytes()
+            .to_vec(),
+    })
+}
+
 fn usable(stored: &StoredSigningKey, kek: &Kek) -> anyhow::Result<SigningKey> {
     let alg = KeyAlg::parse(&stored.alg)?;
     let private = kek.open(&stored.private_sealed, &stored.kid)?;
     let public = URL_SAFE_NO_PAD.decode(&stored.public_key).context("stored public key is not base64url")?;
+    // The public half is stored beside the sealed private key; a row whose public key
+    // was replaced would verify signatures its private key never made.
+    if public_of(alg, &private)? != public {
+        bail!("signing key {}: the stored public key is not the one of its private key", stored.kid);
+    }
     let (encoding, decoding) = match alg {
         KeyAlg::EdDsa => (EncodingKey::from_ed_der(&private), DecodingKey::from_ed_der(&public)),
         KeyAlg::Es256 => (EncodingKey::from_ec_der(&private), DecodingKey::from_ec_der(&public)),
@@ -114,6 +137,16 @@ pub struct KeySet {
     pub current: Arc<SigningKey>,
     /// Current and still-published previous keys, by kid.
     pub verifying: HashMap<String, Arc<SigningKey>>,
+    /// Keys no longer published: tokens they signed have expired, but context versions
+    /// they signed still verify on the server (docs/integrity.md "Keys").
+    pub retired: HashMap<String, Arc<SigningKey>>,
+}
+
+impl KeySet {
+    /// Any key this server holds, published or retired.
+    pub fn any(&self, kid: &str) -> Option<&Arc<SigningKey>> {
+        self.verifying.get(kid).or_else(|| self.retired.get(kid))
+    }
 }
 
 /// The status of a key, for `ctxguard keys list`.
@@ -256,21 +289,23 @@ async fn build_set(store: &dyn OAuthStore, kek: &Kek) -> anyhow::Result<KeySet> 
     let now = Timestamp::now();
     let mut current = None;
     let mut verifying = HashMap::new();
+    let mut retired = HashMap::new();
     for stored in store.signing_keys().await? {
         let live = match (stored.superseded_at, stored.publish_until) {
             (None, _) => true,
             (Some(_), Some(until)) => until > now,
             _ => false,
         };
+        let key = Arc::new(usable(&stored, kek)?);
         if !live {
+            retired.insert(key.kid.clone(), key);
             continue;
         }
-        let key = Arc::new(usable(&stored, kek)?);
         if stored.superseded_at.is_none() {
             current = Some(key.clone());
         }
         verifying.insert(key.kid.clone(), key);
     }
     let current = current.context("no current signing key in the database")?;
-    Ok(KeySet { current, verifying })
+    Ok(KeySet { current, verifying, retired })
 }

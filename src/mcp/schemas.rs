@@ -201,6 +201,7 @@ schema!(
             "version": {"type": "integer", "minimum": 1},
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
+            "signature": {"type": "string", "description": "The version's signature: a JWS with detached payload over its manifest (see the server's docs/integrity.md); verify it with the keys at /oauth/jwks. Covers the whole version, not a window."},
             "history_length": {"type": "integer", "minimum": 0, "description": "For a window: how many messages the whole history holds."},
             "history_start": {"type": "integer", "minimum": 1, "description": "For a window: the position (1-based) of its first message."}
         },

@@ -64,7 +64,7 @@ impl ContextService {
         id: ContextId,
         checked: Result<(T, Arc<Decision>), Error>,
     ) -> Result<T, Error> {
-        if let Err(Error::Store(StoreError::Corrupt(why))) = &checked {
+        if let Err(Error::Store(StoreError::Corrupt(why) | StoreError::Integrity(why))) = &checked {
             self.guard.integrity_error(caller.actor(), Target::Context(id), why, &caller.request).await;
         }
         decided(&self.audit, caller, action, Some(Target::Context(id)), checked).await

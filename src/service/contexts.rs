@@ -148,11 +148,12 @@ impl ContextService {
         self.guard.wrote(&caller.principal, &caller.request).await;
         let created = async {
             let now = Timestamp::now();
-            let ctx = input.into_new(id, now, Some(&provenance(caller, now)))?;
+            let mut ctx = input.into_new(id, now, Some(&provenance(caller, now)))?;
             self.limits.check(&ContextHead::of(&ctx), &ctx.session.history)?;
             match self.store.create(tenant, caller.principal.id, &ctx).await {
-                Ok(()) => {
+                Ok(signature) => {
                     self.changed(tenant, id, ChangeKind::Created);
+                    ctx.signature = signature;
                     Ok(ctx)
                 }
                 Err(StoreError::Duplicate) => Err(Error::ContextExists(id)),
@@ -381,6 +382,12 @@ impl ContextService {
             Ok(done) => {
                 self.changed(tenant, id, ChangeKind::Updated);
                 Ok(done)
+            }
+            Err(Error::Store(StoreError::Integrity(why))) => {
+                // A write refused because the version it would extend fails its
+                // signature: the anomaly path, as for a read (docs/integrity.md).
+                self.guard.integrity_error(caller.actor(), Target::Context(id), &why, &caller.request).await;
+                Err(Error::Store(StoreError::Integrity(why)))
             }
             other => other,
         }

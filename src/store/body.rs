@@ -40,6 +40,8 @@ pub struct Parts<'a> {
     pub version: Version,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The version's signature (docs/integrity.md), served last.
+    pub signature: Option<&'a str>,
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
@@ -77,6 +79,10 @@ pub fn assemble<S: AsRef<str>>(parts: &Parts<'_>, messages: &[S]) -> Result<Body
     out.push_str(&json(&parts.created_at)?);
     out.push_str(",\"updated_at\":");
     out.push_str(&json(&parts.updated_at)?);
+    if let Some(s) = parts.signature {
+        out.push_str(",\"signature\":");
+        out.push_str(&json(&s)?);
+    }
     out.push('}');
     Ok(Body { json: Bytes::from(out), layout: std::sync::Arc::new(HistoryLayout { open, close, spans }) })
 }
@@ -92,6 +98,7 @@ pub fn of_context(ctx: &StoredContext) -> Result<Body, StoreError> {
         version: ctx.version,
         created_at: ctx.created_at,
         updated_at: ctx.updated_at,
+        signature: ctx.signature.as_deref(),
     };
     assemble(&parts, &messages)
 }

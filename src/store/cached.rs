@@ -87,6 +87,7 @@ fn next_head(before: Option<Head>, written: &Written) -> Option<Head> {
         version: next.version,
         created_at: next.created_at,
         updated_at: next.updated_at,
+        signature: written.signature.as_deref(),
     };
     let facts = ContextFacts { labels: crate::domain::grant::labels_of(&next.metadata).into(), ..before.facts };
     Some(Head { facts, version: next.version, expires_at: next.expires, body: body::assemble(&parts, &messages).ok()? })
@@ -144,7 +145,12 @@ impl ContextStore for CachedContexts {
         self.db.versions(tenant, id).await
     }
 
-    async fn create(&self, tenant: TenantId, owner: PrincipalId, context: &StoredContext) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        tenant: TenantId,
+        owner: PrincipalId,
+        context: &StoredContext,
+    ) -> Result<Option<String>, StoreError> {
         self.db.create(tenant, owner, context).await
     }
 
@@ -152,9 +158,18 @@ impl ContextStore for CachedContexts {
     /// new version is put together from it and the written messages and cached under
     /// the write's own stamp — the writer reads its write (and answers with it) without
     /// reading the history back from the database.
+    ///
+    /// A version not cached here is read (and so checked against its signature) first:
+    /// the database checks only the digests a write extends, not every message under
+    /// them, and a write must not build on a history edited behind the server's back
+    /// (docs/integrity.md). The read fills the cache the new version is built from.
     async fn update(&self, tenant: TenantId, id: ContextId, mutate: Mutation<'_>) -> Result<Written, Error> {
         let key = (tenant, id);
-        let before = self.heads.get(&key, self.db.changes());
+        let mut before = self.heads.get(&key, self.db.changes());
+        if before.is_none() {
+            self.get_raw(tenant, id).await?;
+            before = self.heads.get(&key, self.db.changes());
+        }
         let result = self.db.update(tenant, id, mutate).await;
         self.heads.invalidate(&key);
         if let Ok(written) = &result

@@ -19,6 +19,7 @@ mod sql_auth;
 mod sql_history;
 mod sql_legacy;
 mod sql_oauth;
+mod sql_signing;
 mod sqlite;
 pub mod stamped;
 
@@ -91,6 +92,8 @@ pub fn decode_context(json: &[u8]) -> Result<StoredContext, StoreError> {
 pub struct Written {
     pub head: ContextHead,
     pub messages: crate::domain::NewMessages,
+    /// The new version's signature (none when the store has no signer).
+    pub signature: Option<String>,
     pub stamp: Option<Stamp>,
 }
 
@@ -136,7 +139,13 @@ pub trait ContextStore: Send + Sync {
     ) -> Result<Option<StoredContext>, StoreError>;
     async fn versions(&self, tenant: TenantId, id: ContextId) -> Result<Vec<VersionInfo>, StoreError>;
     /// Inserts version 1. `StoreError::Duplicate` if the id exists or ever existed.
-    async fn create(&self, tenant: TenantId, owner: PrincipalId, context: &StoredContext) -> Result<(), StoreError>;
+    /// Stores a new context; returns its first version's signature.
+    async fn create(
+        &self,
+        tenant: TenantId,
+        owner: PrincipalId,
+        context: &StoredContext,
+    ) -> Result<Option<String>, StoreError>;
     /// Atomically adds the version `mutate(facts, latest head)` makes, writing only
     /// what it changes (an append writes its messages and one small version row), and
     /// says what was written.
@@ -274,7 +283,20 @@ pub trait Database: ContextStore + AuthStore + OAuthStore + McpStore + AuditStor
     /// transaction (so an interrupted conversion resumes where it stopped), and returns
     /// how many it converted; 0 when none are left.
     async fn convert_legacy(&self, batch: u32) -> Result<u64, StoreError>;
+    /// Signs every version written from now on and checks every version read from the
+    /// database (docs/integrity.md). Attached once, at start-up, before any request;
+    /// later calls are ignored.
+    fn attach_signer(&self, signer: Arc<dyn crate::domain::manifest::VersionSigner>);
+    /// Contexts stored before signatures existed, waiting for
+    /// [`Database::sign_unsigned`] (plus one step that records the end); 0 once done.
+    async fn unsigned_contexts(&self) -> Result<u64, StoreError>;
+    /// Signs up to `batch` such contexts, each in its own transaction, and returns how
+    /// many steps it did; 0 when none are left.
+    async fn sign_unsigned(&self, batch: u32) -> Result<u64, StoreError>;
 }
+
+/// Where a store keeps its version signer.
+type SignerSlot = std::sync::OnceLock<Arc<dyn crate::domain::manifest::VersionSigner>>;
 
 /// Where the data lives.
 #[derive(Clone, Debug)]

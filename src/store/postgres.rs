@@ -8,6 +8,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 pub struct PostgresStore {
     pool: PgPool,
     changes: super::ChangeClock,
+    /// Signs and checks versions (attached at start-up; see `Database::attach_signer`).
+    signer: super::SignerSlot,
 }
 
 impl PostgresStore {
@@ -24,7 +26,7 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("PostgreSQL migration failed: {e}"))?;
-        Ok(Self { pool, changes: super::ChangeClock::new(super::MAX_STALENESS) })
+        Ok(Self { pool, changes: super::ChangeClock::new(super::MAX_STALENESS), signer: Default::default() })
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
@@ -55,5 +57,6 @@ super::sql::impl_sql_stores!(
 super::sql_auth::impl_auth_store!(PostgresStore);
 super::sql_oauth::impl_oauth_store!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE");
 super::sql_legacy::impl_legacy_conversion!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE");
+super::sql_signing::impl_signing_conversion!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE");
 super::sql_audit::impl_audit_store!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE", contains = "strpos");
 super::sql_anomaly::impl_anomaly_store!(PostgresStore);

@@ -162,10 +162,12 @@ macro_rules! impl_sql_stores {
                 if row.try_get::<Option<i64>, _>("deleted_at_ms").map_err(map_sqlx)?.is_some() {
                     return Ok(Some(RawContextRecord::Tombstone { facts }));
                 }
-                let (head, at) = head_from_row(&row, id)?;
+                let (head, at, sealed) = head_from_row(&row, id)?;
                 let metadata: String = row.try_get("metadata").map_err(map_sqlx)?;
                 let messages = load_messages(&self.pool, tenant, id, at.history, at.len).await?;
-                let body = crate::store::body::assemble(&parts(&head, &metadata), &messages)?;
+                let signature = sealed.signature.as_deref();
+                check_version(self.signer(), tenant, &head, &messages, signature)?;
+                let body = crate::store::body::assemble(&parts(&head, &metadata, signature), &messages)?;
                 Ok(Some(RawContextRecord::Live { facts, version: head.version, expires_at: head.expires, body }))
             }
 
@@ -177,7 +179,7 @@ macro_rules! impl_sql_stores {
             ) -> Result<Option<StoredContext>, StoreError> {
                 let row = sqlx::query(
                     "SELECT r.history, r.history_len, r.expires_at_ms, r.created_at_ms AS updated_at_ms, \
-                            m.metadata, c.created_at_ms \
+                            r.signature, m.metadata, c.created_at_ms \
                      FROM context_revisions r \
                      JOIN context_revisions m ON m.tenant_id = r.tenant_id AND m.context_id = r.context_id \
                        AND m.version = r.meta_version \
@@ -196,15 +198,19 @@ macro_rules! impl_sql_stores {
                 let (history, len): (i64, i64) =
                     (row.try_get("history").map_err(map_sqlx)?, row.try_get("history_len").map_err(map_sqlx)?);
                 let messages = load_messages(&self.pool, tenant, id, history, len).await?;
-                let p = crate::store::body::Parts {
+                let signature: Option<String> = row.try_get("signature").map_err(map_sqlx)?;
+                let head = ContextHead {
                     context_id: id,
-                    metadata: &metadata,
+                    metadata: parse_metadata(&metadata)?,
                     expires: opt_ms(&row, "expires_at_ms")?,
                     version,
                     created_at: ms(&row, "created_at_ms")?,
                     updated_at: ms(&row, "updated_at_ms")?,
+                    history_len: messages.len(),
+                    history_bytes: 0,
                 };
-                let body = crate::store::body::assemble(&p, &messages)?;
+                check_version(self.signer(), tenant, &head, &messages, signature.as_deref())?;
+                let body = crate::store::body::assemble(&parts(&head, &metadata, signature.as_deref()), &messages)?;
                 crate::store::decode_context(&body.json).map(Some)
             }
 
@@ -233,17 +239,21 @@ macro_rules! impl_sql_stores {
                 tenant: TenantId,
                 owner: PrincipalId,
                 ctx: &StoredContext,
-            ) -> Result<(), StoreError> {
+            ) -> Result<Option<String>, StoreError> {
+                use crate::domain::manifest::{HistoryHash, metadata_digest};
                 let head = ContextHead::of(ctx);
                 let metadata = metadata_text(&ctx.metadata)?;
                 let at =
                     HistoryRef { history: ctx.version.0, len: head.history_len as i64, meta_version: ctx.version.0 };
-                let rows = message_rows(&ctx.session.history)?;
+                let (rows, history_sha) = message_rows(&ctx.session.history, HistoryHash::EMPTY)?;
+                let metadata_sha = metadata_digest(&ctx.metadata);
+                let signature = sign_version(self.signer(), tenant, &head, metadata_sha, history_sha)?;
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 sqlx::query(
                     "INSERT INTO contexts (tenant_id, context_id, owner_id, version, expires_at_ms, \
-                     created_at_ms, updated_at_ms, labels, metadata, meta_version, history, history_len, history_bytes) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $4, $4, $9, $10)",
+                     created_at_ms, updated_at_ms, labels, metadata, meta_version, history, history_len, history_bytes, \
+                     signature, history_sha256, metadata_sha256) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $4, $4, $9, $10, $11, $12, $13)",
                 )
                 .bind(tenant.to_string())
                 .bind(ctx.context_id.to_string())
@@ -255,12 +265,17 @@ macro_rules! impl_sql_stores {
                 .bind(&metadata)
                 .bind(at.len)
                 .bind(head.history_bytes as i64)
+                .bind(signature.as_deref())
+                .bind(history_sha.to_b64())
+                .bind(metadata_sha.to_b64())
                 .execute(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
-                insert_revision(&mut tx, tenant, ctx.context_id, &head, &at, Some(&metadata)).await?;
+                insert_revision(&mut tx, tenant, ctx.context_id, &head, &at, Some(&metadata), signature.as_deref())
+                    .await?;
                 insert_messages(&mut tx, tenant, ctx.context_id, at.history, 0, &rows).await?;
-                tx.commit().await.map_err(map_sqlx)
+                tx.commit().await.map_err(map_sqlx)?;
+                Ok(signature)
             }
 
             async fn update(
@@ -269,17 +284,19 @@ macro_rules! impl_sql_stores {
                 id: ContextId,
                 mutate: Mutation<'_>,
             ) -> Result<crate::store::Written, Error> {
+                use crate::domain::manifest::{HistoryHash, metadata_digest};
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
-                let (facts, current, at) = locked_head(&mut tx, tenant, id).await?;
+                let (facts, current, at, sealed) = locked_head(&mut tx, tenant, id).await?;
+                let (metadata_before, history_before) = sealed_digests(self.signer(), tenant, &current, &sealed)?;
                 let Revision { head: next, messages, metadata_changed } = mutate(&facts, &current)?;
                 if next.version != current.version.next() || next.context_id != id {
                     return Err(corrupt("update", "mutation produced a non-successor version").into());
                 }
-                let (history, start, rows) = match &messages {
-                    NewMessages::Keep => (at.history, at.len, Vec::new()),
-                    NewMessages::Append(entries) => (at.history, at.len, message_rows(entries)?),
+                let (history, start, (rows, history_sha)) = match &messages {
+                    NewMessages::Keep => (at.history, at.len, (Vec::new(), history_before)),
+                    NewMessages::Append(entries) => (at.history, at.len, message_rows(entries, history_before)?),
                     // A new history, named after the version that starts it.
-                    NewMessages::Replace(entries) => (next.version.0, 0, message_rows(entries)?),
+                    NewMessages::Replace(entries) => (next.version.0, 0, message_rows(entries, HistoryHash::EMPTY)?),
                 };
                 let len = start + rows.len() as i64;
                 if len != next.history_len as i64 {
@@ -287,13 +304,16 @@ macro_rules! impl_sql_stores {
                 }
                 let meta_version = if metadata_changed { next.version.0 } else { at.meta_version };
                 let metadata = if metadata_changed { Some(metadata_text(&next.metadata)?) } else { None };
+                let metadata_sha = if metadata_changed { metadata_digest(&next.metadata) } else { metadata_before };
+                let signature = sign_version(self.signer(), tenant, &next, metadata_sha, history_sha)?;
                 insert_messages(&mut tx, tenant, id, history, start, &rows).await?;
                 let next_at = HistoryRef { history, len, meta_version };
-                insert_revision(&mut tx, tenant, id, &next, &next_at, metadata.as_deref()).await?;
+                insert_revision(&mut tx, tenant, id, &next, &next_at, metadata.as_deref(), signature.as_deref()).await?;
                 sqlx::query(
                     "UPDATE contexts SET version = $3, expires_at_ms = $4, updated_at_ms = $5, \
                      labels = COALESCE($6, labels), metadata = COALESCE($7, metadata), meta_version = $8, \
-                     history = $9, history_len = $10, history_bytes = $11 \
+                     history = $9, history_len = $10, history_bytes = $11, signature = $12, history_sha256 = $13, \
+                     metadata_sha256 = $14 \
                      WHERE tenant_id = $1 AND context_id = $2",
                 )
                 .bind(tenant.to_string())
@@ -307,12 +327,15 @@ macro_rules! impl_sql_stores {
                 .bind(history)
                 .bind(len)
                 .bind(next.history_bytes as i64)
+                .bind(signature.as_deref())
+                .bind(history_sha.to_b64())
+                .bind(metadata_sha.to_b64())
                 .execute(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
                 let n = self.commit_context_change(tx, id).await?;
                 let stamp = self.changes.stamp_at(Bucket::of_context(id), n);
-                Ok(crate::store::Written { head: next, messages, stamp })
+                Ok(crate::store::Written { head: next, messages, signature, stamp })
             }
 
             async fn list(
@@ -345,7 +368,8 @@ macro_rules! impl_sql_stores {
                         let seq: i64 = r.try_get("seq").map_err(map_sqlx)?;
                         let id: ContextId = parse_col(r, "context_id")?;
                         let facts = facts_from_row(r, tenant, id)?;
-                        let (head, _) = head_from_row(r, id)?;
+                        let (head, _, sealed) = head_from_row(r, id)?;
+                        check_listed(self.signer(), tenant, &head, &sealed)?;
                         Ok(crate::store::ListedContext { seq, facts, head })
                     })
                     .collect()
@@ -358,7 +382,7 @@ macro_rules! impl_sql_stores {
                 mutate: crate::store::GrantMutation<'_>,
             ) -> Result<Vec<crate::domain::ContextGrant>, Error> {
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
-                let (facts, current, _) = locked_head(&mut tx, tenant, id).await?;
+                let (facts, current, _, _) = locked_head(&mut tx, tenant, id).await?;
                 let grants = mutate(&facts, &current)?;
                 let text = serde_json::to_string(&grants).map_err(|e| corrupt("grants", e))?;
                 sqlx::query("UPDATE contexts SET grants = $3 WHERE tenant_id = $1 AND context_id = $2")
@@ -441,7 +465,11 @@ macro_rules! impl_sql_stores {
         }
 
         /// The parts of the latest version besides its messages.
-        fn parts<'a>(head: &ContextHead, metadata: &'a str) -> crate::store::body::Parts<'a> {
+        fn parts<'a>(
+            head: &ContextHead,
+            metadata: &'a str,
+            signature: Option<&'a str>,
+        ) -> crate::store::body::Parts<'a> {
             crate::store::body::Parts {
                 context_id: head.context_id,
                 metadata,
@@ -449,6 +477,7 @@ macro_rules! impl_sql_stores {
                 version: head.version,
                 created_at: head.created_at,
                 updated_at: head.updated_at,
+                signature,
             }
         }
 
@@ -457,7 +486,7 @@ macro_rules! impl_sql_stores {
             tx: &mut sqlx::Transaction<'static, $db>,
             tenant: TenantId,
             id: ContextId,
-        ) -> Result<(crate::domain::ContextFacts, ContextHead, HistoryRef), Error> {
+        ) -> Result<(crate::domain::ContextFacts, ContextHead, HistoryRef, Sealed), Error> {
             let head = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {HEAD_COLS} FROM contexts WHERE tenant_id = $1 AND context_id = $2 {}",
                 $lock
@@ -473,11 +502,15 @@ macro_rules! impl_sql_stores {
                 return Err(Error::ContextDeleted(id));
             }
             let facts = facts_from_row(&head, tenant, id)?;
-            let (current, at) = head_from_row(&head, id)?;
-            Ok((facts, current, at))
+            let (current, at, sealed) = head_from_row(&head, id)?;
+            Ok((facts, current, at, sealed))
         }
 
         impl $store {
+            fn signer(&self) -> Option<&dyn crate::domain::manifest::VersionSigner> {
+                self.signer.get().map(|s| &**s)
+            }
+
             /// Commits a transaction that changed context `id` and records the context
             /// bucket's counter as the transaction left it, so that this process's caches
             /// see the change at once.
@@ -548,6 +581,18 @@ macro_rules! impl_sql_stores {
 
             async fn convert_legacy(&self, batch: u32) -> Result<u64, StoreError> {
                 self.convert_legacy_batch(batch).await
+            }
+
+            fn attach_signer(&self, signer: std::sync::Arc<dyn crate::domain::manifest::VersionSigner>) {
+                let _ = self.signer.set(signer);
+            }
+
+            async fn unsigned_contexts(&self) -> Result<u64, StoreError> {
+                self.count_unsigned().await
+            }
+
+            async fn sign_unsigned(&self, batch: u32) -> Result<u64, StoreError> {
+                self.sign_unsigned_batch(batch).await
             }
 
             fn changes(&self) -> &ChangeClock {

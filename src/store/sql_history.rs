@@ -22,7 +22,8 @@ macro_rules! impl_history_sql {
 
         /// Columns of a head row a read or a write needs.
         const HEAD_COLS: &str = "owner_id, labels, grants, deleted_at_ms, version, expires_at_ms, created_at_ms, \
-                                 updated_at_ms, metadata, meta_version, history, history_len, history_bytes";
+                                 updated_at_ms, metadata, meta_version, history, history_len, history_bytes, \
+                                 signature, history_sha256, metadata_sha256";
 
         /// Where a live head's history is: (history, length, meta_version).
         struct HistoryRef {
@@ -31,9 +32,18 @@ macro_rules! impl_history_sql {
             meta_version: i64,
         }
 
-        /// The head of a live, converted row: its state without messages, and where its
-        /// history is.
-        fn head_from_row(row: &DbRow, id: ContextId) -> Result<(ContextHead, HistoryRef), StoreError> {
+        /// What the head row says the latest version's signature covers: its signature
+        /// and the digests it signed (none in rows written before signing, until the
+        /// start-up conversion signs them).
+        struct Sealed {
+            signature: Option<String>,
+            history: Option<crate::domain::manifest::HistoryHash>,
+            metadata: Option<crate::domain::manifest::Sha256Digest>,
+        }
+
+        /// The head of a live, converted row: its state without messages, where its
+        /// history is, and what its signature covers.
+        fn head_from_row(row: &DbRow, id: ContextId) -> Result<(ContextHead, HistoryRef, Sealed), StoreError> {
             let history: Option<i64> = row.try_get("history").map_err(map_sqlx)?;
             let len: Option<i64> = row.try_get("history_len").map_err(map_sqlx)?;
             let meta_version: Option<i64> = row.try_get("meta_version").map_err(map_sqlx)?;
@@ -55,7 +65,97 @@ macro_rules! impl_history_sql {
                 )
                 .map_err(|e| corrupt("history_bytes", e))?,
             };
-            Ok((head, HistoryRef { history, len, meta_version }))
+            let text = |col: &str| row.try_get::<Option<String>, _>(col).map_err(map_sqlx);
+            let sealed = Sealed {
+                signature: text("signature")?,
+                history: text("history_sha256")?.as_deref().and_then(crate::domain::manifest::HistoryHash::parse_b64),
+                metadata: text("metadata_sha256")?
+                    .as_deref()
+                    .and_then(crate::domain::manifest::Sha256Digest::parse_b64),
+            };
+            Ok((head, HistoryRef { history, len, meta_version }, sealed))
+        }
+
+        /// Signs version `head` over the given digests (none without a signer: tools
+        /// that open the database without keys write unsigned versions, which the
+        /// server signs at its next start).
+        fn sign_version(
+            signer: Option<&dyn crate::domain::manifest::VersionSigner>,
+            tenant: TenantId,
+            head: &ContextHead,
+            metadata: crate::domain::manifest::Sha256Digest,
+            history: crate::domain::manifest::HistoryHash,
+        ) -> Result<Option<String>, StoreError> {
+            let Some(signer) = signer else { return Ok(None) };
+            let manifest = crate::domain::manifest::Manifest::new(head, metadata, history);
+            signer.sign(tenant, &manifest).map(Some).map_err(|e| StoreError::Backend(format!("signing a version: {e}")))
+        }
+
+        /// Checks a version read from the database against its signature: the digests
+        /// are recomputed from what is about to be served (the parsed metadata and each
+        /// message's stored bytes, which are its canonical JSON).
+        fn check_version<S: AsRef<str>>(
+            signer: Option<&dyn crate::domain::manifest::VersionSigner>,
+            tenant: TenantId,
+            head: &ContextHead,
+            messages: &[S],
+            signature: Option<&str>,
+        ) -> Result<(), StoreError> {
+            use crate::domain::manifest::{HistoryHash, IntegrityFailure, Manifest, metadata_digest};
+            let Some(signer) = signer else { return Ok(()) };
+            let history = HistoryHash::EMPTY.over(messages.iter().map(|m| m.as_ref().as_bytes()));
+            let manifest = Manifest::new(head, metadata_digest(&head.metadata), history);
+            signature
+                .ok_or(IntegrityFailure::Unsigned)
+                .and_then(|s| signer.verify(tenant, &manifest, s))
+                .map_err(|f| integrity(head, f))
+        }
+
+        /// The digests the head row says its version's signature covers, after checking
+        /// that signature: a write extends them, so they must be the signed ones (an
+        /// edited digest would otherwise be signed into the next version).
+        fn sealed_digests(
+            signer: Option<&dyn crate::domain::manifest::VersionSigner>,
+            tenant: TenantId,
+            head: &ContextHead,
+            sealed: &Sealed,
+        ) -> Result<(crate::domain::manifest::Sha256Digest, crate::domain::manifest::HistoryHash), StoreError> {
+            use crate::domain::manifest::{HistoryHash, IntegrityFailure, Manifest, metadata_digest};
+            let Some(signer) = signer else {
+                let metadata = sealed.metadata.unwrap_or_else(|| metadata_digest(&head.metadata));
+                return Ok((metadata, sealed.history.unwrap_or(HistoryHash::EMPTY)));
+            };
+            let (Some(metadata), Some(history), Some(signature)) =
+                (sealed.metadata, sealed.history, sealed.signature.as_deref())
+            else {
+                return Err(integrity(head, IntegrityFailure::Unsigned));
+            };
+            signer
+                .verify(tenant, &Manifest::new(head, metadata, history), signature)
+                .map_err(|f| integrity(head, f))?;
+            Ok((metadata, history))
+        }
+
+        /// Checks a head served without its messages (a listing): the metadata as
+        /// stored against the signature, with the signed history hash.
+        fn check_listed(
+            signer: Option<&dyn crate::domain::manifest::VersionSigner>,
+            tenant: TenantId,
+            head: &ContextHead,
+            sealed: &Sealed,
+        ) -> Result<(), StoreError> {
+            use crate::domain::manifest::{IntegrityFailure, Manifest, metadata_digest};
+            let Some(signer) = signer else { return Ok(()) };
+            let (Some(history), Some(signature)) = (sealed.history, sealed.signature.as_deref()) else {
+                return Err(integrity(head, IntegrityFailure::Unsigned));
+            };
+            signer
+                .verify(tenant, &Manifest::new(head, metadata_digest(&head.metadata), history), signature)
+                .map_err(|f| integrity(head, f))
+        }
+
+        fn integrity(head: &ContextHead, failure: crate::domain::manifest::IntegrityFailure) -> StoreError {
+            StoreError::Integrity(format!("context {} version {}: {failure}", head.context_id, head.version))
         }
 
         /// The serialized messages `[0, len)` of `history`, in order.
@@ -86,18 +186,37 @@ macro_rules! impl_history_sql {
             Ok(rows)
         }
 
-        /// Messages as rows: (author, serialized entry).
-        fn message_rows(entries: &[crate::domain::HistoryEntry]) -> Result<Vec<(Option<String>, String)>, StoreError> {
-            entries
+        /// Messages as rows: (author, serialized entry — its canonical JSON — and the
+        /// running history hash after it), continuing the hash from `before`; and the
+        /// hash after the last.
+        fn message_rows(
+            entries: &[crate::domain::HistoryEntry],
+            before: crate::domain::manifest::HistoryHash,
+        ) -> Result<(Vec<MessageRow>, crate::domain::manifest::HistoryHash), StoreError> {
+            let mut chain = before;
+            let rows = entries
                 .iter()
                 .map(|e| {
                     let body = serde_json::to_string(e).map_err(|e| corrupt("message", e))?;
-                    Ok((e.provenance.as_ref().map(|p| p.principal.to_string()), body))
+                    chain = chain.then(body.as_bytes());
+                    Ok(MessageRow {
+                        author: e.provenance.as_ref().map(|p| p.principal.to_string()),
+                        body,
+                        chain: chain.to_b64(),
+                    })
                 })
-                .collect()
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok((rows, chain))
         }
 
-        /// Rows per INSERT statement: 6 parameters each stays far below both backends'
+        /// One message row to insert.
+        struct MessageRow {
+            author: Option<String>,
+            body: String,
+            chain: String,
+        }
+
+        /// Rows per INSERT statement: 7 parameters each stays far below both backends'
         /// limits on bound parameters.
         const MESSAGE_CHUNK: usize = 200;
 
@@ -108,24 +227,33 @@ macro_rules! impl_history_sql {
             id: ContextId,
             history: i64,
             start: i64,
-            rows: &[(Option<String>, String)],
+            rows: &[MessageRow],
         ) -> Result<(), StoreError> {
             let (tenant, id) = (tenant.to_string(), id.to_string());
             for (c, chunk) in rows.chunks(MESSAGE_CHUNK).enumerate() {
                 let mut sql = String::from(
-                    "INSERT INTO context_messages (tenant_id, context_id, history, position, author_id, body) VALUES ",
+                    "INSERT INTO context_messages (tenant_id, context_id, history, position, author_id, body, chain) \
+                     VALUES ",
                 );
                 for i in 0..chunk.len() {
-                    let b = i * 6;
+                    let b = i * 7;
                     if i > 0 {
                         sql.push(',');
                     }
-                    sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
+                    let p: Vec<String> = (1..=7).map(|k| format!("${}", b + k)).collect();
+                    sql.push_str(&format!("({})", p.join(", ")));
                 }
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 let first = start + (c * MESSAGE_CHUNK) as i64;
-                for (i, (author, body)) in chunk.iter().enumerate() {
-                    q = q.bind(&tenant).bind(&id).bind(history).bind(first + i as i64).bind(author).bind(body);
+                for (i, row) in chunk.iter().enumerate() {
+                    q = q
+                        .bind(&tenant)
+                        .bind(&id)
+                        .bind(history)
+                        .bind(first + i as i64)
+                        .bind(&row.author)
+                        .bind(&row.body)
+                        .bind(&row.chain);
                 }
                 q.execute(&mut **tx).await.map_err(map_sqlx)?;
             }
@@ -140,10 +268,11 @@ macro_rules! impl_history_sql {
             head: &ContextHead,
             history: &HistoryRef,
             metadata: Option<&str>,
+            signature: Option<&str>,
         ) -> Result<(), StoreError> {
             sqlx::query(
                 "INSERT INTO context_revisions (tenant_id, context_id, version, history, history_len, meta_version, \
-                 metadata, expires_at_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 metadata, expires_at_ms, created_at_ms, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(tenant.to_string())
             .bind(id.to_string())
@@ -154,6 +283,7 @@ macro_rules! impl_history_sql {
             .bind(metadata)
             .bind(head.expires.map(|e| e.millis()))
             .bind(head.updated_at.millis())
+            .bind(signature)
             .execute(&mut **tx)
             .await
             .map_err(map_sqlx)?;

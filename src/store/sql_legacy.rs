@@ -6,7 +6,8 @@
 //! Consecutive versions whose history extends the previous one share one history (only
 //! the new messages are written); a version whose history does not (a PUT that rewrote
 //! it) starts a new one. Metadata snapshots are stored where the metadata changed.
-//! Every version then reads back byte for byte as before (tests/it/storage.rs).
+//! Every version then reads back as the same JSON as before (tests/it/storage.rs), its
+//! messages' members in canonical order.
 
 macro_rules! impl_legacy_conversion {
     ($store:ident, $db:ty, lock_suffix = $lock:literal) => {
@@ -58,7 +59,9 @@ macro_rules! impl_legacy_conversion {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
-                let mut prev: Option<(StoredContext, HistoryRef)> = None;
+                // The running hash is written beside each message; versions are signed
+                // afterwards by the start-up signing (`sql_signing.rs`).
+                let mut prev: Option<(StoredContext, HistoryRef, crate::domain::manifest::HistoryHash)> = None;
                 for (version, body) in rows {
                     let ctx = crate::store::decode_context(body.as_bytes())?;
                     if ctx.version.0 != version {
@@ -67,25 +70,26 @@ macro_rules! impl_legacy_conversion {
                             format!("row {version} holds version {}", ctx.version),
                         ));
                     }
-                    let (history, start) = match &prev {
-                        Some((p, at)) if ctx.session.history.starts_with(&p.session.history) => {
-                            (at.history, p.session.history.len())
+                    let (history, start, chain) = match &prev {
+                        Some((p, at, chain)) if ctx.session.history.starts_with(&p.session.history) => {
+                            (at.history, p.session.history.len(), *chain)
                         }
-                        _ => (version, 0),
+                        _ => (version, 0, crate::domain::manifest::HistoryHash::EMPTY),
                     };
-                    let rows = message_rows(&ctx.session.history[start..])?;
+                    let (rows, chain) = message_rows(&ctx.session.history[start..], chain)?;
                     insert_messages(&mut tx, tenant, id, history, start as i64, &rows).await?;
-                    let changed = prev.as_ref().is_none_or(|(p, _)| p.metadata != ctx.metadata);
+                    let changed = prev.as_ref().is_none_or(|(p, _, _)| p.metadata != ctx.metadata);
                     let meta_version = match &prev {
-                        Some((_, at)) if !changed => at.meta_version,
+                        Some((_, at, _)) if !changed => at.meta_version,
                         _ => version,
                     };
                     let at = HistoryRef { history, len: ctx.session.history.len() as i64, meta_version };
                     let metadata = if changed { Some(metadata_text(&ctx.metadata)?) } else { None };
-                    insert_revision(&mut tx, tenant, id, &ContextHead::of(&ctx), &at, metadata.as_deref()).await?;
-                    prev = Some((ctx, at));
+                    insert_revision(&mut tx, tenant, id, &ContextHead::of(&ctx), &at, metadata.as_deref(), None)
+                        .await?;
+                    prev = Some((ctx, at, chain));
                 }
-                if let Some((last, at)) = prev {
+                if let Some((last, at, _)) = prev {
                     sqlx::query(
                         "UPDATE contexts SET metadata = $3, meta_version = $4, history = $5, history_len = $6, \
                          labels = COALESCE(labels, $7), history_bytes = $8 WHERE tenant_id = $1 AND context_id = $2",

@@ -14,6 +14,8 @@ pub struct SqliteStore {
     /// sleeps in steps of up to 100 ms and gave writes p99 latencies of ~0.5 s.
     writer: SqlitePool,
     changes: super::ChangeClock,
+    /// Signs and checks versions (attached at start-up; see `Database::attach_signer`).
+    signer: super::SignerSlot,
 }
 
 impl SqliteStore {
@@ -46,7 +48,7 @@ impl SqliteStore {
         // the resident size down (about 10 MB less after the benchmark) and uncached reads
         // measured as fast as before (docs/benchmarks.md).
         let pool = open(4, options.pragma("cache_size", "-1024")).await?;
-        Ok(Self { pool, writer, changes: super::ChangeClock::new(super::MAX_STALENESS) })
+        Ok(Self { pool, writer, changes: super::ChangeClock::new(super::MAX_STALENESS), signer: Default::default() })
     }
 
     /// Takes SQLite's write lock at `BEGIN`: a deferred transaction that reads first
@@ -94,5 +96,6 @@ super::sql::impl_sql_stores!(
 super::sql_auth::impl_auth_store!(SqliteStore);
 super::sql_oauth::impl_oauth_store!(SqliteStore, Sqlite, lock_suffix = "");
 super::sql_legacy::impl_legacy_conversion!(SqliteStore, Sqlite, lock_suffix = "");
+super::sql_signing::impl_signing_conversion!(SqliteStore, Sqlite, lock_suffix = "");
 super::sql_audit::impl_audit_store!(SqliteStore, Sqlite, lock_suffix = "", contains = "instr");
 super::sql_anomaly::impl_anomaly_store!(SqliteStore);

@@ -12,6 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["crypto", "net", "logs"],
     &["store"],
     &["jwt"],
+    &["integrity"],
     &["audit"],
     &["anomaly"],
     &["authn"],

@@ -13,6 +13,7 @@ mod concurrency;
 mod contexts;
 mod delegation;
 mod external;
+mod integrity;
 mod layers;
 mod limits;
 mod mcp;

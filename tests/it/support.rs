@@ -406,6 +406,13 @@ impl TestServer {
         })
     }
 
+    /// One text value from the server's database, read behind its back.
+    pub async fn raw_text(&self, query: &str) -> String {
+        behind_its_back!(&self.settings.database, |pool| {
+            sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(query)).fetch_one(&pool).await.unwrap()
+        })
+    }
+
     /// The server's database, opened beside it (as `ctxguard audit verify` opens it).
     pub async fn database(&self) -> std::sync::Arc<dyn ctxguard::store::Database> {
         ctxguard::store::open(&self.settings.database).await.unwrap()
