@@ -130,6 +130,10 @@ pub struct ConfigOverrides {
     /// per-request machinery (default true; the answers are the same).
     #[arg(long, env = "CTXGUARD_MCP_FAST_PATH")]
     pub mcp_fast_path: Option<bool>,
+    /// Accept unsigned inline contexts at `POST /context/verify` (answered
+    /// `signed: false`; default false: only contexts ctxguard sealed or signed).
+    #[arg(long, env = "CTXGUARD_INLINE_ALLOW_UNSIGNED")]
+    pub inline_allow_unsigned: Option<bool>,
     /// Record every authentication failure, operation, token event and admin action in
     /// the hash-chained audit log (default true; docs/audit.md).
     #[arg(long, env = "CTXGUARD_AUDIT")]
@@ -255,6 +259,7 @@ pub struct Settings {
     pub decision_cache_entries: u64,
     pub max_delegation_depth: usize,
     pub mcp_fast_path: bool,
+    pub inline_allow_unsigned: bool,
     pub audit: AuditSettings,
     pub anomaly: AnomalySettings,
     pub rate_limits: RateLimitSettings,
@@ -420,6 +425,7 @@ impl Settings {
             )?,
             max_delegation_depth: in_range("max_delegation_depth", c.max_delegation_depth.unwrap_or(3), 0, 16)?,
             mcp_fast_path: c.mcp_fast_path.unwrap_or(true),
+            inline_allow_unsigned: c.inline_allow_unsigned.unwrap_or(false),
             audit: AuditSettings {
                 enabled: c.audit.unwrap_or(true),
                 queue: c.audit_queue.unwrap_or(8192).max(1),

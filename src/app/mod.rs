@@ -95,7 +95,12 @@ impl App {
             Some(cache) => cache.clone(),
             None => db.clone(),
         };
-        let contexts = ContextService::new(store, db.clone(), authz.clone(), limits, audit.clone(), guard.clone());
+        let inline = crate::service::sealing::Inline {
+            sealer: crate::integrity::inline::Sealer::new(keyring.clone()),
+            allow_unsigned: settings.inline_allow_unsigned,
+        };
+        let contexts = ContextService::new(store, db.clone(), authz.clone(), limits, audit.clone(), guard.clone())
+            .with_inline(inline);
         Ok(App {
             clients: ClientService::new(db.clone(), admin.clone()),
             admin,

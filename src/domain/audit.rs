@@ -166,6 +166,10 @@ pub enum Action {
     ContextPatch,
     ContextAppend,
     ContextDelete,
+    /// A sealed inline context minted (`POST /context/{id}/seal`).
+    ContextSeal,
+    /// An inline context checked (`POST /context/verify`).
+    ContextVerifyInline,
     GrantCreate,
     GrantDelete,
     GrantList,
@@ -209,6 +213,8 @@ impl Action {
             Action::ContextPatch => "context.patch",
             Action::ContextAppend => "context.append",
             Action::ContextDelete => "context.delete",
+            Action::ContextSeal => "context.seal",
+            Action::ContextVerifyInline => "context.verify_inline",
             Action::GrantCreate => "grant.create",
             Action::GrantDelete => "grant.delete",
             Action::GrantList => "grant.list",
@@ -248,6 +254,8 @@ impl Action {
                 | Action::ContextReadVersion
                 | Action::ContextVersions
                 | Action::ContextList
+                | Action::ContextSeal
+                | Action::ContextVerifyInline
                 | Action::GrantList
                 | Action::AuditRead
         )

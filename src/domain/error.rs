@@ -40,6 +40,10 @@ pub enum Error {
     /// The policy directory does not load (file, line and reason); the old set stays.
     #[error("the policies were not reloaded: {0}")]
     InvalidPolicy(String),
+    /// An inline context that is well formed but not acceptable: its signature, key,
+    /// expiry or audience, or unsigned where that is not allowed (docs/integrity.md).
+    #[error("the inline context is not acceptable: {0}")]
+    InlineRejected(String),
     /// The operation's audit record could not be committed, so it was not performed.
     #[error("the audit log cannot be written; the operation was not performed")]
     AuditUnavailable,

@@ -88,6 +88,7 @@ impl HttpError {
                 Error::Conflict(_) => (S::CONFLICT, "conflict", None),
                 Error::InvalidPolicy(_) => (S::UNPROCESSABLE_ENTITY, "invalid_policy", None),
                 Error::AuditUnavailable => (S::SERVICE_UNAVAILABLE, "audit_unavailable", None),
+                Error::InlineRejected(_) => (S::UNAUTHORIZED, "invalid_context", None),
                 Error::Store(StoreError::Duplicate) => (S::CONFLICT, "conflict", None),
                 Error::Store(StoreError::Backend(_)) => (S::SERVICE_UNAVAILABLE, "store_unavailable", None),
                 Error::Store(StoreError::Corrupt(_)) => (S::INTERNAL_SERVER_ERROR, "store_corrupt", None),

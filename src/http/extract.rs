@@ -90,6 +90,24 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
+/// A JSON request body that may be left out (then `T::default()`); when present it is
+/// parsed as [`JsonBody`] is.
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T> {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, HttpError> {
+        let (parts, body) = req.into_parts();
+        let bytes = json::read_body(&parts.headers, body, state.inner.body_limits).await?;
+        if bytes.is_empty() {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        json::check_content_type(&parts.headers)?;
+        json::parse(&bytes, state.inner.body_limits.max_depth).map(OptionalJsonBody)
+    }
+}
+
 /// The `{id}` path segment, parsed as a context id.
 pub struct ContextIdPath(pub ContextId);
 

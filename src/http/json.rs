@@ -104,7 +104,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, H
 /// Rejects documents nested deeper than `max` before the parser recurses into them.
 /// A byte scan is enough: brackets inside strings are skipped by tracking quotes and
 /// escapes; the parser will reject anything else that is malformed.
-fn check_depth(bytes: &[u8], max: usize) -> Result<(), HttpError> {
+pub fn check_depth(bytes: &[u8], max: usize) -> Result<(), HttpError> {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;

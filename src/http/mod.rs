@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod grants_api;
 pub mod history_api;
+pub mod inline_api;
 pub mod json;
 pub mod mcp;
 mod mcp_fast;
@@ -76,6 +77,7 @@ pub struct AppInner {
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(context_api::routes())
+        .merge(inline_api::routes())
         .merge(grants_api::routes())
         .merge(admin_api::routes())
         .merge(admin_audit_api::routes())

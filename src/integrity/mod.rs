@@ -23,6 +23,7 @@ use crate::domain::TenantId;
 use crate::domain::manifest::{IntegrityFailure, Manifest, VersionSigner};
 use crate::jwt::Keyring;
 
+pub mod inline;
 pub mod served;
 
 /// The `typ` header of a version signature.

@@ -92,6 +92,8 @@ pub struct ContextService {
     pub(super) audit: Audit,
     /// Counts writes per principal (the write rule of docs/anomaly.md).
     pub(super) guard: Guard,
+    /// Sealed inline contexts (`service/sealing.rs`); none until the root enables them.
+    pub(super) inline: Option<Arc<super::sealing::Inline>>,
 }
 
 impl ContextService {
@@ -105,7 +107,7 @@ impl ContextService {
     ) -> Self {
         let (changes, _) = tokio::sync::broadcast::channel(256);
         let announces_writes = Arc::new(AtomicBool::new(true));
-        Self { store, principals, authz, limits, changes, announces_writes, audit, guard }
+        Self { store, principals, authz, limits, changes, announces_writes, audit, guard, inline: None }
     }
 
     pub fn authorizer(&self) -> &Authorizer {
@@ -323,8 +325,18 @@ impl ContextService {
 
     /// The latest version as served, with the layout windows are cut by.
     pub async fn get_body(&self, caller: &Caller, id: ContextId) -> Result<(Version, Body), Error> {
+        self.read_body(caller, id, Audited::ContextRead).await
+    }
+
+    /// The latest version as served, read and recorded as `audited`.
+    pub(super) async fn read_body(
+        &self,
+        caller: &Caller,
+        id: ContextId,
+        audited: Audited,
+    ) -> Result<(Version, Body), Error> {
         let read = self.readable_body(caller, id, Action::Read).await.map(|(d, v, b)| ((v, b), d));
-        self.read_decided(caller, Audited::ContextRead, id, read).await
+        self.read_decided(caller, audited, id, read).await
     }
 
     /// Read-modify-write of the latest version, atomic in the store.

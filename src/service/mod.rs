@@ -9,6 +9,7 @@ mod audited;
 pub mod contexts;
 pub mod grants;
 pub mod listing;
+pub mod sealing;
 
 use crate::authz::Denial;
 use crate::domain::{ContextId, Error};

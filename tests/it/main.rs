@@ -13,6 +13,7 @@ mod concurrency;
 mod contexts;
 mod delegation;
 mod external;
+mod inline;
 mod integrity;
 mod layers;
 mod limits;
