@@ -2,8 +2,8 @@
 # Context signatures checked by a third party: a fresh ctxguard stores a context in
 # three versions, and Python code that shares nothing with ours (jwcrypto for the JWS,
 # rfc8785 for canonical JSON, pinned) verifies every version against /oauth/jwks by the
-# algorithm of docs/integrity.md; an edited copy must fail. `ctxguard context verify`
-# is run on the same files.
+# algorithm of docs/integrity.md; an edited copy must fail. A sealed inline context is
+# checked by jwcrypto as a JWT. `ctxguard context verify` is run on the same files.
 # Usage: clients/integrity/run.sh [path/to/ctxguard]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -41,6 +41,13 @@ curl -sf "${auth[@]}" "$url/context/$id" >"$work/latest.json"
 sed 's/line\\nbreak/line break/' "$work/v2.json" >"$work/edited-message.json"
 sed 's/"n":2/"n":3/' "$work/v3.json" >"$work/edited-metadata.json"
 "$venv/bin/python" "$here/verify.py" "$work/jwks.json" "$work/edited-message.json" "$work/edited-metadata.json" --expect-broken
+
+# A sealed inline context, checked by jwcrypto as a JWT (signature, exp, aud).
+curl -sf "${auth[@]}" -X POST "$url/context/$id/seal" -d '{"audience":"agent-b","last":2}' | sed -n 's/.*"ocp_context":"\([^"]*\)".*/\1/p' >"$work/sealed.jwt"
+"$venv/bin/python" "$here/verify.py" "$work/jwks.json" --sealed "$work/sealed.jwt" agent-b
+if "$venv/bin/python" "$here/verify.py" "$work/jwks.json" --sealed "$work/sealed.jwt" agent-c 2>/dev/null; then
+    echo "jwcrypto accepted a sealed context for another audience" >&2; exit 1
+fi
 
 # Our own verifier agrees, offline and against the server.
 "$bin" context verify --jwks "$url/oauth/jwks" "$work/v2.json" >/dev/null

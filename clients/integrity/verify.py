@@ -3,6 +3,7 @@ recomputed by the algorithm of docs/integrity.md with rfc8785 (RFC 8785) and has
 and the detached JWS is checked by jwcrypto against the server's /oauth/jwks.
 
 Usage: verify.py JWKS_FILE CONTEXT_FILE... [--expect-broken]
+       verify.py JWKS_FILE --sealed TOKEN_FILE AUDIENCE   (a sealed inline context)
 Exit code 0 when every context verifies (or, with --expect-broken, when none does).
 """
 
@@ -12,7 +13,7 @@ import json
 import sys
 
 import rfc8785
-from jwcrypto import jwk, jws
+from jwcrypto import jwk, jws, jwt
 
 
 def b64url(data: bytes) -> str:
@@ -52,7 +53,28 @@ def verify(ctx: dict, keys: jwk.JWKSet) -> str:
     return header["kid"]
 
 
+def verify_sealed(token: str, keys: jwk.JWKSet, audience: str) -> dict:
+    """A sealed inline context: a JWT whose claims are the context plus iss/iat/exp/aud."""
+    checked = jwt.JWT(jwt=token, key=keys, algs=["EdDSA", "ES256"], expected_type="JWS",
+                      check_claims={"exp": None, "iat": None, "aud": audience})
+    header = json.loads(checked.header)
+    if header.get("typ") != "ocp-context+jwt":
+        raise ValueError(f"unexpected typ {header.get('typ')!r}")
+    claims = json.loads(checked.claims)
+    if "context_id" not in claims or "history" not in claims.get("session", {}):
+        raise ValueError("the payload is not an OCP context")
+    return claims
+
+
 def main() -> int:
+    if "--sealed" in sys.argv:
+        jwks_file, _, token_file, audience = sys.argv[1:5]
+        with open(jwks_file) as f:
+            keys = jwk.JWKSet.from_json(f.read())
+        with open(token_file) as f:
+            claims = verify_sealed(f.read().strip(), keys, audience)
+        print(f"sealed context {claims['context_id']} verifies (aud {claims['aud']}, exp {claims['exp']})")
+        return 0
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     expect_broken = "--expect-broken" in sys.argv
     with open(args[0]) as f:

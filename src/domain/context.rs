@@ -341,7 +341,38 @@ fn check_expires_in_future(expires: Option<Timestamp>, now: Timestamp) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    proptest! {
+        /// A stored message's bytes are its RFC 8785 canonical JSON, whatever its text
+        /// (the history hash a signature covers is over those bytes; docs/integrity.md).
+        #[test]
+        fn a_message_serializes_as_its_canonical_json(
+            text in any::<String>(),
+            name in any::<String>(),
+            client in proptest::option::of(any::<String>()),
+            act in proptest::collection::vec(any::<String>(), 0..3),
+            ms in 0i64..4_000_000_000_000,
+        ) {
+            let entry = HistoryEntry {
+                message: text,
+                provenance: Some(Provenance {
+                    act,
+                    at: Timestamp::from_millis(ms),
+                    client_id: client,
+                    kind: crate::domain::PrincipalKind::Agent,
+                    name,
+                    principal: crate::domain::PrincipalId::new_random(),
+                }),
+                role: MessageRole::Assistant,
+            };
+            let ours = serde_json::to_string(&entry).unwrap();
+            prop_assert_eq!(&ours, &serde_json_canonicalizer::to_string(&entry).unwrap());
+            let bare = HistoryEntry { provenance: None, ..entry };
+            prop_assert_eq!(serde_json::to_string(&bare).unwrap(), serde_json_canonicalizer::to_string(&bare).unwrap());
+        }
+    }
 
     fn sample() -> StoredContext {
         let input: ContextInput = serde_json::from_value(json!({

@@ -116,9 +116,18 @@ impl Manifest {
         }
     }
 
-    /// The signed bytes: the manifest's RFC 8785 canonical JSON.
+    /// The signed bytes: the manifest's RFC 8785 canonical JSON. Members are declared in
+    /// JCS order and every value is a string that needs no escaping (ids, times,
+    /// base64url) or an integer, so plain serialization is canonical — and cheaper, on
+    /// every write — as long as the integers are exact in a double (JCS writes numbers
+    /// as ECMAScript does); beyond 2^53 the canonicalizer decides. A test holds both.
     pub fn canonical(&self) -> Vec<u8> {
-        serde_json_canonicalizer::to_vec(self).unwrap_or_default()
+        const EXACT: u64 = 1 << 53;
+        if self.history_len <= EXACT && self.version.0.unsigned_abs() <= EXACT {
+            serde_json::to_vec(self).unwrap_or_default()
+        } else {
+            serde_json_canonicalizer::to_vec(self).unwrap_or_default()
+        }
     }
 }
 
@@ -203,7 +212,13 @@ mod tests {
                 Sha256Digest::of(b"{}").to_b64()
             )
         );
-        let serde_text = serde_json::to_string(&m).unwrap();
-        assert_eq!(serde_text, text, "declaration order is JCS order");
+        let jcs = serde_json_canonicalizer::to_string(&m).unwrap();
+        assert_eq!(jcs, text, "plain serialization is the canonical form");
+        let mut with_expiry = m.clone();
+        with_expiry.expires = Some(Timestamp::parse_rfc3339("2030-05-06T07:08:09.010Z").unwrap());
+        with_expiry.version = Version(i64::MAX);
+        with_expiry.history_len = u64::MAX;
+        let bytes = with_expiry.canonical();
+        assert_eq!(bytes, serde_json_canonicalizer::to_vec(&with_expiry).unwrap());
     }
 }

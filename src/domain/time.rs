@@ -55,10 +55,10 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-/// Deserializes an optional count of seconds given as any JSON number with no fraction
-/// (`60` or `60.0`: JSON Schema's `integer` admits both), refusing fractions and
-/// negatives.
-pub fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+/// Deserializes an optional count (seconds, messages) given as any JSON number with no
+/// fraction (`60` or `60.0`: JSON Schema's `integer` admits both), refusing fractions
+/// and negatives.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     use serde::Deserialize;
     let Some(n) = Option::<serde_json::Number>::deserialize(d)? else { return Ok(None) };
     if let Some(v) = n.as_u64() {
@@ -66,7 +66,7 @@ pub fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u6
     }
     match n.as_f64() {
         Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= 1e15 => Ok(Some(f as u64)),
-        _ => Err(serde::de::Error::custom(format!("{n} is not a whole, non-negative number of seconds"))),
+        _ => Err(serde::de::Error::custom(format!("{n} is not a whole, non-negative number"))),
     }
 }
 

@@ -100,7 +100,8 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T
     async fn from_request(req: Request, state: &AppState) -> Result<Self, HttpError> {
         let (parts, body) = req.into_parts();
         let bytes = json::read_body(&parts.headers, body, state.inner.body_limits).await?;
-        if bytes.is_empty() {
+        // No body, or JSON `null` (what the document's optional body admits).
+        if bytes.is_empty() || bytes.trim_ascii() == b"null" {
             return Ok(OptionalJsonBody(T::default()));
         }
         json::check_content_type(&parts.headers)?;

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ErrorBody, HttpError, HttpResult};
-use super::extract::{Authenticated, ContextIdPath, OptionalJsonBody};
+use super::extract::{Authenticated, ContextIdPath, OptionalJsonBody, QueryParams};
 use super::json;
 use crate::domain::Error;
 use crate::service::sealing::{InlineInput, MAX_INLINE_BYTES, SealRequest, Sealed, Verified};
@@ -54,24 +54,57 @@ async fn seal_context(
     Ok(Json(state.inner.contexts.seal(&caller, id, request, &state.inner.public_url).await?))
 }
 
-/// Body of `POST /context/verify` (optional with the header).
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+/// An OCP context object as `POST /context/verify` takes it (docs/ocp-context.schema.json;
+/// for the document only).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "describes a JSON shape for the OpenAPI document")]
+struct InlineContext {
+    #[schema(min_length = 1)]
+    context_id: String,
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Value>,
+    session: InlineSession,
+    #[schema(format = DateTime)]
+    expires: Option<String>,
+    /// A stored version's signature, as `GET /context/{id}` served it.
+    signature: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "describes a JSON shape for the OpenAPI document")]
+struct InlineSession {
+    history: Vec<InlineMessage>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "describes a JSON shape for the OpenAPI document")]
+struct InlineMessage {
+    role: crate::domain::MessageRole,
+    message: String,
+}
+
+/// Body of `POST /context/verify` (none with the header).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct VerifyRequest {
     /// An inline context: a context object (unsigned, or carrying a stored version's
     /// `signature`) or a sealed context (compact JWS string).
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    context: Option<Value>,
-    /// Who is asking, for a sealed context with `aud`.
-    #[serde(default)]
+    #[schema(value_type = InlineContext)]
+    context: Value,
+}
+
+/// Query of `POST /context/verify`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct VerifyQuery {
+    /// Who is asking: a sealed context with `aud` is accepted only by that audience.
     audience: Option<String>,
 }
 
 /// Verify an inline context: from the `OCP-Context` header or the body's `context`.
 #[utoipa::path(post, path = "/context/verify", tag = "contexts",
-    request_body(content = Option<VerifyRequest>, description = "context (unless the OCP-Context header is sent) and audience"),
-    params(("OCP-Context" = Option<String>, Header, description = "A sealed context (compact JWS) or base64 of a context's JSON")),
+    request_body(content = Option<VerifyRequest>, description = "The inline context, unless the OCP-Context header carries it"),
+    params(VerifyQuery, ("OCP-Context" = Option<String>, Header, description = "A sealed context (compact JWS) or base64 of a context's JSON")),
     responses(
         (status = 200, description = "Valid", body = Verified),
         (status = 400, description = "Not an inline context: encoding, JSON, depth, schema", body = ErrorBody),
@@ -85,10 +118,11 @@ async fn verify_inline(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     headers: HeaderMap,
-    OptionalJsonBody(request): OptionalJsonBody<VerifyRequest>,
+    QueryParams(query): QueryParams<VerifyQuery>,
+    OptionalJsonBody(request): OptionalJsonBody<Option<VerifyRequest>>,
 ) -> HttpResult<Json<Verified>> {
     let max_depth = state.inner.body_limits.max_depth;
-    let input = match (headers.get(OCP_CONTEXT), request.context) {
+    let input = match (headers.get(OCP_CONTEXT), request.map(|r| r.context)) {
         (Some(_), Some(_)) => {
             return Err(Error::invalid("context", "send the OCP-Context header or a body context, not both").into());
         }
@@ -98,7 +132,7 @@ async fn verify_inline(
         (None, Some(Value::Object(object))) => InlineInput::Object(object),
         (None, Some(_)) => return Err(Error::invalid("context", "must be a context object or a compact JWS").into()),
     };
-    let verified = state.inner.contexts.verify_inline(&caller, input, request.audience.as_deref()).await?;
+    let verified = state.inner.contexts.verify_inline(&caller, input, query.audience.as_deref()).await?;
     Ok(Json(verified))
 }
 

@@ -172,7 +172,7 @@ pub fn check_shape(context: &Map<String, Value>, now: Timestamp) -> Result<(), I
     if id.is_empty() {
         return Err(bad("context_id: must not be empty"));
     }
-    if context.get("metadata").is_some_and(|m| !m.is_object()) {
+    if context.get("metadata").is_some_and(|m| !m.is_object() && !m.is_null()) {
         return Err(bad("metadata: must be an object"));
     }
     let history = context

@@ -52,7 +52,7 @@ pub struct NewApiKey {
     #[serde(default)]
     pub scopes: Option<ScopeSet>,
     /// Lifetime in seconds; none means no expiry.
-    #[serde(default, deserialize_with = "crate::domain::time::whole_seconds")]
+    #[serde(default, deserialize_with = "crate::domain::time::whole_number")]
     pub expires_in: Option<u64>,
 }
 

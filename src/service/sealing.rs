@@ -16,6 +16,8 @@ use crate::integrity::inline::{InlineError, Opened, Sealer};
 
 /// The most an `OCP-Context` header may carry (DESIGN §4 limits).
 pub const MAX_INLINE_BYTES: usize = 64 * 1024;
+/// The most messages `last` may ask for (as a read's `?last=`).
+const MAX_LAST: u64 = 10_000;
 /// How long a seal lives unless asked otherwise.
 pub const DEFAULT_SEAL_SECS: u64 = 300;
 /// The longest a seal may live: no longer than a superseded key stays published
@@ -62,12 +64,14 @@ pub struct SealRequest {
     /// Which members to carry besides `context_id` and `session` (default: all).
     #[serde(default)]
     pub fields: Option<Vec<SealField>>,
-    /// Only the last N messages of the history (a header holds at most 64 KiB).
-    #[serde(default)]
-    pub last: Option<usize>,
+    /// Only the last N messages of the history, at most 10,000 (as `?last=` of a read;
+    /// a header holds at most 64 KiB).
+    #[serde(default, deserialize_with = "crate::domain::time::whole_number")]
+    #[schema(value_type = Option<u64>, maximum = 10000)]
+    pub last: Option<u64>,
     /// Lifetime in seconds (default 300, at most 3600); never past the context's `expires`.
-    #[serde(default, deserialize_with = "crate::domain::time::whole_seconds")]
-    #[schema(value_type = Option<u64>)]
+    #[serde(default, deserialize_with = "crate::domain::time::whole_number")]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 3600)]
     pub expires_in: Option<u64>,
     /// The audience (`aud`) that alone may accept it.
     #[serde(default)]
@@ -141,6 +145,9 @@ impl ContextService {
             if lifetime == 0 || lifetime > MAX_SEAL_SECS {
                 return Err(Error::invalid("expires_in", format!("must be 1 to {MAX_SEAL_SECS} seconds")));
             }
+            if request.last.is_some_and(|n| n > MAX_LAST) {
+                return Err(Error::invalid("last", format!("at most {MAX_LAST}")));
+            }
             let mut expires_at = now.plus_secs(lifetime as i64);
             if let Some(e) = context_expires {
                 expires_at = expires_at.min(e);
@@ -152,7 +159,7 @@ impl ContextService {
             if let Some(n) = request.last
                 && let Some(Value::Array(history)) = served.get_mut("session").and_then(|s| s.get_mut("history"))
             {
-                let skip = history.len().saturating_sub(n);
+                let skip = history.len().saturating_sub(usize::try_from(n).unwrap_or(usize::MAX));
                 history.drain(..skip);
             }
             let (token, kid) = inline
@@ -190,7 +197,7 @@ impl ContextService {
         let now = Timestamp::now();
         let (opened, signed): (Result<Opened, InlineError>, bool) = match input {
             InlineInput::Sealed(token) => (inline.sealer.open(&token, audience, now), true),
-            InlineInput::Object(context) if context.contains_key("signature") => {
+            InlineInput::Object(context) if context.get("signature").is_some_and(|s| !s.is_null()) => {
                 (open_stored_version(inline, context, now, caller.principal.tenant), true)
             }
             // Malformed before unacceptable: the shape is checked first either way.
@@ -228,16 +235,18 @@ fn open_stored_version(
     tenant: crate::domain::TenantId,
 ) -> Result<Opened, InlineError> {
     use crate::integrity::served::ServedError;
+    crate::integrity::inline::check_shape(&context, now)?;
     let value = Value::Object(context);
+    // An OCP context, but not a version as ctxguard serves it (no `version`, …): its
+    // signature cannot hold.
     let verified = inline.sealer.verify_version(&value).map_err(|e| match e {
-        ServedError::Shape(m) => InlineError::Malformed(m),
+        ServedError::Shape(m) => InlineError::Rejected(format!("not a stored version: {m}")),
         ServedError::Failure(f) => InlineError::Rejected(f.to_string()),
     })?;
     if verified.tenant != Some(tenant) {
         return Err(InlineError::Rejected("the version was signed for another tenant".into()));
     }
     let Value::Object(context) = value else { unreachable!("built from a map") };
-    crate::integrity::inline::check_shape(&context, now)?;
     let expires_at = context.get("expires").and_then(Value::as_str).and_then(|e| Timestamp::parse_rfc3339(e).ok());
     Ok(Opened { context, kid: Some(verified.kid), issuer: None, expires_at })
 }

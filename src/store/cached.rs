@@ -158,18 +158,9 @@ impl ContextStore for CachedContexts {
     /// new version is put together from it and the written messages and cached under
     /// the write's own stamp — the writer reads its write (and answers with it) without
     /// reading the history back from the database.
-    ///
-    /// A version not cached here is read (and so checked against its signature) first:
-    /// the database checks only the digests a write extends, not every message under
-    /// them, and a write must not build on a history edited behind the server's back
-    /// (docs/integrity.md). The read fills the cache the new version is built from.
     async fn update(&self, tenant: TenantId, id: ContextId, mutate: Mutation<'_>) -> Result<Written, Error> {
         let key = (tenant, id);
-        let mut before = self.heads.get(&key, self.db.changes());
-        if before.is_none() {
-            self.get_raw(tenant, id).await?;
-            before = self.heads.get(&key, self.db.changes());
-        }
+        let before = self.heads.get(&key, self.db.changes());
         let result = self.db.update(tenant, id, mutate).await;
         self.heads.invalidate(&key);
         if let Ok(written) = &result

@@ -130,6 +130,10 @@ macro_rules! impl_history_sql {
             else {
                 return Err(integrity(head, IntegrityFailure::Unsigned));
             };
+            // The metadata is in the row already parsed: its digest costs little.
+            if metadata_digest(&head.metadata) != metadata {
+                return Err(integrity(head, IntegrityFailure::Mismatch));
+            }
             signer
                 .verify(tenant, &Manifest::new(head, metadata, history), signature)
                 .map_err(|f| integrity(head, f))?;
