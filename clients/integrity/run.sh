@@ -8,21 +8,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 bin="${1:-$here/../../target/debug/ctxguard}"
-venv="$here/.venv"
-work="$(mktemp -d)"
-pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+. "$here/../lib.sh"
+python_venv
 
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-
-"$bin" serve --bind 127.0.0.1:0 --metrics-bind off --data-dir "$work/data" --log warn >"$work/server.out" 2>"$work/server.err" &
-pid=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$work/server.out" 2>/dev/null && break; sleep 0.1; done
-url="$(sed -n 's/^ctxguard listening on //p' "$work/server.out")"
-[ -n "$url" ] || { cat "$work/server.err"; exit 1; }
-key="$(cat "$work/data/admin.key")"
+start_ctxguard "$bin" --metrics-bind off
 auth=(-H "Authorization: Bearer $key" -H 'Content-Type: application/json')
 
 id="$(curl -sf "${auth[@]}" -X POST "$url/context" \
@@ -55,6 +44,6 @@ if "$bin" context verify --jwks "$url/oauth/jwks" "$work/edited-message.json" 2>
     echo "ctxguard context verify accepted an edited context" >&2; exit 1
 fi
 CTXGUARD_API_KEY="$key" "$bin" context verify --server "$url" --id "$id" --version 1 >/dev/null
-kill -TERM "$pid"; wait "$pid" || true; pid=""
+stop_ctxguard
 "$bin" context verify --data-dir "$work/data" --id "$id" >/dev/null
 echo "every version verified by jwcrypto + rfc8785 and by ctxguard context verify; edits refused"

@@ -95,6 +95,7 @@ struct VerifyRequest {
 
 /// Query of `POST /context/verify`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct VerifyQuery {
     /// Who is asking: a sealed context with `aud` is accepted only by that audience.

@@ -78,6 +78,36 @@ pub struct SealRequest {
     pub audience: Option<String>,
 }
 
+impl SealRequest {
+    /// The seal's lifetime in seconds, after checking the request's numbers.
+    fn lifetime(&self) -> Result<i64, Error> {
+        let lifetime = self.expires_in.unwrap_or(DEFAULT_SEAL_SECS);
+        if lifetime == 0 || lifetime > MAX_SEAL_SECS {
+            return Err(Error::invalid("expires_in", format!("must be 1 to {MAX_SEAL_SECS} seconds")));
+        }
+        if self.last.is_some_and(|n| n > MAX_LAST) {
+            return Err(Error::invalid("last", format!("at most {MAX_LAST}")));
+        }
+        Ok(lifetime as i64)
+    }
+
+    /// What of the served version the seal carries: `context_id`, `session` (its last
+    /// `last` messages) and the chosen members.
+    fn select(&self, mut served: Map<String, Value>) -> Map<String, Value> {
+        if let Some(fields) = &self.fields {
+            let keep: Vec<&str> = fields.iter().map(|f| f.name()).collect();
+            served.retain(|k, _| k == "context_id" || k == "session" || keep.contains(&k.as_str()));
+        }
+        if let Some(n) = self.last
+            && let Some(Value::Array(history)) = served.get_mut("session").and_then(|s| s.get_mut("history"))
+        {
+            let skip = history.len().saturating_sub(usize::try_from(n).unwrap_or(usize::MAX));
+            history.drain(..skip);
+        }
+        served
+    }
+}
+
 /// Answer of `POST /context/{id}/seal`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Sealed {
@@ -134,50 +164,29 @@ impl ContextService {
         issuer: &str,
     ) -> Result<Sealed, Error> {
         let inline = self.inline()?;
+        let lifetime = request.lifetime()?;
         let (_, body) = self.read_body(caller, id, Audited::ContextSeal).await?;
         let now = Timestamp::now();
-        (|| {
-            let mut served: Map<String, Value> = serde_json::from_slice(&body.json)
-                .map_err(|e| Error::Store(crate::domain::StoreError::Corrupt(e.to_string())))?;
-            let context_expires =
-                served.get("expires").and_then(Value::as_str).and_then(|s| Timestamp::parse_rfc3339(s).ok());
-            let lifetime = request.expires_in.unwrap_or(DEFAULT_SEAL_SECS);
-            if lifetime == 0 || lifetime > MAX_SEAL_SECS {
-                return Err(Error::invalid("expires_in", format!("must be 1 to {MAX_SEAL_SECS} seconds")));
-            }
-            if request.last.is_some_and(|n| n > MAX_LAST) {
-                return Err(Error::invalid("last", format!("at most {MAX_LAST}")));
-            }
-            let mut expires_at = now.plus_secs(lifetime as i64);
-            if let Some(e) = context_expires {
-                expires_at = expires_at.min(e);
-            }
-            if let Some(fields) = &request.fields {
-                let keep: Vec<&str> = fields.iter().map(|f| f.name()).collect();
-                served.retain(|k, _| k == "context_id" || k == "session" || keep.contains(&k.as_str()));
-            }
-            if let Some(n) = request.last
-                && let Some(Value::Array(history)) = served.get_mut("session").and_then(|s| s.get_mut("history"))
-            {
-                let skip = history.len().saturating_sub(usize::try_from(n).unwrap_or(usize::MAX));
-                history.drain(..skip);
-            }
-            let (token, kid) = inline
-                .sealer
-                .seal(served, issuer, now, expires_at, request.audience.as_deref())
-                .map_err(|e| Error::Store(crate::domain::StoreError::Backend(format!("sealing: {e}"))))?;
-            if token.len() > MAX_INLINE_BYTES {
-                return Err(Error::invalid(
-                    "last",
-                    format!(
-                        "the sealed context would be {} bytes, over the {MAX_INLINE_BYTES}-byte OCP-Context limit; \
-                         seal fewer messages (last) or fields",
-                        token.len()
-                    ),
-                ));
-            }
-            Ok(Sealed { ocp_context: token, kid, expires_at })
-        })()
+        let served: Map<String, Value> = serde_json::from_slice(&body.json)
+            .map_err(|e| Error::Store(crate::domain::StoreError::Corrupt(e.to_string())))?;
+        let context_expires =
+            served.get("expires").and_then(Value::as_str).and_then(|s| Timestamp::parse_rfc3339(s).ok());
+        let expires_at = context_expires.map_or(now.plus_secs(lifetime), |e| e.min(now.plus_secs(lifetime)));
+        let (token, kid) = inline
+            .sealer
+            .seal(request.select(served), issuer, now, expires_at, request.audience.as_deref())
+            .map_err(|e| Error::Store(crate::domain::StoreError::Backend(format!("sealing: {e}"))))?;
+        if token.len() > MAX_INLINE_BYTES {
+            return Err(Error::invalid(
+                "last",
+                format!(
+                    "the sealed context would be {} bytes, over the {MAX_INLINE_BYTES}-byte OCP-Context limit; \
+                     seal fewer messages (last) or fields",
+                    token.len()
+                ),
+            ));
+        }
+        Ok(Sealed { ocp_context: token, kid, expires_at })
     }
 
     /// `POST /context/verify`: whether an inline context is acceptable here.

@@ -288,7 +288,7 @@ pub trait Database: ContextStore + AuthStore + OAuthStore + McpStore + AuditStor
     /// later calls are ignored.
     fn attach_signer(&self, signer: Arc<dyn crate::domain::manifest::VersionSigner>);
     /// Contexts stored before signatures existed, waiting for
-    /// [`Database::sign_unsigned`] (plus one step that records the end); 0 once done.
+    /// [`Database::sign_unsigned`]; 0 once done (and then the end is recorded).
     async fn unsigned_contexts(&self) -> Result<u64, StoreError>;
     /// Signs up to `batch` such contexts, each in its own transaction, and returns how
     /// many steps it did; 0 when none are left.

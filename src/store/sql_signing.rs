@@ -23,8 +23,25 @@ macro_rules! impl_signing_conversion {
                     return Ok(0);
                 }
                 let n: i64 = sqlx::query_scalar(UNSIGNED_COUNT).fetch_one(&self.pool).await.map_err(map_sqlx)?;
-                // Finishing writes the marker, even with nothing to sign.
-                Ok(n.max(0) as u64 + 1)
+                if n == 0 {
+                    // A new database, or one whose contexts are all signed: done.
+                    self.finish_signing().await?;
+                }
+                Ok(n.max(0) as u64)
+            }
+
+            /// Records that every context is signed (once; replicas may race to it).
+            async fn finish_signing(&self) -> Result<(), StoreError> {
+                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
+                sqlx::query(
+                    "INSERT INTO signing_state (converted_at_ms) SELECT $1 \
+                     WHERE NOT EXISTS (SELECT 1 FROM signing_state)",
+                )
+                .bind(Timestamp::now().millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
+                tx.commit().await.map_err(map_sqlx)
             }
 
             async fn sign_unsigned_batch(&self, batch: u32) -> Result<u64, StoreError> {
@@ -41,14 +58,8 @@ macro_rules! impl_signing_conversion {
                             .await
                             .map_err(map_sqlx)?;
                     let Some((tenant, id)) = next else {
-                        let mut tx = self.begin_write().await.map_err(map_sqlx)?;
-                        sqlx::query("INSERT INTO signing_state (converted_at_ms) VALUES ($1)")
-                            .bind(Timestamp::now().millis())
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(map_sqlx)?;
-                        tx.commit().await.map_err(map_sqlx)?;
-                        return Ok(done + 1);
+                        self.finish_signing().await?;
+                        return Ok(done);
                     };
                     let tenant: TenantId = tenant.parse().map_err(|e| corrupt("tenant_id", e))?;
                     let id: ContextId = id.parse().map_err(|e| corrupt("context_id", e))?;
