@@ -51,7 +51,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-wait_line() { for _ in $(seq 1 300); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "no '$2' in $1:" >&2; cat "$1" >&2; return 1; }
+# wait_line FILE TEXT [TRIES]: waits up to TRIES × 50 ms (default 15 s) for TEXT in FILE.
+wait_line() { for _ in $(seq 1 "${3:-300}"); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "no '$2' in $1:" >&2; cat "$1" >&2; return 1; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 # Resident memory the process allocated itself (RSS less file-backed pages).
 anon_kb() { awk '/RssAnon/ {print $2}' "/proc/$1/status"; }
@@ -105,7 +106,8 @@ start_ctxguard() {
         --rate-limit-token 4000000000/4000000000 \
         "$@" >"$work/$name.out" 2>"$work/$name.err" &
     pids+=($!); printf -v "pid_$name" '%s' $!
-    wait_line "$work/$name.out" "listening on"
+    # Start-up may sign seeded contexts (section 6): up to an hour.
+    wait_line "$work/$name.out" "listening on" 72000
     printf -v "url_$name" '%s' "$(sed -n 's/^ctxguard listening on //p' "$work/$name.out")"
 }
 
@@ -416,7 +418,6 @@ loaded_rss="$(rss_kb "$cg_pid")"; loaded_anon="$(anon_kb "$cg_pid")"
 
 # --- 6. growth: reads of random contexts as the store grows. A second server on the
 # same database has its context cache off, so it measures the storage path itself.
-start_ctxguard nocache --context-cache-mb 0
 template="$(new_context 3)"
 cat >"$work/random.lua" <<LUA
 local ids = {}
@@ -431,6 +432,12 @@ clones_ids="SELECT context_id FROM contexts WHERE created_at_ms = (SELECT create
 clones="SELECT count(*) FROM ($clones_ids)"
 for size in "${sizes[@]}"; do
     "$here/seed.sh" "$work/data/ctxguard.db" "$template" "$((size - $(sqlite3 "$work/data/ctxguard.db" "$clones")))"
+    # The clones are unsigned (a signature covers its context's id). The second server
+    # signs them as it starts, by the path that signs an older store's contexts
+    # (docs/integrity.md "Upgrading"), which runs again once its end mark is gone.
+    if [ -n "${pid_nocache:-}" ]; then kill "$pid_nocache"; wait "$pid_nocache" 2>/dev/null || true; fi
+    sqlite3 "$work/data/ctxguard.db" ".timeout 60000" "DELETE FROM signing_state"
+    start_ctxguard nocache --context-cache-mb 0
     # Uniform over a fixed-size sample drawn from the whole store: the working set is
     # the same at every size, only the amount stored grows. Only the template's clones
     # are sampled, so the long-history contexts above stay out.

@@ -2,8 +2,9 @@
 # Adds N contexts to a ctxguard SQLite database, cloned from an existing one (TEMPLATE
 # id, a context at version 1): same tenant, owner, metadata and messages, each with a
 # fresh UUIDv4 id. Bulk SQL is the only practical way to reach a million contexts in
-# seconds; the rows are exactly what the server writes for a create (head row, version
-# row, message rows), so every read path sees them as ordinary contexts.
+# seconds; the rows are what the server writes for a create (head row, version row,
+# message rows) less the signature, which covers the context's id: a server signs the
+# clones as it starts, once the database's signing end mark is removed (bench/run.sh).
 # Usage: bench/seed.sh DB TEMPLATE_ID N
 set -euo pipefail
 db="$1"; template="$2"; n="$3"

@@ -8,6 +8,9 @@ ALTER TABLE context_revisions ADD COLUMN signature TEXT;
 ALTER TABLE contexts ADD COLUMN signature TEXT;
 ALTER TABLE contexts ADD COLUMN history_sha256 TEXT;
 ALTER TABLE contexts ADD COLUMN metadata_sha256 TEXT;
+-- The start-up signing finds the next unsigned context here, not by a scan (it would
+-- be quadratic over a large store); empty once every context is signed.
+CREATE INDEX contexts_unsigned ON contexts (tenant_id, context_id) WHERE signature IS NULL;
 
 -- One row once the start-up signing of the rows above has finished: from then on a
 -- version without a signature is an integrity error, never signed afresh.
