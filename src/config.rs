@@ -218,11 +218,37 @@ pub struct ConfigOverrides {
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_issuers: Option<Vec<ExternalIssuerConfig>>,
+    /// Values stored encrypted, as JSON pointers into a context: `/metadata/…` or
+    /// `/session/history/*/…` (comma-separated in the variable; docs/encryption.md).
+    #[arg(long, env = "CTXGUARD_ENCRYPT_POINTERS", value_delimiter = ',')]
+    pub encrypt_pointers: Option<Vec<String>>,
+    /// Pointers encrypted for one tenant besides the global ones (config file only:
+    /// `[[tenant_encryption]]` with `tenant` (its name) and `pointers`).
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_encryption: Option<Vec<TenantEncryption>>,
+}
+
+/// One tenant's own encrypted pointers (`[[tenant_encryption]]`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantEncryption {
+    /// The tenant's name.
+    pub tenant: String,
+    pub pointers: Vec<String>,
+}
+
+/// Which values are stored encrypted: validated pointers, tenants still by name (the
+/// database knows their ids; `App::open` resolves them).
+#[derive(Clone, Debug, Default)]
+pub struct EncryptionSettings {
+    pub global: Vec<crate::crypto::at_rest::FieldPointer>,
+    pub tenants: Vec<(String, Vec<crate::crypto::at_rest::FieldPointer>)>,
 }
 
 /// Environment variables read outside [`ConfigOverrides`]; anything else starting with
 /// `CTXGUARD_` is a typo and refused.
-const OTHER_ENV: &[&str] = &["CTXGUARD_CONFIG", "CTXGUARD_API_KEY"];
+const OTHER_ENV: &[&str] = &["CTXGUARD_CONFIG", "CTXGUARD_API_KEY", crate::crypto::kek::KEK_ENV];
 const TEST_ENV_PREFIX: &str = "CTXGUARD_TEST_";
 
 /// Validated settings.
@@ -260,6 +286,7 @@ pub struct Settings {
     pub max_delegation_depth: usize,
     pub mcp_fast_path: bool,
     pub inline_allow_unsigned: bool,
+    pub encryption: EncryptionSettings,
     pub audit: AuditSettings,
     pub anomaly: AnomalySettings,
     pub rate_limits: RateLimitSettings,
@@ -320,6 +347,7 @@ impl Settings {
     pub fn resolve(c: ConfigOverrides) -> anyhow::Result<Settings> {
         let anomaly = anomaly_settings(&c)?;
         let rate_limits = rate_limit_settings(&c)?;
+        let encryption = encryption_settings(&c)?;
         let bind_text = c.bind.unwrap_or_else(|| "127.0.0.1:8700".into());
         let bind: SocketAddr = bind_text
             .parse()
@@ -426,6 +454,7 @@ impl Settings {
             max_delegation_depth: in_range("max_delegation_depth", c.max_delegation_depth.unwrap_or(3), 0, 16)?,
             mcp_fast_path: c.mcp_fast_path.unwrap_or(true),
             inline_allow_unsigned: c.inline_allow_unsigned.unwrap_or(false),
+            encryption,
             audit: AuditSettings {
                 enabled: c.audit.unwrap_or(true),
                 queue: c.audit_queue.unwrap_or(8192).max(1),
@@ -439,6 +468,19 @@ impl Settings {
             rate_limits,
         })
     }
+}
+
+fn encryption_settings(c: &ConfigOverrides) -> anyhow::Result<EncryptionSettings> {
+    let parse = |list: &[String]| -> anyhow::Result<Vec<crate::crypto::at_rest::FieldPointer>> {
+        list.iter().map(|p| p.trim().parse().map_err(|e: String| anyhow::anyhow!(e))).collect()
+    };
+    let tenants = c
+        .tenant_encryption
+        .iter()
+        .flatten()
+        .map(|t| Ok((t.tenant.clone(), parse(&t.pointers)?)))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(EncryptionSettings { global: parse(c.encrypt_pointers.as_deref().unwrap_or_default())?, tenants })
 }
 
 fn anomaly_settings(c: &ConfigOverrides) -> anyhow::Result<AnomalySettings> {

@@ -84,6 +84,8 @@ impl App {
                 key_file.display()
             );
         }
+        // After the bootstrap: the policy may name the tenant it creates.
+        attach_field_sealer(&*db, kek.clone(), &settings.encryption).await?;
         let limits = ContextLimits {
             max_history: settings.max_history,
             max_context_bytes: settings.max_context_bytes,
@@ -184,6 +186,29 @@ async fn convert_legacy_contexts(db: &dyn Database) -> anyhow::Result<()> {
 async fn convert_legacy_audit(db: &dyn Database) -> anyhow::Result<()> {
     let total = db.legacy_audit_records().await?;
     convert_resumably(total, "audit records", "into blocks", async || db.convert_legacy_audit(256).await).await
+}
+
+/// Gives the store the encryption policy and the KEK (docs/encryption.md), always:
+/// rows sealed under an earlier configuration still open. Every data key is unwrapped
+/// now, so a wrong KEK stops the start before anything is served or written.
+async fn attach_field_sealer(
+    db: &dyn Database,
+    kek: Arc<Kek>,
+    settings: &crate::config::EncryptionSettings,
+) -> anyhow::Result<()> {
+    let mut tenants = Vec::new();
+    for (name, pointers) in &settings.tenants {
+        let tenant = db
+            .tenant_by_name(name)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("tenant_encryption: there is no tenant named {name:?}"))?;
+        tenants.push((tenant.id, pointers.clone()));
+    }
+    let policy = crate::crypto::at_rest::FieldPolicy::new(&settings.global, &tenants);
+    db.attach_field_sealer(Arc::new(store::sql_fields::FieldSealer::new(policy, kek)))
+        .await
+        .map_err(|e| anyhow::anyhow!("encryption at rest: {e}"))?;
+    Ok(())
 }
 
 /// Signs the versions of contexts stored before signatures existed (docs/integrity.md

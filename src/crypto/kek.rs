@@ -1,4 +1,5 @@
-//! The key-encryption key (KEK): 32 random bytes in `<data dir>/kek.key` (mode 0600).
+//! The key-encryption key (KEK): 32 random bytes in `<data dir>/kek.key` (mode 0600),
+//! or base64 in the `CTXGUARD_KEK` environment variable (then no file is made).
 //! Private signing keys are stored in the database sealed under it with AES-256-GCM, so
 //! a database dump alone reveals no private key. Replicas sharing one database must
 //! share this file.
@@ -13,6 +14,8 @@ use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
 pub const KEK_FILE: &str = "kek.key";
+/// The environment variable that holds the KEK instead of the file.
+pub const KEK_ENV: &str = "CTXGUARD_KEK";
 const NONCE_LEN: usize = 12;
 
 pub struct Kek {
@@ -20,8 +23,21 @@ pub struct Kek {
 }
 
 impl Kek {
-    /// Loads the KEK, creating it (0600) if the data dir has none yet.
+    /// Loads the KEK from `CTXGUARD_KEK`, or from the data dir's file, creating that
+    /// (0600) if there is none yet.
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Kek> {
+        Kek::from_sources(data_dir, std::env::var(KEK_ENV).ok().map(Zeroizing::new))
+    }
+
+    /// [`Kek::load_or_create`] with the environment's value given.
+    pub fn from_sources(data_dir: &Path, env: Option<Zeroizing<String>>) -> anyhow::Result<Kek> {
+        if let Some(text) = env {
+            let raw = Zeroizing::new(STANDARD.decode(text.trim()).context("CTXGUARD_KEK is not base64")?);
+            if raw.len() != 32 {
+                bail!("CTXGUARD_KEK must hold 32 bytes of key material (base64)");
+            }
+            return Ok(Kek { cipher: Aes256Gcm::new_from_slice(&raw).map_err(|_| anyhow::anyhow!("bad KEK length"))? });
+        }
         let path = data_dir.join(KEK_FILE);
         if !path.exists() {
             let mut raw = Zeroizing::new([0u8; 32]);
@@ -66,6 +82,25 @@ impl Kek {
     }
 }
 
+/// What wraps keys at rest (data keys, docs/encryption.md): the KEK file today; a KMS
+/// client can implement it without the store knowing.
+pub trait KeyWrap: Send + Sync {
+    /// Seals `key`, bound to `label` (which key it is, so it cannot be moved).
+    fn wrap(&self, key: &[u8], label: &str) -> anyhow::Result<String>;
+    /// Opens what [`KeyWrap::wrap`] sealed with the same label.
+    fn unwrap(&self, wrapped: &str, label: &str) -> anyhow::Result<Zeroizing<Vec<u8>>>;
+}
+
+impl KeyWrap for Kek {
+    fn wrap(&self, key: &[u8], label: &str) -> anyhow::Result<String> {
+        self.seal(key, label)
+    }
+
+    fn unwrap(&self, wrapped: &str, label: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+        self.open(wrapped, label)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +118,21 @@ mod tests {
         assert!(kek.open(&STANDARD.encode(raw), "kid-1").is_err(), "tampering is detected");
         let again = Kek::load_or_create(dir.path()).unwrap();
         assert_eq!(&again.open(&sealed, "kid-1").unwrap()[..], b"private key", "the file is reused");
+    }
+
+    #[test]
+    fn the_environment_holds_the_kek_instead_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file_kek = Kek::load_or_create(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(KEK_FILE)).unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let env_kek = Kek::from_sources(empty.path(), Some(Zeroizing::new(text))).unwrap();
+        assert!(!empty.path().join(KEK_FILE).exists(), "no file made when the environment has it");
+        let sealed = file_kek.seal(b"k", "x").unwrap();
+        assert_eq!(&env_kek.open(&sealed, "x").unwrap()[..], b"k", "the same key");
+        for bad in ["not base64!", "AAAA"] {
+            let err = Kek::from_sources(empty.path(), Some(Zeroizing::new(bad.into()))).err().unwrap();
+            assert!(err.to_string().contains("CTXGUARD_KEK"), "{err}");
+        }
     }
 }

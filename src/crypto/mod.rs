@@ -3,6 +3,7 @@
 //! (zeroized, redacted) and on disk (owner-only files), and the JWT signing provider
 //! that keeps parsed keys.
 
+pub mod at_rest;
 pub mod jwt_provider;
 pub mod kek;
 pub mod secret;

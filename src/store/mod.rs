@@ -16,6 +16,7 @@ mod sql;
 mod sql_anomaly;
 mod sql_audit;
 mod sql_auth;
+pub mod sql_fields;
 mod sql_history;
 mod sql_legacy;
 mod sql_oauth;
@@ -287,6 +288,10 @@ pub trait Database: ContextStore + AuthStore + OAuthStore + McpStore + AuditStor
     /// database (docs/integrity.md). Attached once, at start-up, before any request;
     /// later calls are ignored.
     fn attach_signer(&self, signer: Arc<dyn crate::domain::manifest::VersionSigner>);
+    /// Seals the configured fields of every row written from now on and opens sealed
+    /// fields on reads (docs/encryption.md), then unwraps every stored data key (an
+    /// error here is a wrong KEK); returns how many there are. Once, at start-up.
+    async fn attach_field_sealer(&self, sealer: Arc<sql_fields::FieldSealer>) -> Result<u64, StoreError>;
     /// Contexts stored before signatures existed, waiting for
     /// [`Database::sign_unsigned`]; 0 once done (and then the end is recorded).
     async fn unsigned_contexts(&self) -> Result<u64, StoreError>;
@@ -297,6 +302,7 @@ pub trait Database: ContextStore + AuthStore + OAuthStore + McpStore + AuditStor
 
 /// Where a store keeps its version signer.
 type SignerSlot = std::sync::OnceLock<Arc<dyn crate::domain::manifest::VersionSigner>>;
+type FieldSlot = std::sync::OnceLock<Arc<sql_fields::FieldSealer>>;
 
 /// Where the data lives.
 #[derive(Clone, Debug)]

@@ -10,6 +10,8 @@ pub struct PostgresStore {
     changes: super::ChangeClock,
     /// Signs and checks versions (attached at start-up; see `Database::attach_signer`).
     signer: super::SignerSlot,
+    /// Seals and opens configured fields (attached at start-up; docs/encryption.md).
+    fields: super::FieldSlot,
 }
 
 impl PostgresStore {
@@ -26,7 +28,12 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("PostgreSQL migration failed: {e}"))?;
-        Ok(Self { pool, changes: super::ChangeClock::new(super::MAX_STALENESS), signer: Default::default() })
+        Ok(Self {
+            pool,
+            changes: super::ChangeClock::new(super::MAX_STALENESS),
+            signer: Default::default(),
+            fields: Default::default(),
+        })
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
@@ -57,6 +64,7 @@ super::sql::impl_sql_stores!(
 super::sql_auth::impl_auth_store!(PostgresStore);
 super::sql_oauth::impl_oauth_store!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE");
 super::sql_legacy::impl_legacy_conversion!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE");
+super::sql_fields::impl_field_sealing!(PostgresStore);
 super::sql_signing::impl_signing_conversion!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE");
 super::sql_audit::impl_audit_store!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE", contains = "strpos");
 super::sql_anomaly::impl_anomaly_store!(PostgresStore);

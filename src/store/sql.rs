@@ -162,9 +162,10 @@ macro_rules! impl_sql_stores {
                 if row.try_get::<Option<i64>, _>("deleted_at_ms").map_err(map_sqlx)?.is_some() {
                     return Ok(Some(RawContextRecord::Tombstone { facts }));
                 }
-                let (head, at, sealed) = head_from_row(&row, id)?;
-                let metadata: String = row.try_get("metadata").map_err(map_sqlx)?;
-                let messages = load_messages(&self.pool, tenant, id, at.history, at.len).await?;
+                let (metadata, parsed) = self.head_metadata(&row, tenant, id).await?;
+                let (head, at, sealed) = head_from_row(&row, id, parsed)?;
+                let stored = load_messages(&self.pool, tenant, id, at.history, at.len).await?;
+                let messages = self.open_messages(tenant, id, at.history, stored).await?;
                 let signature = sealed.signature.as_deref();
                 check_version(self.signer(), tenant, &head, &messages, signature)?;
                 let body = crate::store::body::assemble(&parts(&head, &metadata, signature), &messages)?;
@@ -179,7 +180,7 @@ macro_rules! impl_sql_stores {
             ) -> Result<Option<StoredContext>, StoreError> {
                 let row = sqlx::query(
                     "SELECT r.history, r.history_len, r.expires_at_ms, r.created_at_ms AS updated_at_ms, \
-                            r.signature, m.metadata, c.created_at_ms \
+                            r.signature, r.meta_version, m.metadata, m.metadata_sealed, c.created_at_ms \
                      FROM context_revisions r \
                      JOIN context_revisions m ON m.tenant_id = r.tenant_id AND m.context_id = r.context_id \
                        AND m.version = r.meta_version \
@@ -195,13 +196,23 @@ macro_rules! impl_sql_stores {
                 let Some(row) = row else { return Ok(None) };
                 let metadata: Option<String> = row.try_get("metadata").map_err(map_sqlx)?;
                 let metadata = metadata.ok_or_else(|| corrupt("version", "its metadata snapshot is missing"))?;
+                let blob: Option<String> = row.try_get("metadata_sealed").map_err(map_sqlx)?;
+                let place = crate::crypto::at_rest::Place {
+                    tenant,
+                    context: id,
+                    row: crate::crypto::at_rest::Row::Metadata {
+                        version: row.try_get("meta_version").map_err(map_sqlx)?,
+                    },
+                };
+                let (metadata, parsed) = self.open_metadata(place, metadata, blob.as_deref()).await?;
                 let (history, len): (i64, i64) =
                     (row.try_get("history").map_err(map_sqlx)?, row.try_get("history_len").map_err(map_sqlx)?);
-                let messages = load_messages(&self.pool, tenant, id, history, len).await?;
+                let stored = load_messages(&self.pool, tenant, id, history, len).await?;
+                let messages = self.open_messages(tenant, id, history, stored).await?;
                 let signature: Option<String> = row.try_get("signature").map_err(map_sqlx)?;
                 let head = ContextHead {
                     context_id: id,
-                    metadata: parse_metadata(&metadata)?,
+                    metadata: parsed,
                     expires: opt_ms(&row, "expires_at_ms")?,
                     version,
                     created_at: ms(&row, "created_at_ms")?,
@@ -242,18 +253,30 @@ macro_rules! impl_sql_stores {
             ) -> Result<Option<String>, StoreError> {
                 use crate::domain::manifest::{HistoryHash, metadata_digest};
                 let head = ContextHead::of(ctx);
-                let metadata = metadata_text(&ctx.metadata)?;
+                let sealing = self.sealing_for(tenant).await?;
+                let place = crate::crypto::at_rest::Place {
+                    tenant,
+                    context: ctx.context_id,
+                    row: crate::crypto::at_rest::Row::Metadata { version: ctx.version.0 },
+                };
+                let (metadata, metadata_sealed) =
+                    crate::store::sql_fields::seal_metadata(&ctx.metadata, sealing.as_ref(), place)?;
                 let at =
                     HistoryRef { history: ctx.version.0, len: head.history_len as i64, meta_version: ctx.version.0 };
-                let (rows, history_sha) = message_rows(&ctx.session.history, HistoryHash::EMPTY)?;
+                let (rows, history_sha) = message_rows(
+                    &ctx.session.history,
+                    HistoryHash::EMPTY,
+                    (tenant, ctx.context_id, at.history, 0),
+                    sealing.as_ref(),
+                )?;
                 let metadata_sha = metadata_digest(&ctx.metadata);
                 let signature = sign_version(self.signer(), tenant, &head, metadata_sha, history_sha)?;
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 sqlx::query(
                     "INSERT INTO contexts (tenant_id, context_id, owner_id, version, expires_at_ms, \
                      created_at_ms, updated_at_ms, labels, metadata, meta_version, history, history_len, history_bytes, \
-                     signature, history_sha256, metadata_sha256) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $4, $4, $9, $10, $11, $12, $13)",
+                     signature, history_sha256, metadata_sha256, metadata_sealed) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $4, $4, $9, $10, $11, $12, $13, $14)",
                 )
                 .bind(tenant.to_string())
                 .bind(ctx.context_id.to_string())
@@ -268,11 +291,12 @@ macro_rules! impl_sql_stores {
                 .bind(signature.as_deref())
                 .bind(history_sha.to_b64())
                 .bind(metadata_sha.to_b64())
+                .bind(metadata_sealed.as_deref())
                 .execute(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
-                insert_revision(&mut tx, tenant, ctx.context_id, &head, &at, Some(&metadata), signature.as_deref())
-                    .await?;
+                let stored = Some((metadata.as_str(), metadata_sealed.as_deref()));
+                insert_revision(&mut tx, tenant, ctx.context_id, &head, &at, stored, signature.as_deref()).await?;
                 insert_messages(&mut tx, tenant, ctx.context_id, at.history, 0, &rows).await?;
                 tx.commit().await.map_err(map_sqlx)?;
                 Ok(signature)
@@ -285,8 +309,9 @@ macro_rules! impl_sql_stores {
                 mutate: Mutation<'_>,
             ) -> Result<crate::store::Written, Error> {
                 use crate::domain::manifest::{HistoryHash, metadata_digest};
+                let sealing = self.sealing_for(tenant).await?;
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
-                let (facts, current, at, sealed) = locked_head(&mut tx, tenant, id).await?;
+                let (facts, current, at, sealed) = self.locked_head(&mut tx, tenant, id).await?;
                 let (metadata_before, history_before) = sealed_digests(self.signer(), tenant, &current, &sealed)?;
                 let Revision { head: next, messages, metadata_changed } = mutate(&facts, &current)?;
                 if next.version != current.version.next() || next.context_id != id {
@@ -294,26 +319,44 @@ macro_rules! impl_sql_stores {
                 }
                 let (history, start, (rows, history_sha)) = match &messages {
                     NewMessages::Keep => (at.history, at.len, (Vec::new(), history_before)),
-                    NewMessages::Append(entries) => (at.history, at.len, message_rows(entries, history_before)?),
+                    NewMessages::Append(entries) => (
+                        at.history,
+                        at.len,
+                        message_rows(entries, history_before, (tenant, id, at.history, at.len), sealing.as_ref())?,
+                    ),
                     // A new history, named after the version that starts it.
-                    NewMessages::Replace(entries) => (next.version.0, 0, message_rows(entries, HistoryHash::EMPTY)?),
+                    NewMessages::Replace(entries) => (
+                        next.version.0,
+                        0,
+                        message_rows(entries, HistoryHash::EMPTY, (tenant, id, next.version.0, 0), sealing.as_ref())?,
+                    ),
                 };
                 let len = start + rows.len() as i64;
                 if len != next.history_len as i64 {
                     return Err(corrupt("update", "the revision's history length does not match its messages").into());
                 }
                 let meta_version = if metadata_changed { next.version.0 } else { at.meta_version };
-                let metadata = if metadata_changed { Some(metadata_text(&next.metadata)?) } else { None };
+                let place = crate::crypto::at_rest::Place {
+                    tenant,
+                    context: id,
+                    row: crate::crypto::at_rest::Row::Metadata { version: next.version.0 },
+                };
+                let metadata = if metadata_changed {
+                    Some(crate::store::sql_fields::seal_metadata(&next.metadata, sealing.as_ref(), place)?)
+                } else {
+                    None
+                };
                 let metadata_sha = if metadata_changed { metadata_digest(&next.metadata) } else { metadata_before };
                 let signature = sign_version(self.signer(), tenant, &next, metadata_sha, history_sha)?;
                 insert_messages(&mut tx, tenant, id, history, start, &rows).await?;
                 let next_at = HistoryRef { history, len, meta_version };
-                insert_revision(&mut tx, tenant, id, &next, &next_at, metadata.as_deref(), signature.as_deref()).await?;
+                let stored = metadata.as_ref().map(|(text, blob)| (text.as_str(), blob.as_deref()));
+                insert_revision(&mut tx, tenant, id, &next, &next_at, stored, signature.as_deref()).await?;
                 sqlx::query(
                     "UPDATE contexts SET version = $3, expires_at_ms = $4, updated_at_ms = $5, \
                      labels = COALESCE($6, labels), metadata = COALESCE($7, metadata), meta_version = $8, \
                      history = $9, history_len = $10, history_bytes = $11, signature = $12, history_sha256 = $13, \
-                     metadata_sha256 = $14 \
+                     metadata_sha256 = $14, metadata_sealed = CASE WHEN $7 IS NULL THEN metadata_sealed ELSE $15 END \
                      WHERE tenant_id = $1 AND context_id = $2",
                 )
                 .bind(tenant.to_string())
@@ -322,7 +365,7 @@ macro_rules! impl_sql_stores {
                 .bind(next.expires.map(|e| e.millis()))
                 .bind(next.updated_at.millis())
                 .bind(metadata.as_ref().map(|_| labels_text(&next.metadata)))
-                .bind(metadata.as_deref())
+                .bind(metadata.as_ref().map(|m| m.0.as_str()))
                 .bind(meta_version)
                 .bind(history)
                 .bind(len)
@@ -330,6 +373,7 @@ macro_rules! impl_sql_stores {
                 .bind(signature.as_deref())
                 .bind(history_sha.to_b64())
                 .bind(metadata_sha.to_b64())
+                .bind(metadata.as_ref().and_then(|m| m.1.as_deref()))
                 .execute(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
@@ -363,16 +407,17 @@ macro_rules! impl_sql_stores {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(map_sqlx)?;
-                rows.iter()
-                    .map(|r| {
-                        let seq: i64 = r.try_get("seq").map_err(map_sqlx)?;
-                        let id: ContextId = parse_col(r, "context_id")?;
-                        let facts = facts_from_row(r, tenant, id)?;
-                        let (head, _, sealed) = head_from_row(r, id)?;
-                        check_listed(self.signer(), tenant, &head, &sealed)?;
-                        Ok(crate::store::ListedContext { seq, facts, head })
-                    })
-                    .collect()
+                let mut listed = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let seq: i64 = r.try_get("seq").map_err(map_sqlx)?;
+                    let id: ContextId = parse_col(r, "context_id")?;
+                    let facts = facts_from_row(r, tenant, id)?;
+                    let (_, metadata) = self.head_metadata(r, tenant, id).await?;
+                    let (head, _, sealed) = head_from_row(r, id, metadata)?;
+                    check_listed(self.signer(), tenant, &head, &sealed)?;
+                    listed.push(crate::store::ListedContext { seq, facts, head });
+                }
+                Ok(listed)
             }
 
             async fn update_grants(
@@ -382,7 +427,7 @@ macro_rules! impl_sql_stores {
                 mutate: crate::store::GrantMutation<'_>,
             ) -> Result<Vec<crate::domain::ContextGrant>, Error> {
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
-                let (facts, current, _, _) = locked_head(&mut tx, tenant, id).await?;
+                let (facts, current, _, _) = self.locked_head(&mut tx, tenant, id).await?;
                 let grants = mutate(&facts, &current)?;
                 let text = serde_json::to_string(&grants).map_err(|e| corrupt("grants", e))?;
                 sqlx::query("UPDATE contexts SET grants = $3 WHERE tenant_id = $1 AND context_id = $2")
@@ -481,8 +526,10 @@ macro_rules! impl_sql_stores {
             }
         }
 
+        impl $store {
         /// The head of a live context, locked for update (no messages are read).
         async fn locked_head(
+            &self,
             tx: &mut sqlx::Transaction<'static, $db>,
             tenant: TenantId,
             id: ContextId,
@@ -502,8 +549,10 @@ macro_rules! impl_sql_stores {
                 return Err(Error::ContextDeleted(id));
             }
             let facts = facts_from_row(&head, tenant, id)?;
-            let (current, at, sealed) = head_from_row(&head, id)?;
+            let (_, metadata) = self.head_metadata(&head, tenant, id).await?;
+            let (current, at, sealed) = head_from_row(&head, id, metadata)?;
             Ok((facts, current, at, sealed))
+        }
         }
 
         impl $store {
@@ -585,6 +634,14 @@ macro_rules! impl_sql_stores {
 
             fn attach_signer(&self, signer: std::sync::Arc<dyn crate::domain::manifest::VersionSigner>) {
                 let _ = self.signer.set(signer);
+            }
+
+            async fn attach_field_sealer(
+                &self,
+                sealer: std::sync::Arc<crate::store::sql_fields::FieldSealer>,
+            ) -> Result<u64, StoreError> {
+                let _ = self.fields.set(sealer);
+                self.load_all_data_keys().await
             }
 
             async fn unsigned_contexts(&self) -> Result<u64, StoreError> {

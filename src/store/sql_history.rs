@@ -23,7 +23,7 @@ macro_rules! impl_history_sql {
         /// Columns of a head row a read or a write needs.
         const HEAD_COLS: &str = "owner_id, labels, grants, deleted_at_ms, version, expires_at_ms, created_at_ms, \
                                  updated_at_ms, metadata, meta_version, history, history_len, history_bytes, \
-                                 signature, history_sha256, metadata_sha256";
+                                 signature, history_sha256, metadata_sha256, metadata_sealed";
 
         /// Where a live head's history is: (history, length, meta_version).
         struct HistoryRef {
@@ -41,20 +41,23 @@ macro_rules! impl_history_sql {
             metadata: Option<crate::domain::manifest::Sha256Digest>,
         }
 
-        /// The head of a live, converted row: its state without messages, where its
-        /// history is, and what its signature covers.
-        fn head_from_row(row: &DbRow, id: ContextId) -> Result<(ContextHead, HistoryRef, Sealed), StoreError> {
+        /// The head of a live, converted row, given its metadata (opened by
+        /// `head_metadata`): its state without messages, where its history is, and what
+        /// its signature covers.
+        fn head_from_row(
+            row: &DbRow,
+            id: ContextId,
+            metadata: serde_json::Map<String, serde_json::Value>,
+        ) -> Result<(ContextHead, HistoryRef, Sealed), StoreError> {
             let history: Option<i64> = row.try_get("history").map_err(map_sqlx)?;
             let len: Option<i64> = row.try_get("history_len").map_err(map_sqlx)?;
             let meta_version: Option<i64> = row.try_get("meta_version").map_err(map_sqlx)?;
-            let metadata: Option<String> = row.try_get("metadata").map_err(map_sqlx)?;
-            let (Some(history), Some(len), Some(meta_version), Some(metadata)) = (history, len, meta_version, metadata)
-            else {
-                return Err(corrupt("context", "stored in the old format and not converted (restart to convert)"));
+            let (Some(history), Some(len), Some(meta_version)) = (history, len, meta_version) else {
+                return Err(old_format());
             };
             let head = ContextHead {
                 context_id: id,
-                metadata: parse_metadata(&metadata)?,
+                metadata,
                 expires: opt_ms(row, "expires_at_ms")?,
                 version: Version(row.try_get("version").map_err(map_sqlx)?),
                 created_at: ms(row, "created_at_ms")?,
@@ -158,23 +161,28 @@ macro_rules! impl_history_sql {
                 .map_err(|f| integrity(head, f))
         }
 
+        fn old_format() -> StoreError {
+            corrupt("context", "stored in the old format and not converted (restart to convert)")
+        }
+
         fn integrity(head: &ContextHead, failure: crate::domain::manifest::IntegrityFailure) -> StoreError {
             StoreError::Integrity(format!("context {} version {}: {failure}", head.context_id, head.version))
         }
 
-        /// The serialized messages `[0, len)` of `history`, in order.
+        /// The stored messages `[0, len)` of `history`, in order: each its body and,
+        /// when it has sealed fields, their blob (`open_messages` serves them).
         async fn load_messages<'e, E>(
             executor: E,
             tenant: TenantId,
             id: ContextId,
             history: i64,
             len: i64,
-        ) -> Result<Vec<String>, StoreError>
+        ) -> Result<Vec<(String, Option<String>)>, StoreError>
         where
             E: sqlx::Executor<'e, Database = $db>,
         {
-            let rows: Vec<String> = sqlx::query_scalar(
-                "SELECT body FROM context_messages \
+            let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+                "SELECT body, sealed FROM context_messages \
                  WHERE tenant_id = $1 AND context_id = $2 AND history = $3 AND position < $4 ORDER BY position",
             )
             .bind(tenant.to_string())
@@ -190,22 +198,31 @@ macro_rules! impl_history_sql {
             Ok(rows)
         }
 
-        /// Messages as rows: (author, serialized entry — its canonical JSON — and the
-        /// running history hash after it), continuing the hash from `before`; and the
-        /// hash after the last.
+        /// Messages as rows at positions `start..` of `history`: (author, serialized
+        /// entry — its canonical JSON, sealed fields taken out — and the running history
+        /// hash after it, over the canonical JSON), continuing the hash from `before`;
+        /// and the hash after the last.
         fn message_rows(
             entries: &[crate::domain::HistoryEntry],
             before: crate::domain::manifest::HistoryHash,
+            at: (TenantId, ContextId, i64, i64),
+            sealing: Option<&crate::store::sql_fields::Sealing<'_>>,
         ) -> Result<(Vec<MessageRow>, crate::domain::manifest::HistoryHash), StoreError> {
+            use crate::crypto::at_rest::{Place, Row};
+            let (tenant, context, history, start) = at;
             let mut chain = before;
             let rows = entries
                 .iter()
-                .map(|e| {
-                    let body = serde_json::to_string(e).map_err(|e| corrupt("message", e))?;
-                    chain = chain.then(body.as_bytes());
+                .enumerate()
+                .map(|(i, e)| {
+                    let canonical = serde_json::to_string(e).map_err(|e| corrupt("message", e))?;
+                    chain = chain.then(canonical.as_bytes());
+                    let place = Place { tenant, context, row: Row::Message { history, position: start + i as i64 } };
+                    let (body, sealed) = crate::store::sql_fields::seal_message(&canonical, sealing, place)?;
                     Ok(MessageRow {
                         author: e.provenance.as_ref().map(|p| p.principal.to_string()),
                         body,
+                        sealed,
                         chain: chain.to_b64(),
                     })
                 })
@@ -217,10 +234,11 @@ macro_rules! impl_history_sql {
         struct MessageRow {
             author: Option<String>,
             body: String,
+            sealed: Option<String>,
             chain: String,
         }
 
-        /// Rows per INSERT statement: 7 parameters each stays far below both backends'
+        /// Rows per INSERT statement: 8 parameters each stays far below both backends'
         /// limits on bound parameters.
         const MESSAGE_CHUNK: usize = 200;
 
@@ -236,15 +254,16 @@ macro_rules! impl_history_sql {
             let (tenant, id) = (tenant.to_string(), id.to_string());
             for (c, chunk) in rows.chunks(MESSAGE_CHUNK).enumerate() {
                 let mut sql = String::from(
-                    "INSERT INTO context_messages (tenant_id, context_id, history, position, author_id, body, chain) \
+                    "INSERT INTO context_messages \
+                     (tenant_id, context_id, history, position, author_id, body, chain, sealed) \
                      VALUES ",
                 );
                 for i in 0..chunk.len() {
-                    let b = i * 7;
+                    let b = i * 8;
                     if i > 0 {
                         sql.push(',');
                     }
-                    let p: Vec<String> = (1..=7).map(|k| format!("${}", b + k)).collect();
+                    let p: Vec<String> = (1..=8).map(|k| format!("${}", b + k)).collect();
                     sql.push_str(&format!("({})", p.join(", ")));
                 }
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -257,7 +276,8 @@ macro_rules! impl_history_sql {
                         .bind(first + i as i64)
                         .bind(&row.author)
                         .bind(&row.body)
-                        .bind(&row.chain);
+                        .bind(&row.chain)
+                        .bind(&row.sealed);
                 }
                 q.execute(&mut **tx).await.map_err(map_sqlx)?;
             }
@@ -271,12 +291,13 @@ macro_rules! impl_history_sql {
             id: ContextId,
             head: &ContextHead,
             history: &HistoryRef,
-            metadata: Option<&str>,
+            metadata: Option<(&str, Option<&str>)>,
             signature: Option<&str>,
         ) -> Result<(), StoreError> {
             sqlx::query(
                 "INSERT INTO context_revisions (tenant_id, context_id, version, history, history_len, meta_version, \
-                 metadata, expires_at_ms, created_at_ms, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 metadata, expires_at_ms, created_at_ms, signature, metadata_sealed) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(tenant.to_string())
             .bind(id.to_string())
@@ -284,10 +305,11 @@ macro_rules! impl_history_sql {
             .bind(history.history)
             .bind(history.len)
             .bind(history.meta_version)
-            .bind(metadata)
+            .bind(metadata.map(|m| m.0))
             .bind(head.expires.map(|e| e.millis()))
             .bind(head.updated_at.millis())
             .bind(signature)
+            .bind(metadata.and_then(|m| m.1))
             .execute(&mut **tx)
             .await
             .map_err(map_sqlx)?;

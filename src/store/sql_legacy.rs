@@ -76,7 +76,9 @@ macro_rules! impl_legacy_conversion {
                         }
                         _ => (version, 0, crate::domain::manifest::HistoryHash::EMPTY),
                     };
-                    let (rows, chain) = message_rows(&ctx.session.history[start..], chain)?;
+                    // Converted as stored: in plaintext (encryption applies to later writes).
+                    let (rows, chain) =
+                        message_rows(&ctx.session.history[start..], chain, (tenant, id, history, start as i64), None)?;
                     insert_messages(&mut tx, tenant, id, history, start as i64, &rows).await?;
                     let changed = prev.as_ref().is_none_or(|(p, _, _)| p.metadata != ctx.metadata);
                     let meta_version = match &prev {
@@ -85,8 +87,8 @@ macro_rules! impl_legacy_conversion {
                     };
                     let at = HistoryRef { history, len: ctx.session.history.len() as i64, meta_version };
                     let metadata = if changed { Some(metadata_text(&ctx.metadata)?) } else { None };
-                    insert_revision(&mut tx, tenant, id, &ContextHead::of(&ctx), &at, metadata.as_deref(), None)
-                        .await?;
+                    let stored = metadata.as_deref().map(|m| (m, None));
+                    insert_revision(&mut tx, tenant, id, &ContextHead::of(&ctx), &at, stored, None).await?;
                     prev = Some((ctx, at, chain));
                 }
                 if let Some((last, at, _)) = prev {

@@ -16,6 +16,8 @@ pub struct SqliteStore {
     changes: super::ChangeClock,
     /// Signs and checks versions (attached at start-up; see `Database::attach_signer`).
     signer: super::SignerSlot,
+    /// Seals and opens configured fields (attached at start-up; docs/encryption.md).
+    fields: super::FieldSlot,
 }
 
 impl SqliteStore {
@@ -48,7 +50,13 @@ impl SqliteStore {
         // the resident size down (about 10 MB less after the benchmark) and uncached reads
         // measured as fast as before (docs/benchmarks.md).
         let pool = open(4, options.pragma("cache_size", "-1024")).await?;
-        Ok(Self { pool, writer, changes: super::ChangeClock::new(super::MAX_STALENESS), signer: Default::default() })
+        Ok(Self {
+            pool,
+            writer,
+            changes: super::ChangeClock::new(super::MAX_STALENESS),
+            signer: Default::default(),
+            fields: Default::default(),
+        })
     }
 
     /// Takes SQLite's write lock at `BEGIN`: a deferred transaction that reads first
@@ -96,6 +104,7 @@ super::sql::impl_sql_stores!(
 super::sql_auth::impl_auth_store!(SqliteStore);
 super::sql_oauth::impl_oauth_store!(SqliteStore, Sqlite, lock_suffix = "");
 super::sql_legacy::impl_legacy_conversion!(SqliteStore, Sqlite, lock_suffix = "");
+super::sql_fields::impl_field_sealing!(SqliteStore);
 super::sql_signing::impl_signing_conversion!(SqliteStore, Sqlite, lock_suffix = "");
 super::sql_audit::impl_audit_store!(SqliteStore, Sqlite, lock_suffix = "", contains = "instr");
 super::sql_anomaly::impl_anomaly_store!(SqliteStore);

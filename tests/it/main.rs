@@ -12,6 +12,7 @@ mod cache;
 mod concurrency;
 mod contexts;
 mod delegation;
+mod encryption;
 mod external;
 mod inline;
 mod integrity;

@@ -204,6 +204,25 @@ impl TestServer {
         self.running = Some(running);
     }
 
+    /// Stops the server and starts it on the same data with changed settings; the
+    /// start's error if it refuses (then the server stays stopped).
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut Settings)) -> anyhow::Result<()> {
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+        tweak(&mut self.settings);
+        let running = server::start(self.settings.clone()).await?;
+        self.url = running.public_url.clone();
+        self.metrics_url = format!("http://{}/metrics", running.metrics_addr.expect("metrics listener"));
+        self.running = Some(running);
+        Ok(())
+    }
+
+    /// The server's data directory (key files, and the SQLite database).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.settings.data_dir.clone()
+    }
+
     /// Another replica on the same database (its own port, caches and change sync).
     pub async fn replica(&self) -> Replica {
         self.replica_with(|_| {}).await

@@ -1,0 +1,296 @@
+//! Encryption at rest of chosen fields, the store's side (docs/encryption.md): each
+//! tenant's data keys (wrapped under the KEK in `data_keys`, unwrapped once and kept in
+//! memory), sealing a row's values as it is written and opening them as it is read.
+//! The cryptography itself is `crate::crypto::at_rest`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::crypto::at_rest::{DataKey, FieldPolicy, Place, Pointers};
+use crate::crypto::kek::KeyWrap;
+use crate::domain::{StoreError, TenantId};
+
+/// The policy, the key wrapper and the data keys known so far. Locks are held only to
+/// look up or insert a key, never across an await.
+pub struct FieldSealer {
+    policy: FieldPolicy,
+    wrap: Arc<dyn KeyWrap>,
+    keys: RwLock<HashMap<(TenantId, u32), Arc<DataKey>>>,
+}
+
+/// What a write for one tenant seals, and under which key.
+pub struct Sealing<'a> {
+    pub key: Arc<DataKey>,
+    pub pointers: &'a Pointers,
+}
+
+impl FieldSealer {
+    pub fn new(policy: FieldPolicy, wrap: Arc<dyn KeyWrap>) -> FieldSealer {
+        FieldSealer { policy, wrap, keys: RwLock::default() }
+    }
+
+    pub fn pointers(&self, tenant: TenantId) -> Option<&Pointers> {
+        Some(self.policy.for_tenant(tenant)).filter(|p| !p.is_empty())
+    }
+
+    pub(crate) fn known(&self, tenant: TenantId, id: u32) -> Option<Arc<DataKey>> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).get(&(tenant, id)).cloned()
+    }
+
+    /// Unwraps a stored data key and remembers it.
+    pub(crate) fn learn(&self, tenant: TenantId, id: u32, wrapped: &str) -> Result<Arc<DataKey>, StoreError> {
+        let raw = self.wrap.unwrap(wrapped, &label(tenant, id)).map_err(|e| {
+            StoreError::Backend(format!("data key {id} of tenant {tenant} does not open with this KEK: {e}"))
+        })?;
+        let key = Arc::new(DataKey::from_bytes(id, &raw).map_err(|e| StoreError::Corrupt(format!("data key: {e}")))?);
+        self.keys.write().unwrap_or_else(|e| e.into_inner()).insert((tenant, id), key.clone());
+        Ok(key)
+    }
+
+    /// A new data key for `tenant`, and its wrapped form to store.
+    pub(crate) fn generate(&self, tenant: TenantId, id: u32) -> Result<(DataKey, String), StoreError> {
+        let (key, raw) = DataKey::generate(id);
+        let wrapped = self
+            .wrap
+            .wrap(&raw[..], &label(tenant, id))
+            .map_err(|e| StoreError::Backend(format!("wrapping a data key: {e}")))?;
+        Ok((key, wrapped))
+    }
+}
+
+/// What a wrapped data key is bound to.
+fn label(tenant: TenantId, id: u32) -> String {
+    format!("data-key {tenant} {id}")
+}
+
+/// A field sealing failure on read: the row was altered or moved behind the server's
+/// back, an integrity error like a broken signature.
+pub(crate) fn refused(place: &Place, e: crate::crypto::at_rest::AtRestError) -> StoreError {
+    StoreError::Integrity(format!("context {} sealed fields: {e}", place.context))
+}
+
+/// Seals `metadata`'s values at the write's pointers: the text to store and the blob.
+pub(crate) fn seal_metadata(
+    metadata: &serde_json::Map<String, serde_json::Value>,
+    sealing: Option<&Sealing<'_>>,
+    place: Place,
+) -> Result<(String, Option<String>), StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("metadata: {e}"));
+    let Some(s) = sealing.filter(|s| !s.pointers.metadata.is_empty()) else {
+        return Ok((serde_json::to_string(metadata).map_err(corrupt)?, None));
+    };
+    let mut doc = serde_json::Value::Object(metadata.clone());
+    let blob = crate::crypto::at_rest::seal(&mut doc, &s.pointers.metadata, &s.key, place)
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok((serde_json::to_string(&doc).map_err(corrupt)?, blob))
+}
+
+/// Seals one message's values: its body to store (from its canonical JSON) and the blob.
+pub(crate) fn seal_message(
+    canonical: &str,
+    sealing: Option<&Sealing<'_>>,
+    place: Place,
+) -> Result<(String, Option<String>), StoreError> {
+    let Some(s) = sealing.filter(|s| !s.pointers.message.is_empty()) else {
+        return Ok((canonical.to_owned(), None));
+    };
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("message: {e}"));
+    let mut doc: serde_json::Value = serde_json::from_str(canonical).map_err(corrupt)?;
+    match crate::crypto::at_rest::seal(&mut doc, &s.pointers.message, &s.key, place)
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    {
+        None => Ok((canonical.to_owned(), None)),
+        Some(blob) => Ok((serde_json::to_string(&doc).map_err(corrupt)?, Some(blob))),
+    }
+}
+
+/// Opens a stored row's JSON: the text as it was before sealing (members in their
+/// order; a message's canonical JSON again) and its parsed value.
+pub(crate) fn open_row(
+    text: &str,
+    blob: &str,
+    key: &DataKey,
+    place: Place,
+) -> Result<(String, serde_json::Value), StoreError> {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("sealed row: {e}")))?;
+    crate::crypto::at_rest::open(&mut doc, blob, key, place).map_err(|e| refused(&place, e))?;
+    let text = serde_json::to_string(&doc).map_err(|e| StoreError::Corrupt(format!("sealed row: {e}")))?;
+    Ok((text, doc))
+}
+
+/// The store's SQL around the sealer, per backend.
+macro_rules! impl_field_sealing {
+    ($store:ident) => {
+        impl $store {
+            fn fields(&self) -> Option<&crate::store::sql_fields::FieldSealer> {
+                self.fields.get().map(|f| &**f)
+            }
+
+            /// What a write for `tenant` seals, with the tenant's current data key (made
+            /// on first use). Called before the write's transaction: SQLite has one
+            /// writer connection, and a new key is written on it.
+            async fn sealing_for(
+                &self,
+                tenant: TenantId,
+            ) -> Result<Option<crate::store::sql_fields::Sealing<'_>>, StoreError> {
+                let Some(fields) = self.fields() else { return Ok(None) };
+                let Some(pointers) = fields.pointers(tenant) else { return Ok(None) };
+                let key = match self.current_data_key(tenant).await? {
+                    Some(key) => key,
+                    None => {
+                        let newest: Option<i64> =
+                            sqlx::query_scalar("SELECT MAX(key_id) FROM data_keys WHERE tenant_id = $1")
+                                .bind(tenant.to_string())
+                                .fetch_one(&self.pool)
+                                .await
+                                .map_err(map_sqlx)?;
+                        let id = u32::try_from(newest.unwrap_or(0) + 1).map_err(|e| corrupt("data key id", e))?;
+                        let (_, wrapped) = fields.generate(tenant, id)?;
+                        // Replicas may race to make the first key: one wins, all use it.
+                        sqlx::query(
+                            "INSERT INTO data_keys (tenant_id, key_id, wrapped, created_at_ms) \
+                             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                        )
+                        .bind(tenant.to_string())
+                        .bind(i64::from(id))
+                        .bind(&wrapped)
+                        .bind(Timestamp::now().millis())
+                        .execute(self.writes())
+                        .await
+                        .map_err(map_sqlx)?;
+                        self.current_data_key(tenant)
+                            .await?
+                            .ok_or_else(|| StoreError::Backend("a new data key was not stored".into()))?
+                    }
+                };
+                Ok(Some(crate::store::sql_fields::Sealing { key, pointers }))
+            }
+
+            /// The tenant's newest data key not retired, if it has one.
+            async fn current_data_key(
+                &self,
+                tenant: TenantId,
+            ) -> Result<Option<std::sync::Arc<crate::crypto::at_rest::DataKey>>, StoreError> {
+                let row: Option<(i64, String)> = sqlx::query_as(
+                    "SELECT key_id, wrapped FROM data_keys WHERE tenant_id = $1 AND retired_at_ms IS NULL \
+                     ORDER BY key_id DESC LIMIT 1",
+                )
+                .bind(tenant.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                let Some((id, wrapped)) = row else { return Ok(None) };
+                let id = u32::try_from(id).map_err(|e| corrupt("data key id", e))?;
+                let fields = self.fields().ok_or_else(|| StoreError::Backend("no field sealer attached".into()))?;
+                match fields.known(tenant, id) {
+                    Some(key) => Ok(Some(key)),
+                    None => fields.learn(tenant, id, &wrapped).map(Some),
+                }
+            }
+
+            /// The data key a blob names (kept in memory after its first use).
+            async fn data_key_of(
+                &self,
+                place: &crate::crypto::at_rest::Place,
+                blob: &str,
+            ) -> Result<std::sync::Arc<crate::crypto::at_rest::DataKey>, StoreError> {
+                let id =
+                    crate::crypto::at_rest::key_id(blob).map_err(|e| crate::store::sql_fields::refused(place, e))?;
+                let fields = self.fields().ok_or_else(|| {
+                    StoreError::Backend("sealed fields, but no field sealer attached (no KEK loaded)".into())
+                })?;
+                if let Some(key) = fields.known(place.tenant, id) {
+                    return Ok(key);
+                }
+                let wrapped: Option<String> =
+                    sqlx::query_scalar("SELECT wrapped FROM data_keys WHERE tenant_id = $1 AND key_id = $2")
+                        .bind(place.tenant.to_string())
+                        .bind(i64::from(id))
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(map_sqlx)?;
+                let wrapped = wrapped.ok_or_else(|| {
+                    StoreError::Integrity(format!("context {} sealed fields: data key {id} is gone", place.context))
+                })?;
+                fields.learn(place.tenant, id, &wrapped)
+            }
+
+            /// A stored metadata snapshot as served and parsed, opened when sealed.
+            async fn open_metadata(
+                &self,
+                place: crate::crypto::at_rest::Place,
+                text: String,
+                blob: Option<&str>,
+            ) -> Result<(String, serde_json::Map<String, serde_json::Value>), StoreError> {
+                let Some(blob) = blob else {
+                    let parsed = parse_metadata(&text)?;
+                    return Ok((text, parsed));
+                };
+                let key = self.data_key_of(&place, blob).await?;
+                match crate::store::sql_fields::open_row(&text, blob, &key, place)? {
+                    (text, serde_json::Value::Object(map)) => Ok((text, map)),
+                    _ => Err(corrupt("metadata", "not an object")),
+                }
+            }
+
+            /// A head row's metadata as served and parsed, opened when sealed.
+            async fn head_metadata(
+                &self,
+                row: &DbRow,
+                tenant: TenantId,
+                id: ContextId,
+            ) -> Result<(String, serde_json::Map<String, serde_json::Value>), StoreError> {
+                use crate::crypto::at_rest::{Place, Row};
+                let text: Option<String> = row.try_get("metadata").map_err(map_sqlx)?;
+                let version: Option<i64> = row.try_get("meta_version").map_err(map_sqlx)?;
+                let (Some(text), Some(version)) = (text, version) else { return Err(old_format()) };
+                let blob: Option<String> = row.try_get("metadata_sealed").map_err(map_sqlx)?;
+                let place = Place { tenant, context: id, row: Row::Metadata { version } };
+                self.open_metadata(place, text, blob.as_deref()).await
+            }
+
+            /// Stored messages of `history` as served (each its canonical JSON), opened
+            /// where sealed.
+            async fn open_messages(
+                &self,
+                tenant: TenantId,
+                id: ContextId,
+                history: i64,
+                rows: Vec<(String, Option<String>)>,
+            ) -> Result<Vec<String>, StoreError> {
+                use crate::crypto::at_rest::{Place, Row};
+                let mut out = Vec::with_capacity(rows.len());
+                for (position, (body, blob)) in rows.into_iter().enumerate() {
+                    let Some(blob) = blob else {
+                        out.push(body);
+                        continue;
+                    };
+                    let place = Place { tenant, context: id, row: Row::Message { history, position: position as i64 } };
+                    let key = self.data_key_of(&place, &blob).await?;
+                    out.push(crate::store::sql_fields::open_row(&body, &blob, &key, place)?.0);
+                }
+                Ok(out)
+            }
+
+            /// Unwraps every stored data key: at start-up, so that a wrong KEK is an
+            /// error before any request, not on the first sealed read.
+            async fn load_all_data_keys(&self) -> Result<u64, StoreError> {
+                let rows: Vec<(String, i64, String)> =
+                    sqlx::query_as("SELECT tenant_id, key_id, wrapped FROM data_keys")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(map_sqlx)?;
+                let Some(fields) = self.fields() else { return Ok(0) };
+                for (tenant, id, wrapped) in &rows {
+                    let tenant: TenantId = tenant.parse().map_err(|e| corrupt("tenant_id", e))?;
+                    let id = u32::try_from(*id).map_err(|e| corrupt("data key id", e))?;
+                    fields.learn(tenant, id, wrapped)?;
+                }
+                Ok(rows.len() as u64)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_field_sealing;
