@@ -4,6 +4,7 @@
 //! the same way everywhere.
 
 pub mod bootstrap;
+pub mod keys;
 pub mod serve;
 pub mod stdio;
 pub mod sweeper;
@@ -65,6 +66,7 @@ impl App {
         let db = store::open(&settings.database).await?;
         convert_legacy_contexts(&*db).await?;
         convert_legacy_audit(&*db).await?;
+        keys::settle_kek_rotation(&*db, &settings.data_dir).await?;
         let kek = Arc::new(Kek::load_or_create(&settings.data_dir)?);
         // The first signing key is part of initialisation.
         let keyring = Arc::new(Keyring::load(db.clone(), kek.clone(), settings.signing_alg, key_retention()).await?);

@@ -89,9 +89,20 @@ pub enum ClientCommand {
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     List(Common),
-    /// Make a new current signing key (running servers pick it up within seconds).
+    /// Rotate keys: by default (or `--signing`) make a new current signing key (running
+    /// servers pick it up within seconds); `--kek` re-wraps every key under a new KEK
+    /// (stop the servers first); `--data-keys` gives each tenant a new data key and seals
+    /// every encrypted value again (servers keep serving; resumable).
+    #[command(group(clap::ArgGroup::new("which").args(["signing", "kek", "data_keys"])))]
     Rotate {
-        #[arg(long, value_enum)]
+        #[arg(long)]
+        signing: bool,
+        #[arg(long)]
+        kek: bool,
+        #[arg(long)]
+        data_keys: bool,
+        /// Algorithm of the new signing key.
+        #[arg(long, value_enum, conflicts_with_all = ["kek", "data_keys"])]
         alg: Option<KeyAlg>,
         #[command(flatten)]
         common: Common,
@@ -206,7 +217,38 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             print_json(&Keyring::list(&*l.app.db).await?)?;
             l.close().await;
         }
-        KeysCommand::Rotate { alg, common } => {
+        KeysCommand::Rotate { kek: true, common, .. } => {
+            let l = Local::open(&common).await?;
+            let (db, dir, kek) = (&*l.app.db, &l.app.settings.data_dir, &l.app.kek);
+            let rotate = async |()| {
+                crate::app::keys::rotate_kek(db, dir, kek).await.map_err(|e| {
+                    crate::domain::Error::Store(crate::domain::StoreError::Backend(format!(
+                        "KEK rotation failed: {e:#}"
+                    )))
+                })
+            };
+            let n = l.app.admin.as_operator(&l.caller, Audited::KeysRotate, Target::Kek, rotate).await?;
+            eprintln!("ctxguard: new KEK in {}; {n} keys re-wrapped under it", dir.join("kek.key").display());
+            l.close().await;
+        }
+        KeysCommand::Rotate { data_keys: true, common, .. } => {
+            let l = Local::open(&common).await?;
+            let db = &*l.app.db;
+            let rotate = async |()| {
+                crate::app::keys::rotate_data_keys(db).await.map_err(|e| {
+                    crate::domain::Error::Store(crate::domain::StoreError::Backend(format!(
+                        "data-key rotation failed: {e:#}"
+                    )))
+                })
+            };
+            let done = l.app.admin.as_operator(&l.caller, Audited::KeysRotate, Target::DataKeys, rotate).await?;
+            eprintln!(
+                "ctxguard: data keys rotated: {} tenants have a new key; {} sealed values sealed again",
+                done.tenants, done.rows
+            );
+            l.close().await;
+        }
+        KeysCommand::Rotate { alg, common, .. } => {
             let l = Local::open(&common).await?;
             let alg = alg.unwrap_or(l.app.settings.signing_alg);
             // Recorded like the API's rotation: committed to the audit log before it happens.

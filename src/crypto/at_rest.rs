@@ -202,16 +202,7 @@ pub fn seal(doc: &mut Value, pointers: &[String], key: &DataKey, place: Place) -
         return Ok(None);
     }
     let plaintext = Zeroizing::new(serde_json::to_vec(&taken).map_err(|_| AtRestError::Seal)?);
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::fill(&mut nonce[..]);
-    let aad = place.aad(key.id);
-    let sealed = key
-        .cipher
-        .encrypt(&XNonce::from(nonce), Payload { msg: &plaintext, aad: aad.as_bytes() })
-        .map_err(|_| AtRestError::Seal)?;
-    let mut raw = nonce.to_vec();
-    raw.extend_from_slice(&sealed);
-    Ok(Some(format!("{FORMAT}.{}.{}", key.id, B64.encode(raw))))
+    encrypt(&plaintext, key, place).map(Some)
 }
 
 /// The id of the data key a blob was sealed under.
@@ -223,8 +214,26 @@ pub fn key_id(blob: &str) -> Result<u32, AtRestError> {
     parts.next().and_then(|k| k.parse().ok()).ok_or(AtRestError::Malformed("key id"))
 }
 
-/// Puts the values sealed in `blob` back into `doc`.
-pub fn open(doc: &mut Value, blob: &str, key: &DataKey, place: Place) -> Result<(), AtRestError> {
+/// The same values sealed again in the same place under `new` (data-key rotation).
+pub fn reseal(blob: &str, old: &DataKey, new: &DataKey, place: Place) -> Result<String, AtRestError> {
+    let values = Zeroizing::new(decrypt(blob, old, place)?);
+    encrypt(&values, new, place)
+}
+
+fn encrypt(plaintext: &[u8], key: &DataKey, place: Place) -> Result<String, AtRestError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::fill(&mut nonce[..]);
+    let aad = place.aad(key.id);
+    let sealed = key
+        .cipher
+        .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
+        .map_err(|_| AtRestError::Seal)?;
+    let mut raw = nonce.to_vec();
+    raw.extend_from_slice(&sealed);
+    Ok(format!("{FORMAT}.{}.{}", key.id, B64.encode(raw)))
+}
+
+fn decrypt(blob: &str, key: &DataKey, place: Place) -> Result<Vec<u8>, AtRestError> {
     if key_id(blob)? != key.id {
         return Err(AtRestError::Rejected);
     }
@@ -236,11 +245,12 @@ pub fn open(doc: &mut Value, blob: &str, key: &DataKey, place: Place) -> Result<
     let (nonce, ciphertext) = raw.split_at(NONCE_LEN);
     let nonce = XNonce::try_from(nonce).map_err(|_| AtRestError::Malformed("nonce"))?;
     let aad = place.aad(key.id);
-    let plaintext = Zeroizing::new(
-        key.cipher
-            .decrypt(&nonce, Payload { msg: ciphertext, aad: aad.as_bytes() })
-            .map_err(|_| AtRestError::Rejected)?,
-    );
+    key.cipher.decrypt(&nonce, Payload { msg: ciphertext, aad: aad.as_bytes() }).map_err(|_| AtRestError::Rejected)
+}
+
+/// Puts the values sealed in `blob` back into `doc`.
+pub fn open(doc: &mut Value, blob: &str, key: &DataKey, place: Place) -> Result<(), AtRestError> {
+    let plaintext = Zeroizing::new(decrypt(blob, key, place)?);
     let values: Vec<(String, Value)> =
         serde_json::from_slice(&plaintext).map_err(|_| AtRestError::Malformed("sealed values"))?;
     // In reverse: a pointer sealed after one below it holds that one's `null`.
@@ -327,6 +337,21 @@ mod tests {
         for junk in ["", "v2.1.AAAA", "v1.x.AAAA", "v1.1.!!", "v1.1.AAAA"] {
             assert!(open(&mut doc.clone(), junk, &key, place(3)).is_err(), "{junk:?}");
         }
+    }
+
+    #[test]
+    fn a_resealed_blob_opens_only_under_the_new_key() {
+        let (old, _) = DataKey::generate(1);
+        let (new, _) = DataKey::generate(2);
+        let original = json!({"ssn": "secret", "a": 1});
+        let mut doc = original.clone();
+        let blob = seal(&mut doc, &["/ssn".to_owned()], &old, place(3)).unwrap().unwrap();
+        let again = reseal(&blob, &old, &new, place(3)).unwrap();
+        assert_eq!(key_id(&again).unwrap(), 2);
+        assert!(open(&mut doc.clone(), &again, &old, place(3)).is_err());
+        assert!(reseal(&blob, &old, &new, place(4)).is_err(), "only in its own place");
+        open(&mut doc, &again, &new, place(3)).unwrap();
+        assert_eq!(doc, original);
     }
 
     #[test]

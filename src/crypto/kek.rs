@@ -14,6 +14,9 @@ use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
 pub const KEK_FILE: &str = "kek.key";
+/// A rotation's new KEK, beside the current one until every key is re-wrapped under it
+/// (docs/encryption.md "Rotation").
+pub const KEK_NEXT_FILE: &str = "kek.key.next";
 /// The environment variable that holds the KEK instead of the file.
 pub const KEK_ENV: &str = "CTXGUARD_KEK";
 const NONCE_LEN: usize = 12;
@@ -36,7 +39,7 @@ impl Kek {
             if raw.len() != 32 {
                 bail!("CTXGUARD_KEK must hold 32 bytes of key material (base64)");
             }
-            return Ok(Kek { cipher: Aes256Gcm::new_from_slice(&raw).map_err(|_| anyhow::anyhow!("bad KEK length"))? });
+            return Kek::from_raw(&raw);
         }
         let path = data_dir.join(KEK_FILE);
         if !path.exists() {
@@ -44,14 +47,53 @@ impl Kek {
             rand::fill(&mut raw[..]);
             super::secret_file::write_secret_file(&path, &format!("{}\n", STANDARD.encode(&raw[..])))?;
         }
+        Kek::read_file(&path)
+    }
+
+    fn from_raw(raw: &[u8]) -> anyhow::Result<Kek> {
+        Ok(Kek { cipher: Aes256Gcm::new_from_slice(raw).map_err(|_| anyhow::anyhow!("bad KEK length"))? })
+    }
+
+    fn read_file(path: &Path) -> anyhow::Result<Kek> {
         let text =
-            Zeroizing::new(std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?);
+            Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?);
         let raw =
             Zeroizing::new(STANDARD.decode(text.trim()).with_context(|| format!("{} is not base64", path.display()))?);
         if raw.len() != 32 {
             bail!("{} must hold 32 bytes of key material", path.display());
         }
-        Ok(Kek { cipher: Aes256Gcm::new_from_slice(&raw).map_err(|_| anyhow::anyhow!("bad KEK length"))? })
+        Kek::from_raw(&raw)
+    }
+
+    /// Writes a fresh KEK to `kek.key.next` (0600), replacing one an interrupted
+    /// rotation left, and returns it.
+    pub fn stage_next(data_dir: &Path) -> anyhow::Result<Kek> {
+        let mut raw = Zeroizing::new([0u8; 32]);
+        rand::fill(&mut raw[..]);
+        let path = data_dir.join(KEK_NEXT_FILE);
+        super::secret_file::write_secret_file(&path, &format!("{}\n", STANDARD.encode(&raw[..])))?;
+        Kek::from_raw(&raw[..])
+    }
+
+    /// The KEK a rotation staged, if one is there.
+    pub fn staged(data_dir: &Path) -> anyhow::Result<Option<Kek>> {
+        let path = data_dir.join(KEK_NEXT_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Kek::read_file(&path).map(Some)
+    }
+
+    /// Makes the staged KEK the current one: a rename, so the file is always whole.
+    pub fn promote_staged(data_dir: &Path) -> anyhow::Result<()> {
+        std::fs::rename(data_dir.join(KEK_NEXT_FILE), data_dir.join(KEK_FILE))
+            .with_context(|| format!("cannot replace {}", data_dir.join(KEK_FILE).display()))
+    }
+
+    /// Removes a staged KEK that never wrapped anything.
+    pub fn discard_staged(data_dir: &Path) -> anyhow::Result<()> {
+        std::fs::remove_file(data_dir.join(KEK_NEXT_FILE))
+            .with_context(|| format!("cannot remove {}", data_dir.join(KEK_NEXT_FILE).display()))
     }
 
     /// Seals `plaintext`; `context` (e.g. a key id) is authenticated but not stored, so a

@@ -114,6 +114,10 @@ pub enum Target {
     Token(String),
     Policies,
     SigningKeys,
+    /// The key-encryption key (its rotation re-wraps every key under it).
+    Kek,
+    /// The tenants' data keys (docs/encryption.md).
+    DataKeys,
     AuditLog,
     /// What anomaly response acted on: an address or a principal.
     Subject(super::anomaly::Subject),
@@ -130,6 +134,8 @@ impl Target {
             Target::Token(id) => format!("token:{id}"),
             Target::Policies => "policies".into(),
             Target::SigningKeys => "signing_keys".into(),
+            Target::Kek => "kek".into(),
+            Target::DataKeys => "data_keys".into(),
             Target::AuditLog => "audit_log".into(),
             Target::Subject(s) => s.to_string(),
         }

@@ -292,6 +292,27 @@ pub trait Database: ContextStore + AuthStore + OAuthStore + McpStore + AuditStor
     /// fields on reads (docs/encryption.md), then unwraps every stored data key (an
     /// error here is a wrong KEK); returns how many there are. Once, at start-up.
     async fn attach_field_sealer(&self, sealer: Arc<sql_fields::FieldSealer>) -> Result<u64, StoreError>;
+    /// Starts a data-key rotation (docs/encryption.md "Rotation"): each tenant with data
+    /// keys gets a new current key and its older ones are retired. When rows are still
+    /// sealed under retired keys, an interrupted rotation is resumed instead.
+    async fn begin_data_key_rotation(&self) -> Result<sql_fields::RotationStart, StoreError>;
+    /// Seals again, under the current key, what up to `batch` contexts after `after`
+    /// hold under other keys; each context in its own transaction.
+    async fn reseal_contexts(
+        &self,
+        after: Option<(TenantId, ContextId)>,
+        batch: u32,
+    ) -> Result<sql_fields::ResealStep, StoreError>;
+    /// Rows still sealed under retired data keys (0 when a rotation is complete).
+    async fn rows_on_retired_keys(&self) -> Result<u64, StoreError>;
+    /// Every context, live or not (what a rotation pass visits).
+    async fn context_count(&self) -> Result<u64, StoreError>;
+    /// Re-wraps every key sealed under the KEK (signing keys, data keys) in one
+    /// transaction: all or none. Returns how many.
+    async fn rewrap_keys(&self, rewrap: &sql_fields::Rewrap<'_>) -> Result<u64, StoreError>;
+    /// One key sealed under the KEK, as (label, wrapped): a probe of which KEK opens
+    /// the database.
+    async fn wrapped_key_probe(&self) -> Result<Option<(String, String)>, StoreError>;
     /// Contexts stored before signatures existed, waiting for
     /// [`Database::sign_unsigned`]; 0 once done (and then the end is recorded).
     async fn unsigned_contexts(&self) -> Result<u64, StoreError>;

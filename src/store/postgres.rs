@@ -64,7 +64,7 @@ super::sql::impl_sql_stores!(
 super::sql_auth::impl_auth_store!(PostgresStore);
 super::sql_oauth::impl_oauth_store!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE");
 super::sql_legacy::impl_legacy_conversion!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE");
-super::sql_fields::impl_field_sealing!(PostgresStore);
+super::sql_fields::impl_field_sealing!(PostgresStore, lock_suffix = "FOR UPDATE");
 super::sql_signing::impl_signing_conversion!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE");
 super::sql_audit::impl_audit_store!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE", contains = "strpos");
 super::sql_anomaly::impl_anomaly_store!(PostgresStore);

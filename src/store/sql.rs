@@ -644,6 +644,43 @@ macro_rules! impl_sql_stores {
                 self.load_all_data_keys().await
             }
 
+            async fn begin_data_key_rotation(
+                &self,
+            ) -> Result<crate::store::sql_fields::RotationStart, StoreError> {
+                self.start_rotation().await
+            }
+
+            async fn reseal_contexts(
+                &self,
+                after: Option<(TenantId, ContextId)>,
+                batch: u32,
+            ) -> Result<crate::store::sql_fields::ResealStep, StoreError> {
+                self.reseal_batch(after, batch).await
+            }
+
+            async fn rows_on_retired_keys(&self) -> Result<u64, StoreError> {
+                self.count_on_retired_keys().await
+            }
+
+            async fn context_count(&self) -> Result<u64, StoreError> {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contexts")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(n.max(0) as u64)
+            }
+
+            async fn rewrap_keys(&self, rewrap: &crate::store::sql_fields::Rewrap<'_>) -> Result<u64, StoreError> {
+                self.rewrap_all(rewrap).await
+            }
+
+            async fn wrapped_key_probe(&self) -> Result<Option<(String, String)>, StoreError> {
+                sqlx::query_as("SELECT kid, private_sealed FROM signing_keys ORDER BY created_at_ms, kid LIMIT 1")
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)
+            }
+
             async fn unsigned_contexts(&self) -> Result<u64, StoreError> {
                 self.count_unsigned().await
             }

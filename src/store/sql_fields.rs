@@ -58,8 +58,30 @@ impl FieldSealer {
     }
 }
 
+/// One step of a data-key rotation's pass over the contexts.
+#[derive(Debug, Default)]
+pub struct ResealStep {
+    /// Where the next step starts; `None` once every context was visited.
+    pub next: Option<(TenantId, crate::domain::ContextId)>,
+    pub contexts: u64,
+    /// Blobs sealed again under their tenant's current key.
+    pub rows: u64,
+}
+
+/// What `Database::begin_data_key_rotation` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RotationStart {
+    /// New current keys for this many tenants; their older keys are retired.
+    Started(u64),
+    /// Rows were still sealed under retired keys: that rotation is resumed.
+    Resumed(u64),
+}
+
+/// Re-wraps one key: `(label, wrapped)` to the new wrapped form (KEK rotation).
+pub type Rewrap<'a> = dyn Fn(&str, &str) -> anyhow::Result<String> + Send + Sync + 'a;
+
 /// What a wrapped data key is bound to.
-fn label(tenant: TenantId, id: u32) -> String {
+pub(crate) fn label(tenant: TenantId, id: u32) -> String {
     format!("data-key {tenant} {id}")
 }
 
@@ -121,7 +143,7 @@ pub(crate) fn open_row(
 
 /// The store's SQL around the sealer, per backend.
 macro_rules! impl_field_sealing {
-    ($store:ident) => {
+    ($store:ident, lock_suffix = $lock:literal) => {
         impl $store {
             fn fields(&self) -> Option<&crate::store::sql_fields::FieldSealer> {
                 self.fields.get().map(|f| &**f)
@@ -271,6 +293,230 @@ macro_rules! impl_field_sealing {
                     out.push(crate::store::sql_fields::open_row(&body, &blob, &key, place)?.0);
                 }
                 Ok(out)
+            }
+
+            /// Rows whose blob names a retired data key.
+            async fn count_on_retired_keys(&self) -> Result<u64, StoreError> {
+                let on_retired = |table: &str, col: &str| {
+                    format!(
+                        "(SELECT COUNT(*) FROM {table} t WHERE t.{col} IS NOT NULL AND EXISTS \
+                         (SELECT 1 FROM data_keys d WHERE d.tenant_id = t.tenant_id AND d.retired_at_ms IS NOT NULL \
+                          AND t.{col} LIKE 'v1.' || d.key_id || '.%'))"
+                    )
+                };
+                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} + {} + {}",
+                    on_retired("contexts", "metadata_sealed"),
+                    on_retired("context_revisions", "metadata_sealed"),
+                    on_retired("context_messages", "sealed"),
+                )))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                Ok(n.max(0) as u64)
+            }
+
+            async fn start_rotation(&self) -> Result<crate::store::sql_fields::RotationStart, StoreError> {
+                use crate::store::sql_fields::RotationStart;
+                let left = self.count_on_retired_keys().await?;
+                if left > 0 {
+                    return Ok(RotationStart::Resumed(left));
+                }
+                let fields = self.fields().ok_or_else(|| StoreError::Backend("no field sealer attached".into()))?;
+                let tenants: Vec<String> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM data_keys")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                let now = Timestamp::now().millis();
+                for tenant in &tenants {
+                    let parsed: TenantId = tenant.parse().map_err(|e| corrupt("tenant_id", e))?;
+                    let mut tx = self.begin_write().await.map_err(map_sqlx)?;
+                    // Keys an earlier rotation retired are no longer used by any row
+                    // (none is, or this rotation would be a resumption): an hour after
+                    // their retirement (longer than any write that took one before it)
+                    // they are destroyed.
+                    sqlx::query("DELETE FROM data_keys WHERE tenant_id = $1 AND retired_at_ms < $2")
+                        .bind(tenant)
+                        .bind(now - 3_600_000)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_sqlx)?;
+                    let newest: i64 = sqlx::query_scalar("SELECT MAX(key_id) FROM data_keys WHERE tenant_id = $1")
+                        .bind(tenant)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(map_sqlx)?;
+                    let id = u32::try_from(newest + 1).map_err(|e| corrupt("data key id", e))?;
+                    let (_, wrapped) = fields.generate(parsed, id)?;
+                    sqlx::query(
+                        "INSERT INTO data_keys (tenant_id, key_id, wrapped, created_at_ms) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(tenant)
+                    .bind(i64::from(id))
+                    .bind(&wrapped)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                    sqlx::query(
+                        "UPDATE data_keys SET retired_at_ms = $3 \
+                         WHERE tenant_id = $1 AND key_id < $2 AND retired_at_ms IS NULL",
+                    )
+                    .bind(tenant)
+                    .bind(i64::from(id))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                    tx.commit().await.map_err(map_sqlx)?;
+                }
+                Ok(RotationStart::Started(tenants.len() as u64))
+            }
+
+            /// Seals again, under each tenant's current key, every blob of up to
+            /// `batch` contexts after `after` that names another key; one transaction
+            /// per context, its head row locked against concurrent writes.
+            async fn reseal_batch(
+                &self,
+                after: Option<(TenantId, ContextId)>,
+                batch: u32,
+            ) -> Result<crate::store::sql_fields::ResealStep, StoreError> {
+                use crate::crypto::at_rest::{Place, Row};
+                let (t0, c0) = after.map(|(t, c)| (t.to_string(), c.to_string())).unwrap_or_default();
+                let ids: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT tenant_id, context_id FROM contexts WHERE (tenant_id, context_id) > ($1, $2) \
+                     ORDER BY tenant_id, context_id LIMIT $3",
+                )
+                .bind(&t0)
+                .bind(&c0)
+                .bind(i64::from(batch))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+                let mut step = crate::store::sql_fields::ResealStep::default();
+                let mut current: std::collections::HashMap<TenantId, Option<std::sync::Arc<crate::crypto::at_rest::DataKey>>> =
+                    std::collections::HashMap::new();
+                for (t, c) in &ids {
+                    let tenant: TenantId = t.parse().map_err(|e| corrupt("tenant_id", e))?;
+                    let id: ContextId = c.parse().map_err(|e| corrupt("context_id", e))?;
+                    step.next = Some((tenant, id));
+                    step.contexts += 1;
+                    let key = match current.get(&tenant) {
+                        Some(k) => k.clone(),
+                        None => {
+                            let k = self.current_data_key(tenant).await?;
+                            current.insert(tenant, k.clone());
+                            k
+                        }
+                    };
+                    let Some(key) = key else { continue };
+                    let stale = |blob: &str| crate::crypto::at_rest::key_id(blob).is_ok_and(|k| k != key.id());
+                    let mut tx = self.begin_write().await.map_err(map_sqlx)?;
+                    let head: Option<(i64, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT meta_version, metadata_sealed FROM contexts \
+                         WHERE tenant_id = $1 AND context_id = $2 {}",
+                        $lock
+                    )))
+                    .bind(t)
+                    .bind(c)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                    let mut work: Vec<(&'static str, Row, String)> = Vec::new();
+                    if let Some((meta_version, Some(blob))) = head {
+                        work.push(("head", Row::Metadata { version: meta_version }, blob));
+                    }
+                    let revisions: Vec<(i64, String)> = sqlx::query_as(
+                        "SELECT version, metadata_sealed FROM context_revisions \
+                         WHERE tenant_id = $1 AND context_id = $2 AND metadata_sealed IS NOT NULL",
+                    )
+                    .bind(t)
+                    .bind(c)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                    work.extend(revisions.into_iter().map(|(v, b)| ("revision", Row::Metadata { version: v }, b)));
+                    let messages: Vec<(i64, i64, String)> = sqlx::query_as(
+                        "SELECT history, position, sealed FROM context_messages \
+                         WHERE tenant_id = $1 AND context_id = $2 AND sealed IS NOT NULL",
+                    )
+                    .bind(t)
+                    .bind(c)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                    work.extend(
+                        messages.into_iter().map(|(h, p, b)| ("message", Row::Message { history: h, position: p }, b)),
+                    );
+                    for (kind, row, blob) in work.into_iter().filter(|w| stale(&w.2)) {
+                        let place = Place { tenant, context: id, row };
+                        let old = self.data_key_of(&place, &blob).await?;
+                        let again = crate::crypto::at_rest::reseal(&blob, &old, &key, place)
+                            .map_err(|e| crate::store::sql_fields::refused(&place, e))?;
+                        let (sql, extra): (&str, Vec<i64>) = match row {
+                            Row::Metadata { version } if kind == "revision" => (
+                                "UPDATE context_revisions SET metadata_sealed = $3 \
+                                 WHERE tenant_id = $1 AND context_id = $2 AND version = $4",
+                                vec![version],
+                            ),
+                            Row::Metadata { .. } => (
+                                "UPDATE contexts SET metadata_sealed = $3 WHERE tenant_id = $1 AND context_id = $2",
+                                vec![],
+                            ),
+                            Row::Message { history, position } => (
+                                "UPDATE context_messages SET sealed = $3 \
+                                 WHERE tenant_id = $1 AND context_id = $2 AND history = $4 AND position = $5",
+                                vec![history, position],
+                            ),
+                        };
+                        let mut q = sqlx::query(sql).bind(t).bind(c).bind(&again);
+                        for v in extra {
+                            q = q.bind(v);
+                        }
+                        q.execute(&mut *tx).await.map_err(map_sqlx)?;
+                        step.rows += 1;
+                    }
+                    tx.commit().await.map_err(map_sqlx)?;
+                }
+                if (ids.len() as u32) < batch {
+                    step.next = None;
+                }
+                Ok(step)
+            }
+
+            async fn rewrap_all(&self, rewrap: &crate::store::sql_fields::Rewrap<'_>) -> Result<u64, StoreError> {
+                let fail = |e: anyhow::Error| StoreError::Backend(format!("re-wrapping: {e}"));
+                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
+                let signing: Vec<(String, String)> = sqlx::query_as("SELECT kid, private_sealed FROM signing_keys")
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                for (kid, sealed) in &signing {
+                    sqlx::query("UPDATE signing_keys SET private_sealed = $2 WHERE kid = $1")
+                        .bind(kid)
+                        .bind(rewrap(kid, sealed).map_err(fail)?)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_sqlx)?;
+                }
+                let data: Vec<(String, i64, String)> = sqlx::query_as("SELECT tenant_id, key_id, wrapped FROM data_keys")
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                for (tenant, id, wrapped) in &data {
+                    let parsed: TenantId = tenant.parse().map_err(|e| corrupt("tenant_id", e))?;
+                    let id32 = u32::try_from(*id).map_err(|e| corrupt("data key id", e))?;
+                    let label = crate::store::sql_fields::label(parsed, id32);
+                    sqlx::query("UPDATE data_keys SET wrapped = $3 WHERE tenant_id = $1 AND key_id = $2")
+                        .bind(tenant)
+                        .bind(id)
+                        .bind(rewrap(&label, wrapped).map_err(fail)?)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_sqlx)?;
+                }
+                tx.commit().await.map_err(map_sqlx)?;
+                Ok((signing.len() + data.len()) as u64)
             }
 
             /// Unwraps every stored data key: at start-up, so that a wrong KEK is an

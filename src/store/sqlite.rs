@@ -104,7 +104,7 @@ super::sql::impl_sql_stores!(
 super::sql_auth::impl_auth_store!(SqliteStore);
 super::sql_oauth::impl_oauth_store!(SqliteStore, Sqlite, lock_suffix = "");
 super::sql_legacy::impl_legacy_conversion!(SqliteStore, Sqlite, lock_suffix = "");
-super::sql_fields::impl_field_sealing!(SqliteStore);
+super::sql_fields::impl_field_sealing!(SqliteStore, lock_suffix = "");
 super::sql_signing::impl_signing_conversion!(SqliteStore, Sqlite, lock_suffix = "");
 super::sql_audit::impl_audit_store!(SqliteStore, Sqlite, lock_suffix = "", contains = "instr");
 super::sql_anomaly::impl_anomaly_store!(SqliteStore);

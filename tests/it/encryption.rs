@@ -88,6 +88,37 @@ async fn sealed_context(srv: &TestServer, key: &str) -> (String, Vec<String>) {
     (id, vec![ssn, card, first, second, ssn2])
 }
 
+/// Runs `ctxguard ARGS` on the test server's data (and database); its stderr, after
+/// asserting success.
+fn ctxguard(srv: &TestServer, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(crate::process::BIN);
+    cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).args(args);
+    cmd.arg("--data-dir").arg(srv.data_dir());
+    if let Some(pg) = &srv.pg {
+        cmd.arg("--database-url").arg(pg.url());
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    stderr
+}
+
+/// The server's database opened beside it with the KEK, as a rotation opens it.
+async fn keyed_database(srv: &TestServer) -> std::sync::Arc<dyn ctxguard::store::Database> {
+    use ctxguard::crypto::at_rest::FieldPolicy;
+    use ctxguard::store::sql_fields::FieldSealer;
+    let db = srv.database().await;
+    let kek = ctxguard::crypto::kek::Kek::load_or_create(&srv.data_dir()).unwrap();
+    db.attach_field_sealer(std::sync::Arc::new(FieldSealer::new(FieldPolicy::default(), std::sync::Arc::new(kek))))
+        .await
+        .unwrap();
+    db
+}
+
+const BLOBS_NOT_UNDER: &str = "SELECT (SELECT COUNT(*) FROM contexts WHERE metadata_sealed NOT LIKE 'v1.{k}.%') \
+    + (SELECT COUNT(*) FROM context_revisions WHERE metadata_sealed NOT LIKE 'v1.{k}.%') \
+    + (SELECT COUNT(*) FROM context_messages WHERE sealed NOT LIKE 'v1.{k}.%')";
+
 backend_tests! {
     async fn sealed_values_never_reach_the_database_files_and_read_back_signed(srv) {
         let Some(mut srv) = sealed_server(srv.backend).await else { return };
@@ -237,5 +268,114 @@ backend_tests! {
         assert_eq!(srv.raw_text(&stored(&a)).await, r#"{"secret":null}"#);
         assert!(srv.raw_text(&stored(&b)).await.contains(&open), "other tenants are stored as before");
         assert_eq!(get(&srv, &vault, a["context_id"].as_str().unwrap()).await.body["metadata"]["secret"], sealed.as_str());
+    }
+
+    async fn a_data_key_rotation_stopped_half_way_resumes_while_serving(srv) {
+        use ctxguard::store::sql_fields::RotationStart;
+        let Some(mut srv) = sealed_server(srv.backend).await else { return };
+        let key = srv.agent("writer", &["writer"]).await;
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(sealed_context(&srv, &key).await.0);
+        }
+        let mut served = Vec::new();
+        for id in &ids {
+            served.push(get(&srv, &key, id).await.body);
+        }
+        // The rotation begins and stops after its first context, as if killed.
+        let db = keyed_database(&srv).await;
+        assert_eq!(db.begin_data_key_rotation().await.unwrap(), RotationStart::Started(1));
+        let step = db.reseal_contexts(None, 1).await.unwrap();
+        assert_eq!(step.contexts, 1);
+        assert!(step.rows > 0, "the first context had sealed values");
+        let left = db.rows_on_retired_keys().await.unwrap();
+        assert!(left > 0, "half-way");
+        // Meanwhile the server reads every context (under either key) and writes under
+        // the new one.
+        srv.restart().await;
+        for (id, body) in ids.iter().zip(&served) {
+            assert_eq!(&get(&srv, &key, id).await.body, body);
+        }
+        let later = secret("later");
+        let r = srv.call(Method::POST, &format!("/context/{}/messages", ids[2]), Some(&key),
+            Some(json!({"messages": [{"role": "user", "message": later}]}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let newest = srv.raw_text(&format!(
+            "SELECT sealed FROM context_messages WHERE context_id = '{}' AND position = 2", ids[2])).await;
+        assert!(newest.starts_with("v1.2."), "new writes use the new key: {newest}");
+        served[2] = get(&srv, &key, &ids[2]).await.body;
+
+        // Run again from the command line, beside the running server: it resumes.
+        let said = ctxguard(&srv, &["keys", "rotate", "--data-keys"]);
+        assert!(said.contains("resuming"), "{said}");
+        assert_eq!(db.rows_on_retired_keys().await.unwrap(), 0);
+        assert_eq!(srv.raw_count(&BLOBS_NOT_UNDER.replace("{k}", "2")).await, 0, "every value under key 2");
+        assert_eq!(srv.raw_count("SELECT COUNT(*) FROM data_keys WHERE retired_at_ms IS NOT NULL").await, 1);
+        srv.restart().await;
+        let jwks = srv.call(Method::GET, "/oauth/jwks", None, None).await.body;
+        for (id, body) in ids.iter().zip(&served) {
+            let now = get(&srv, &key, id).await.body;
+            assert_eq!(&now, body, "the same plaintext, the same signature");
+            crate::integrity::verify(&now, &jwks).unwrap();
+        }
+        // The rotation is recorded.
+        let audit = srv.admin(Method::GET, "/admin/audit?action=keys.rotate&limit=10", None).await;
+        assert!(audit.body.to_string().contains("data_keys"), "{}", audit.body);
+
+        // The next rotation destroys keys retired more than an hour before.
+        srv.raw_sql("UPDATE data_keys SET retired_at_ms = retired_at_ms - 7200000 WHERE key_id = 1").await;
+        assert_eq!(db.begin_data_key_rotation().await.unwrap(), RotationStart::Started(1));
+        let keys = srv.raw_count("SELECT COUNT(*) * 100 + CAST(SUM(key_id) AS BIGINT) FROM data_keys").await;
+        assert_eq!(keys, 2 * 100 + 2 + 3, "key 1 destroyed, key 2 retired, key 3 current");
+        db.close().await;
+    }
+
+    async fn a_kek_rotation_rewraps_every_key_and_an_interrupted_one_settles(srv) {
+        let Some(mut srv) = sealed_server(srv.backend).await else { return };
+        let key = srv.agent("writer", &["writer"]).await;
+        let (id, _) = sealed_context(&srv, &key).await;
+        let ok = get(&srv, &key, &id).await.body;
+        let kek = srv.data_dir().join("kek.key");
+        let next = srv.data_dir().join("kek.key.next");
+        let wrapped = "SELECT (SELECT MIN(wrapped) FROM data_keys) || (SELECT MIN(private_sealed) FROM signing_keys)";
+        let (old_kek, old_wrapped) = (std::fs::read_to_string(&kek).unwrap(), srv.raw_text(wrapped).await);
+
+        // With the servers stopped, as docs/encryption.md says.
+        srv.halt().await;
+        let said = ctxguard(&srv, &["keys", "rotate", "--kek"]);
+        assert!(said.contains("keys re-wrapped"), "{said}");
+        let new_kek = std::fs::read_to_string(&kek).unwrap();
+        assert_ne!(new_kek, old_kek);
+        assert!(!next.exists(), "nothing staged is left");
+        assert_ne!(srv.raw_text(wrapped).await, old_wrapped, "every key re-wrapped");
+        srv.resume().await.unwrap();
+        assert_eq!(get(&srv, &key, &id).await.body, ok, "no context rewritten; all still opens");
+        // The old KEK opens nothing any more.
+        srv.halt().await;
+        std::fs::write(&kek, &old_kek).unwrap();
+        let err = srv.resume().await.expect_err("the old KEK no longer starts the server");
+        assert!(err.to_string().contains("KEK"), "{err:#}");
+        std::fs::write(&kek, &new_kek).unwrap();
+
+        // Stopped after staging, before re-wrapping: the start drops the staged KEK.
+        let staged = ctxguard::crypto::kek::Kek::stage_next(&srv.data_dir()).unwrap();
+        srv.resume().await.unwrap();
+        assert!(!next.exists());
+        assert_eq!(std::fs::read_to_string(&kek).unwrap(), new_kek);
+        assert_eq!(get(&srv, &key, &id).await.body, ok);
+        drop(staged);
+
+        // Stopped after re-wrapping, before replacing the file: the start finishes it.
+        srv.halt().await;
+        let db = keyed_database(&srv).await;
+        let current = ctxguard::crypto::kek::Kek::load_or_create(&srv.data_dir()).unwrap();
+        let staged = ctxguard::crypto::kek::Kek::stage_next(&srv.data_dir()).unwrap();
+        let rewrap = |label: &str, w: &str| -> anyhow::Result<String> { staged.seal(&current.open(w, label)?, label) };
+        assert!(db.rewrap_keys(&rewrap).await.unwrap() >= 2, "a signing key and a data key");
+        db.close().await;
+        srv.resume().await.unwrap();
+        assert!(!next.exists());
+        assert_ne!(std::fs::read_to_string(&kek).unwrap(), new_kek, "the staged KEK is the current one");
+        assert_eq!(get(&srv, &key, &id).await.body, ok);
     }
 }

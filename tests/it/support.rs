@@ -207,10 +207,20 @@ impl TestServer {
     /// Stops the server and starts it on the same data with changed settings; the
     /// start's error if it refuses (then the server stays stopped).
     pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut Settings)) -> anyhow::Result<()> {
+        self.halt().await;
+        tweak(&mut self.settings);
+        self.resume().await
+    }
+
+    /// Stops the server, keeping its data (for work done while it is down).
+    pub async fn halt(&mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await.unwrap();
         }
-        tweak(&mut self.settings);
+    }
+
+    /// Starts a halted server again; the start's error if it refuses.
+    pub async fn resume(&mut self) -> anyhow::Result<()> {
         let running = server::start(self.settings.clone()).await?;
         self.url = running.public_url.clone();
         self.metrics_url = format!("http://{}/metrics", running.metrics_addr.expect("metrics listener"));
