@@ -130,6 +130,9 @@ struct Inner {
     /// Active lockouts: subject → until (ms). Read on every authentication; never
     /// held across an await.
     locks: RwLock<HashMap<Subject, i64>>,
+    /// Bumped by every lift: a refresh that read the lockouts before a lift does not
+    /// put the lifted one back into the mirror.
+    lifts: std::sync::atomic::AtomicU64,
     webhook: Option<Webhook>,
 }
 
@@ -138,8 +141,15 @@ impl Guard {
     /// the active lockouts every second (it ends when the last handle is dropped).
     pub fn start(store: Arc<dyn Database>, audit: Audit, settings: AnomalySettings) -> Self {
         let webhook = settings.webhook.clone().map(Webhook::start);
-        let inner =
-            Arc::new(Inner { settings, store, audit, tally: Tally::default(), locks: RwLock::default(), webhook });
+        let inner = Arc::new(Inner {
+            settings,
+            store,
+            audit,
+            tally: Tally::default(),
+            locks: RwLock::default(),
+            lifts: Default::default(),
+            webhook,
+        });
         tokio::spawn(refresh_loop(Arc::downgrade(&inner)));
         Self { inner }
     }
@@ -263,7 +273,14 @@ impl Guard {
     /// Forgets a lockout here at once (an administrator lifted it); other processes
     /// follow within a second.
     pub fn forget(&self, subject: &Subject) {
+        use std::sync::atomic::Ordering;
+        self.inner.lifts.fetch_add(1, Ordering::SeqCst);
         self.inner.locks.write().unwrap_or_else(|p| p.into_inner()).remove(subject);
+        // Failures counted here but not yet added to the database would otherwise
+        // lock the subject again at the next refresh.
+        self.inner.tally.forget(|key| {
+            key.subject == *subject && matches!(key.rule, Rule::AuthFailuresPerSource | Rule::AuthFailuresPerPrincipal)
+        });
     }
 
     /// Counts a context write (create, replace, patch, append, delete) by `principal`;
@@ -431,9 +448,16 @@ impl Guard {
                 _ => {}
             }
         }
+        let lifts = self.inner.lifts.load(std::sync::atomic::Ordering::SeqCst);
         let active = self.inner.store.active_lockouts(now, None).await?;
         let mirrored: HashMap<Subject, i64> = active.iter().map(|l| (l.subject, l.until.millis())).collect();
-        *self.inner.locks.write().unwrap_or_else(|p| p.into_inner()) = mirrored;
+        {
+            let mut locks = self.inner.locks.write().unwrap_or_else(|p| p.into_inner());
+            // A lift since the read: the next refresh mirrors the database again.
+            if self.inner.lifts.load(std::sync::atomic::Ordering::SeqCst) == lifts {
+                *locks = mirrored;
+            }
+        }
         let oldest = s.window_ms(Rule::WritesPerPrincipal).max(s.window_ms(Rule::AuthFailuresPerSource));
         if now.millis() - *purged_at > 60_000 {
             *purged_at = now.millis();

@@ -96,6 +96,11 @@ impl Tally {
         due
     }
 
+    /// Drops the slots of the keys `which` picks, pending counts included.
+    pub fn forget(&self, which: impl Fn(&Key) -> bool) {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).retain(|key, _| !which(key));
+    }
+
     /// Records the database's total for a window; returns the new estimate, if the
     /// slot is still on that window.
     pub fn settle(&self, key: Key, window_ms: i64, total: u64) -> Option<Count> {
@@ -141,6 +146,16 @@ mod tests {
         // Another replica counted 5 more: the database says 7.
         assert_eq!(t.settle(key(1), 0, 7), Some(Count { total: 8, fired: false }));
         assert_eq!(t.settle(key(1), 60_000, 9), None, "a total for another window is ignored");
+    }
+
+    #[test]
+    fn forgotten_keys_lose_their_pending_counts() {
+        let t = Tally::default();
+        t.hit(key(1), 1_000, 60_000);
+        t.hit(key(2), 1_000, 60_000);
+        t.forget(|k| *k == key(1));
+        assert_eq!(t.drain(1_500, |_| 60_000), vec![Pending { key: key(2), window_ms: 0, add: 1 }]);
+        assert_eq!(t.hit(key(1), 2_000, 60_000).total, 1, "counts again from zero");
     }
 
     #[test]

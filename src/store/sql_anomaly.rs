@@ -127,12 +127,20 @@ macro_rules! impl_anomaly_store {
             async fn lift_lockout(&self, subject: &Subject, now: Timestamp) -> Result<bool, StoreError> {
                 // The row goes either way: an expired one only carries strikes, and
                 // lifting starts the subject afresh.
+                // So do its failures counted so far: they would lock it out again.
+                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 let until: Option<i64> =
                     sqlx::query_scalar("DELETE FROM lockouts WHERE subject = $1 RETURNING until_ms")
                         .bind(subject.to_string())
-                        .fetch_optional(self.writes())
+                        .fetch_optional(&mut *tx)
                         .await
                         .map_err(map_sqlx)?;
+                sqlx::query("DELETE FROM anomaly_counts WHERE subject = $1 AND rule LIKE 'auth_failures_%'")
+                    .bind(subject.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                tx.commit().await.map_err(map_sqlx)?;
                 Ok(until.is_some_and(|u| u > now.millis()))
             }
 
