@@ -218,6 +218,11 @@ pub struct ConfigOverrides {
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_issuers: Option<Vec<ExternalIssuerConfig>>,
+    /// Other systems whose sealed inline contexts `POST /context/verify` accepts (config
+    /// file only: `[[inline_issuers]]` with `issuer` and `jwks_file`; docs/integrity.md).
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline_issuers: Option<Vec<InlineIssuer>>,
     /// Values stored encrypted, as JSON pointers into a context: `/metadata/…` or
     /// `/session/history/*/…` (comma-separated in the variable; docs/encryption.md).
     #[arg(long, env = "CTXGUARD_ENCRYPT_POINTERS", value_delimiter = ',')]
@@ -227,6 +232,16 @@ pub struct ConfigOverrides {
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_encryption: Option<Vec<TenantEncryption>>,
+}
+
+/// A trusted issuer of sealed inline contexts (`[[inline_issuers]]`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct InlineIssuer {
+    /// The `iss` its sealed contexts carry, exactly.
+    pub issuer: String,
+    /// Its public keys, a JWKS (RFC 7517) file; each key with `kid` and `alg`.
+    pub jwks_file: PathBuf,
 }
 
 /// One tenant's own encrypted pointers (`[[tenant_encryption]]`).
@@ -286,6 +301,7 @@ pub struct Settings {
     pub max_delegation_depth: usize,
     pub mcp_fast_path: bool,
     pub inline_allow_unsigned: bool,
+    pub inline_issuers: Vec<InlineIssuer>,
     pub encryption: EncryptionSettings,
     pub audit: AuditSettings,
     pub anomaly: AnomalySettings,
@@ -454,6 +470,7 @@ impl Settings {
             max_delegation_depth: in_range("max_delegation_depth", c.max_delegation_depth.unwrap_or(3), 0, 16)?,
             mcp_fast_path: c.mcp_fast_path.unwrap_or(true),
             inline_allow_unsigned: c.inline_allow_unsigned.unwrap_or(false),
+            inline_issuers: c.inline_issuers.clone().unwrap_or_default(),
             encryption,
             audit: AuditSettings {
                 enabled: c.audit.unwrap_or(true),

@@ -100,7 +100,7 @@ impl App {
             None => db.clone(),
         };
         let inline = crate::service::sealing::Inline {
-            sealer: crate::integrity::inline::Sealer::new(keyring.clone()),
+            sealer: crate::integrity::inline::Sealer::new(keyring.clone()).trusting(trusted_issuers(&settings)?),
             allow_unsigned: settings.inline_allow_unsigned,
         };
         let contexts = ContextService::new(store, db.clone(), authz.clone(), limits, audit.clone(), guard.clone())
@@ -211,6 +211,21 @@ async fn attach_field_sealer(
         .await
         .map_err(|e| anyhow::anyhow!("encryption at rest: {e}"))?;
     Ok(())
+}
+
+/// The configured issuers of sealed contexts, their key sets read now: a missing or
+/// broken file stops the start.
+fn trusted_issuers(settings: &Settings) -> anyhow::Result<Vec<crate::integrity::inline::TrustedIssuer>> {
+    settings
+        .inline_issuers
+        .iter()
+        .map(|i| {
+            let text = std::fs::read_to_string(&i.jwks_file)
+                .with_context(|| format!("inline_issuers: cannot read {}", i.jwks_file.display()))?;
+            crate::integrity::inline::TrustedIssuer::from_jwks(&i.issuer, &text)
+                .map_err(|e| anyhow::anyhow!("inline_issuers: {}: {e}", i.jwks_file.display()))
+        })
+        .collect()
 }
 
 /// Signs the versions of contexts stored before signatures existed (docs/integrity.md

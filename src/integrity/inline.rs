@@ -8,6 +8,7 @@
 //! `expires`. Opening one checks the signature (our keys, the algorithm of the key),
 //! the expiry (with [`crate::jwt::LEEWAY_SECS`]), the audience and the context's shape.
 
+use std::str::FromStr;
 use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
@@ -46,14 +47,57 @@ pub struct Opened {
     pub expires_at: Option<Timestamp>,
 }
 
-/// Seals contexts with the key ring's current key and opens what the ring's keys sealed.
+/// Another OCP system whose sealed contexts are accepted: its `iss` and its public
+/// keys (a JWKS file the operator configured; docs/integrity.md "Trusted issuers").
+pub struct TrustedIssuer {
+    pub issuer: String,
+    keys: Vec<(String, jsonwebtoken::Algorithm, jsonwebtoken::DecodingKey)>,
+}
+
+impl TrustedIssuer {
+    /// Reads a JWKS: every key needs `kid` and `alg` (a key is used with its own
+    /// algorithm only, never the one a token's header names).
+    pub fn from_jwks(issuer: &str, jwks: &str) -> Result<TrustedIssuer, String> {
+        let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(jwks).map_err(|e| format!("not a JWKS: {e}"))?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            let kid = jwk.common.key_id.clone().ok_or("a key has no kid")?;
+            let alg = match jwk.common.key_algorithm {
+                Some(a) => jsonwebtoken::Algorithm::from_str(&a.to_string()).map_err(|e| format!("key {kid}: {e}"))?,
+                None => return Err(format!("key {kid} has no alg")),
+            };
+            if matches!(
+                alg,
+                jsonwebtoken::Algorithm::HS256 | jsonwebtoken::Algorithm::HS384 | jsonwebtoken::Algorithm::HS512
+            ) {
+                return Err(format!("key {kid}: only public keys are trusted"));
+            }
+            let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid}: {e}"))?;
+            keys.push((kid, alg, key));
+        }
+        if keys.is_empty() {
+            return Err("the key set is empty".into());
+        }
+        Ok(TrustedIssuer { issuer: issuer.to_string(), keys })
+    }
+}
+
+/// Seals contexts with the key ring's current key; opens what the ring's keys or a
+/// trusted issuer's keys sealed.
 pub struct Sealer {
     keyring: Arc<Keyring>,
+    trusted: Vec<TrustedIssuer>,
 }
 
 impl Sealer {
     pub fn new(keyring: Arc<Keyring>) -> Self {
-        Self { keyring }
+        Self { keyring, trusted: Vec::new() }
+    }
+
+    /// Also accepts what these issuers sealed.
+    pub fn trusting(mut self, trusted: Vec<TrustedIssuer>) -> Self {
+        self.trusted = trusted;
+        self
     }
 
     /// Signs `context` (its members as served, a subset at most) as a sealed context.
@@ -92,29 +136,41 @@ impl Sealer {
         let kid = header.kid.clone().ok_or_else(|| rejected("the JWS names no key (kid)".into()))?;
         let keys = self.keyring.keys();
         // Published keys only: a seal is short-lived, and a retired key's seals have lapsed.
-        let key = keys.verifying.get(&kid).ok_or_else(|| rejected(format!("key {kid:?} is not one of ours")))?;
-        if header.alg != key.alg.jwt() {
+        // Otherwise a trusted issuer's key, which must then be who `iss` names.
+        let (alg, decoding, issuer) = match keys.verifying.get(&kid) {
+            Some(key) => (key.alg.jwt(), &key.decoding, None),
+            None => self
+                .trusted
+                .iter()
+                .find_map(|t| t.keys.iter().find(|k| k.0 == kid).map(|k| (k.1, &k.2, Some(t.issuer.as_str()))))
+                .ok_or_else(|| rejected(format!("key {kid:?} is neither ours nor a trusted issuer's")))?,
+        };
+        if header.alg != alg {
             return Err(rejected(format!("alg {:?} is not the algorithm of key {kid}", header.alg)));
         }
-        let mut validation = Validation::new(key.alg.jwt());
+        let mut validation = Validation::new(alg);
+        if let Some(iss) = issuer {
+            validation.set_issuer(&[iss]);
+            validation.set_required_spec_claims(&["exp", "iat", "iss"]);
+        } else {
+            validation.set_required_spec_claims(&["exp", "iat"]);
+        }
         validation.leeway = LEEWAY_SECS;
-        validation.set_required_spec_claims(&["exp", "iat"]);
         match audience {
             Some(a) => validation.set_audience(&[a]),
             None => validation.validate_aud = false,
         }
         let data =
-            jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation).map_err(|e| {
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => rejected("the sealed context has expired (exp)".into()),
-                    ErrorKind::InvalidAudience => rejected("the sealed context is for another audience (aud)".into()),
-                    ErrorKind::InvalidSignature => rejected("the signature does not match the sealed context".into()),
-                    ErrorKind::MissingRequiredClaim(c) => rejected(format!("the sealed context has no {c} claim")),
-                    ErrorKind::Json(_) | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
-                        InlineError::Malformed(format!("the payload is not a JSON object: {e}"))
-                    }
-                    _ => rejected(format!("the sealed context does not verify: {e}")),
+            jsonwebtoken::decode::<Map<String, Value>>(token, decoding, &validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => rejected("the sealed context has expired (exp)".into()),
+                ErrorKind::InvalidAudience => rejected("the sealed context is for another audience (aud)".into()),
+                ErrorKind::InvalidSignature => rejected("the signature does not match the sealed context".into()),
+                ErrorKind::InvalidIssuer => rejected("the key's issuer is not the sealed context's iss".into()),
+                ErrorKind::MissingRequiredClaim(c) => rejected(format!("the sealed context has no {c} claim")),
+                ErrorKind::Json(_) | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
+                    InlineError::Malformed(format!("the payload is not a JSON object: {e}"))
                 }
+                _ => rejected(format!("the sealed context does not verify: {e}")),
             })?;
         let mut context = data.claims;
         if audience.is_none() && context.contains_key("aud") {

@@ -231,3 +231,65 @@ async fn unsigned_contexts_are_accepted_only_when_configured() {
     r.assert_error(StatusCode::UNAUTHORIZED, "invalid_context");
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_issuers_sealed_contexts_are_accepted_and_only_as_that_issuer() {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    let peer = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "peer-1", "alg": "EdDSA", "use": "sig",
+        "x": URL_SAFE_NO_PAD.encode(peer.verifying_key().as_bytes())}]});
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("peer.jwks");
+    std::fs::write(&file, jwks.to_string()).unwrap();
+    let trusted = file.clone();
+    let Some(srv) = TestServer::start_with(crate::support::Backend::Sqlite, move |c| {
+        c.inline_issuers =
+            Some(vec![ctxguard::config::InlineIssuer { issuer: "https://peer.example".into(), jwks_file: trusted }]);
+    })
+    .await
+    else {
+        return;
+    };
+    let key = srv.agent("reader", &["reader"]).await;
+    let encoding = jsonwebtoken::EncodingKey::from_ed_der(peer.to_pkcs8_der().unwrap().as_bytes());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.typ = Some("ocp-context+jwt".into());
+    header.kid = Some("peer-1".into());
+    let sealed = |iss: &str, header: &jsonwebtoken::Header, with: &jsonwebtoken::EncodingKey| {
+        let claims = json!({"context_id": "peer-ctx", "session": {"history": [{"role": "user", "message": "hi"}]},
+            "iss": iss, "iat": now, "exp": now + 60});
+        jsonwebtoken::encode(header, &claims, with).unwrap()
+    };
+    let r = verify_header(&srv, &key, &sealed("https://peer.example", &header, &encoding), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!((r.body["signed"].as_bool(), r.body["kid"].as_str()), (Some(true), Some("peer-1")));
+    assert_eq!(r.body["issuer"], "https://peer.example");
+    // The peer's key vouches for the peer only: another iss is refused.
+    let r = verify_header(&srv, &key, &sealed(&srv.url, &header, &encoding), None).await;
+    r.assert_error(StatusCode::UNAUTHORIZED, "invalid_context");
+    assert!(r.body["error"].as_str().unwrap().contains("issuer"), "{}", r.body);
+    // Signed by another key under the peer's kid: refused.
+    let forger = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
+    let forged = jsonwebtoken::EncodingKey::from_ed_der(forger.to_pkcs8_der().unwrap().as_bytes());
+    verify_header(&srv, &key, &sealed("https://peer.example", &header, &forged), None)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_context");
+    // An unknown kid: refused, saying so.
+    header.kid = Some("peer-2".into());
+    let r = verify_header(&srv, &key, &sealed("https://peer.example", &header, &encoding), None).await;
+    r.assert_error(StatusCode::UNAUTHORIZED, "invalid_context");
+    assert!(r.body["error"].as_str().unwrap().contains("trusted issuer"), "{}", r.body);
+    srv.stop().await;
+    // A key set without alg is refused at start-up (a key is used with its own algorithm only).
+    std::fs::write(&file, json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": "AAAA"}]}).to_string())
+        .unwrap();
+    let settings = ctxguard::config::Settings::resolve(ctxguard::config::ConfigOverrides {
+        data_dir: Some(dir.path().join("data")),
+        inline_issuers: Some(vec![ctxguard::config::InlineIssuer { issuer: "p".into(), jwks_file: file }]),
+        ..Default::default()
+    })
+    .unwrap();
+    let err = ctxguard::app::App::open(settings).await.err().expect("refused");
+    assert!(err.to_string().contains("has no alg"), "{err:#}");
+}
