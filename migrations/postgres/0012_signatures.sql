@@ -1,9 +1,7 @@
--- Signed versions (docs/integrity.md). chain: the running history hash after this
--- message, h(position + 1), base64url. signature: the detached JWS over the version's
+-- Signed versions (docs/integrity.md). signature: the detached JWS over the version's
 -- manifest. The head row keeps the latest version's signature and the digests it
 -- signed, so that an append signs its successor without reading the history.
 -- Rows written before this migration are signed by the server at start-up.
-ALTER TABLE context_messages ADD COLUMN chain TEXT;
 ALTER TABLE context_revisions ADD COLUMN signature TEXT;
 ALTER TABLE contexts ADD COLUMN signature TEXT;
 ALTER TABLE contexts ADD COLUMN history_sha256 TEXT;

@@ -199,9 +199,8 @@ macro_rules! impl_history_sql {
         }
 
         /// Messages as rows at positions `start..` of `history`: (author, serialized
-        /// entry — its canonical JSON, sealed fields taken out — and the running history
-        /// hash after it, over the canonical JSON), continuing the hash from `before`;
-        /// and the hash after the last.
+        /// entry — its canonical JSON, sealed fields taken out), and the running history
+        /// hash over their canonical JSON continued from `before` to after the last.
         fn message_rows(
             entries: &[crate::domain::HistoryEntry],
             before: crate::domain::manifest::HistoryHash,
@@ -219,12 +218,7 @@ macro_rules! impl_history_sql {
                     chain = chain.then(canonical.as_bytes());
                     let place = Place { tenant, context, row: Row::Message { history, position: start + i as i64 } };
                     let (body, sealed) = crate::store::sql_fields::seal_message(&canonical, sealing, place)?;
-                    Ok(MessageRow {
-                        author: e.provenance.as_ref().map(|p| p.principal.to_string()),
-                        body,
-                        sealed,
-                        chain: chain.to_b64(),
-                    })
+                    Ok(MessageRow { author: e.provenance.as_ref().map(|p| p.principal.to_string()), body, sealed })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
             Ok((rows, chain))
@@ -235,10 +229,9 @@ macro_rules! impl_history_sql {
             author: Option<String>,
             body: String,
             sealed: Option<String>,
-            chain: String,
         }
 
-        /// Rows per INSERT statement: 8 parameters each stays far below both backends'
+        /// Rows per INSERT statement: 7 parameters each stays far below both backends'
         /// limits on bound parameters.
         const MESSAGE_CHUNK: usize = 200;
 
@@ -255,15 +248,15 @@ macro_rules! impl_history_sql {
             for (c, chunk) in rows.chunks(MESSAGE_CHUNK).enumerate() {
                 let mut sql = String::from(
                     "INSERT INTO context_messages \
-                     (tenant_id, context_id, history, position, author_id, body, chain, sealed) \
+                     (tenant_id, context_id, history, position, author_id, body, sealed) \
                      VALUES ",
                 );
                 for i in 0..chunk.len() {
-                    let b = i * 8;
+                    let b = i * 7;
                     if i > 0 {
                         sql.push(',');
                     }
-                    let p: Vec<String> = (1..=8).map(|k| format!("${}", b + k)).collect();
+                    let p: Vec<String> = (1..=7).map(|k| format!("${}", b + k)).collect();
                     sql.push_str(&format!("({})", p.join(", ")));
                 }
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -276,7 +269,6 @@ macro_rules! impl_history_sql {
                         .bind(first + i as i64)
                         .bind(&row.author)
                         .bind(&row.body)
-                        .bind(&row.chain)
                         .bind(&row.sealed);
                 }
                 q.execute(&mut **tx).await.map_err(map_sqlx)?;

@@ -59,8 +59,8 @@ macro_rules! impl_legacy_conversion {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
-                // The running hash is written beside each message; versions are signed
-                // afterwards by the start-up signing (`sql_signing.rs`).
+                // Versions are signed afterwards by the start-up signing (`sql_signing.rs`),
+                // which computes the running hashes again.
                 let mut prev: Option<(StoredContext, HistoryRef, crate::domain::manifest::HistoryHash)> = None;
                 for (version, body) in rows {
                     let ctx = crate::store::decode_context(body.as_bytes())?;

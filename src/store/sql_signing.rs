@@ -2,7 +2,8 @@
 //! "Upgrading"). The server signs them at start-up, one context per transaction with
 //! its head row locked, so an interrupted run resumes and replicas take turns. It also
 //! rewrites each message in its canonical form (members in RFC 8785 order; older
-//! releases stored them in declaration order) and records the running history hash.
+//! releases stored them in declaration order) and records the running history hash of
+//! the latest version in the head row.
 //!
 //! Once every context is signed, `signing_state` gets its row and the conversion never
 //! runs again: a version without a signature is from then on an integrity error.
@@ -115,7 +116,7 @@ macro_rules! impl_signing_conversion {
                     let next = chain[chain.len() - 1].then(canonical.as_bytes());
                     chain.push(next);
                     sqlx::query(
-                        "UPDATE context_messages SET body = $5, chain = $6 \
+                        "UPDATE context_messages SET body = $5 \
                          WHERE tenant_id = $1 AND context_id = $2 AND history = $3 AND position = $4",
                     )
                     .bind(&t)
@@ -123,7 +124,6 @@ macro_rules! impl_signing_conversion {
                     .bind(history)
                     .bind(position)
                     .bind(&canonical)
-                    .bind(next.to_b64())
                     .execute(&mut *tx)
                     .await
                     .map_err(map_sqlx)?;

@@ -329,7 +329,7 @@ backend_tests! {
         srv.raw_sql(&format!(
             "UPDATE contexts SET signature = NULL, history_sha256 = NULL, metadata_sha256 = NULL; \
              UPDATE context_revisions SET signature = NULL; \
-             UPDATE context_messages SET chain = NULL, \
+             UPDATE context_messages SET \
                body = '{{\"role\":\"user\",' || substr(replace(body, ',\"role\":\"user\"}}', '}}'), 2) \
                WHERE context_id = '{id}' AND position = 2; \
              DELETE FROM signing_state"
