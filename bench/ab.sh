@@ -5,7 +5,8 @@
 # (A, B, A, B, …) so that the shared host's swings hit both alike. Reported per scenario:
 # medians of req/s and of server CPU time per request, and B ÷ A of the CPU medians.
 #
-# Usage: bench/ab.sh OLD_BIN NEW_BIN   (env: ROUNDS=5, DUR=5s, CONNS=8)
+# Usage: bench/ab.sh OLD_BIN NEW_BIN   (env: ROUNDS=5, DUR=5s, CONNS=8; B_FLAGS: extra
+# `serve` flags for B, e.g. the same binary with a feature turned on)
 # Scenarios: GET /context + JWT; POST /context + JWT; append one message to a
 # 10,000-message context (Prefer: return=minimal) + API key, spread over 4 contexts.
 set -euo pipefail
@@ -19,12 +20,12 @@ trap cleanup EXIT
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz="$(getconf CLK_TCK)"
 
-# start NAME BIN: a server on its own data dir; sets pid_NAME, url_NAME, key_NAME, jwt_NAME, …
+# start NAME BIN [FLAGS…]: a server on its own data dir; sets pid_NAME, url_NAME, key_NAME, jwt_NAME, …
 start() {
-    local name="$1" bin="$2" dir="$work/$1"
+    local name="$1" bin="$2" dir="$work/$1"; shift 2
     "${srv_cpu[@]}" "$bin" serve --bind 127.0.0.1:0 --metrics-bind off --data-dir "$dir" --log warn \
         --max-history 1000000 --max-context-bytes 1073741824 --anomaly-writes-per-principal 1000000000000 \
-        --rate-limit-read 4000000000/4000000000 --rate-limit-write 4000000000/4000000000 \
+        --rate-limit-read 4000000000/4000000000 --rate-limit-write 4000000000/4000000000 "$@" \
         >"$work/$name.out" 2>"$work/$name.err" &
     pids+=($!); printf -v "pid_$name" '%s' $!
     for _ in $(seq 1 300); do grep -q "listening on" "$work/$name.out" 2>/dev/null && break; sleep 0.05; done
@@ -96,7 +97,8 @@ measure() {
         | tee -a "$work/results.jsonl"
 }
 
-start A "$old"; start B "$new"
+# shellcheck disable=SC2086 # B_FLAGS is a list of words
+start A "$old"; start B "$new" ${B_FLAGS:-}
 for r in $(seq 1 "$rounds"); do
     for b in A B; do
         read_id="$(eval echo "\$read_$b")"
@@ -105,7 +107,7 @@ for r in $(seq 1 "$rounds"); do
         measure "$b" append "/"
     done
 done
-echo "A = $old"; echo "B = $new"; echo "$rounds interleaved rounds of $dur, $conns connections"
+echo "A = $old"; echo "B = $new ${B_FLAGS:-}"; echo "$rounds interleaved rounds of $dur, $conns connections"
 jq -s -r 'def median: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
   group_by(.scenario)[] | . as $g
   | ([$g[] | select(.build == "A") | .cpu_us] | median) as $a | ([$g[] | select(.build == "B") | .cpu_us] | median) as $b

@@ -16,7 +16,15 @@ pub struct FieldSealer {
     policy: FieldPolicy,
     wrap: Arc<dyn KeyWrap>,
     keys: RwLock<HashMap<(TenantId, u32), Arc<DataKey>>>,
+    /// Each tenant's current key as last read, and when: a write uses it for up to
+    /// [`CURRENT_FOR`] rather than asking the database every time. A rotation's new
+    /// key is taken up within that; values sealed under the retired key meanwhile are
+    /// what a rotation's final check catches (docs/encryption.md "Rotation").
+    current: RwLock<HashMap<TenantId, (Arc<DataKey>, std::time::Instant)>>,
 }
+
+/// How long a tenant's current data key is used before it is looked up again.
+const CURRENT_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a write for one tenant seals, and under which key.
 pub struct Sealing<'a> {
@@ -26,11 +34,22 @@ pub struct Sealing<'a> {
 
 impl FieldSealer {
     pub fn new(policy: FieldPolicy, wrap: Arc<dyn KeyWrap>) -> FieldSealer {
-        FieldSealer { policy, wrap, keys: RwLock::default() }
+        FieldSealer { policy, wrap, keys: RwLock::default(), current: RwLock::default() }
     }
 
     pub fn pointers(&self, tenant: TenantId) -> Option<&Pointers> {
         Some(self.policy.for_tenant(tenant)).filter(|p| !p.is_empty())
+    }
+
+    /// The tenant's current key, if it was looked up less than [`CURRENT_FOR`] ago.
+    pub(crate) fn recent_current(&self, tenant: TenantId) -> Option<Arc<DataKey>> {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        current.get(&tenant).filter(|(_, at)| at.elapsed() < CURRENT_FOR).map(|(k, _)| k.clone())
+    }
+
+    pub(crate) fn note_current(&self, tenant: TenantId, key: &Arc<DataKey>) {
+        let entry = (key.clone(), std::time::Instant::now());
+        self.current.write().unwrap_or_else(|e| e.into_inner()).insert(tenant, entry);
     }
 
     pub(crate) fn known(&self, tenant: TenantId, id: u32) -> Option<Arc<DataKey>> {
@@ -158,6 +177,9 @@ macro_rules! impl_field_sealing {
             ) -> Result<Option<crate::store::sql_fields::Sealing<'_>>, StoreError> {
                 let Some(fields) = self.fields() else { return Ok(None) };
                 let Some(pointers) = fields.pointers(tenant) else { return Ok(None) };
+                if let Some(key) = fields.recent_current(tenant) {
+                    return Ok(Some(crate::store::sql_fields::Sealing { key, pointers }));
+                }
                 let key = match self.current_data_key(tenant).await? {
                     Some(key) => key,
                     None => {
@@ -186,6 +208,7 @@ macro_rules! impl_field_sealing {
                             .ok_or_else(|| StoreError::Backend("a new data key was not stored".into()))?
                     }
                 };
+                fields.note_current(tenant, &key);
                 Ok(Some(crate::store::sql_fields::Sealing { key, pointers }))
             }
 
@@ -422,9 +445,12 @@ macro_rules! impl_field_sealing {
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(map_sqlx)?;
-                    let mut work: Vec<(&'static str, Row, String)> = Vec::new();
+                    // Each blob with where it goes back: its row's UPDATE and the row's
+                    // own key beyond tenant and context ($4, $5).
+                    let mut work: Vec<(Row, String, &'static str, Vec<i64>)> = Vec::new();
                     if let Some((meta_version, Some(blob))) = head {
-                        work.push(("head", Row::Metadata { version: meta_version }, blob));
+                        let sql = "UPDATE contexts SET metadata_sealed = $3 WHERE tenant_id = $1 AND context_id = $2";
+                        work.push((Row::Metadata { version: meta_version }, blob, sql, vec![]));
                     }
                     let revisions: Vec<(i64, String)> = sqlx::query_as(
                         "SELECT version, metadata_sealed FROM context_revisions \
@@ -435,7 +461,11 @@ macro_rules! impl_field_sealing {
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(map_sqlx)?;
-                    work.extend(revisions.into_iter().map(|(v, b)| ("revision", Row::Metadata { version: v }, b)));
+                    work.extend(revisions.into_iter().map(|(v, blob)| {
+                        let sql = "UPDATE context_revisions SET metadata_sealed = $3 \
+                                   WHERE tenant_id = $1 AND context_id = $2 AND version = $4";
+                        (Row::Metadata { version: v }, blob, sql, vec![v])
+                    }));
                     let messages: Vec<(i64, i64, String)> = sqlx::query_as(
                         "SELECT history, position, sealed FROM context_messages \
                          WHERE tenant_id = $1 AND context_id = $2 AND sealed IS NOT NULL",
@@ -445,30 +475,16 @@ macro_rules! impl_field_sealing {
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(map_sqlx)?;
-                    work.extend(
-                        messages.into_iter().map(|(h, p, b)| ("message", Row::Message { history: h, position: p }, b)),
-                    );
-                    for (kind, row, blob) in work.into_iter().filter(|w| stale(&w.2)) {
+                    work.extend(messages.into_iter().map(|(h, p, blob)| {
+                        let sql = "UPDATE context_messages SET sealed = $3 \
+                                   WHERE tenant_id = $1 AND context_id = $2 AND history = $4 AND position = $5";
+                        (Row::Message { history: h, position: p }, blob, sql, vec![h, p])
+                    }));
+                    for (row, blob, sql, extra) in work.into_iter().filter(|w| stale(&w.1)) {
                         let place = Place { tenant, context: id, row };
                         let old = self.data_key_of(&place, &blob).await?;
                         let again = crate::crypto::at_rest::reseal(&blob, &old, &key, place)
                             .map_err(|e| crate::store::sql_fields::refused(&place, e))?;
-                        let (sql, extra): (&str, Vec<i64>) = match row {
-                            Row::Metadata { version } if kind == "revision" => (
-                                "UPDATE context_revisions SET metadata_sealed = $3 \
-                                 WHERE tenant_id = $1 AND context_id = $2 AND version = $4",
-                                vec![version],
-                            ),
-                            Row::Metadata { .. } => (
-                                "UPDATE contexts SET metadata_sealed = $3 WHERE tenant_id = $1 AND context_id = $2",
-                                vec![],
-                            ),
-                            Row::Message { history, position } => (
-                                "UPDATE context_messages SET sealed = $3 \
-                                 WHERE tenant_id = $1 AND context_id = $2 AND history = $4 AND position = $5",
-                                vec![history, position],
-                            ),
-                        };
                         let mut q = sqlx::query(sql).bind(t).bind(c).bind(&again);
                         for v in extra {
                             q = q.bind(v);
