@@ -218,6 +218,11 @@ pub struct ConfigOverrides {
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_issuers: Option<Vec<ExternalIssuerConfig>>,
+    /// Tenants (by name) whose versions are signed with HMAC-SHA256 under a key of their
+    /// own instead of the key ring's EdDSA key (comma-separated in the variable;
+    /// docs/integrity.md "HMAC signatures").
+    #[arg(long, env = "CTXGUARD_HMAC_TENANTS", value_delimiter = ',')]
+    pub hmac_tenants: Option<Vec<String>>,
     /// Other systems whose sealed inline contexts `POST /context/verify` accepts (config
     /// file only: `[[inline_issuers]]` with `issuer` and `jwks_file`; docs/integrity.md).
     #[arg(skip)]
@@ -302,6 +307,7 @@ pub struct Settings {
     pub mcp_fast_path: bool,
     pub inline_allow_unsigned: bool,
     pub inline_issuers: Vec<InlineIssuer>,
+    pub hmac_tenants: Vec<String>,
     pub encryption: EncryptionSettings,
     pub audit: AuditSettings,
     pub anomaly: AnomalySettings,
@@ -471,6 +477,13 @@ impl Settings {
             mcp_fast_path: c.mcp_fast_path.unwrap_or(true),
             inline_allow_unsigned: c.inline_allow_unsigned.unwrap_or(false),
             inline_issuers: c.inline_issuers.clone().unwrap_or_default(),
+            hmac_tenants: c
+                .hmac_tenants
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| t.trim().to_string())
+                .collect(),
             encryption,
             audit: AuditSettings {
                 enabled: c.audit.unwrap_or(true),

@@ -113,3 +113,35 @@ pub async fn settle_kek_rotation(db: &dyn Database, data_dir: &Path) -> anyhow::
     }
     Ok(())
 }
+
+/// The tenants' HMAC signing keys (docs/integrity.md "HMAC signatures"): a tenant named
+/// in `hmac_tenants` without one gets its first key now; every stored key is unwrapped
+/// (a key of a tenant no longer named still checks what it signed).
+pub async fn hmac_keys(db: &dyn Database, kek: &Kek, tenants: &[String]) -> anyhow::Result<crate::integrity::HmacKeys> {
+    use crate::store::sql_fields::hmac_label;
+    let mut signing = Vec::new();
+    for name in tenants {
+        let tenant = db
+            .tenant_by_name(name)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("hmac_tenants: there is no tenant named {name:?}"))?;
+        signing.push(tenant.id);
+    }
+    let stored = db.hmac_keys().await?;
+    for tenant in &signing {
+        if !stored.iter().any(|(t, _, _)| t == tenant) {
+            let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+            rand::fill(&mut raw[..]);
+            db.add_hmac_key(*tenant, 1, &kek.seal(&raw[..], &hmac_label(*tenant, 1))?).await?;
+        }
+    }
+    let mut keys = crate::integrity::HmacKeys::default();
+    for (tenant, id, wrapped) in db.hmac_keys().await? {
+        let raw = kek
+            .open(&wrapped, &hmac_label(tenant, id))
+            .with_context(|| format!("HMAC key {id} of tenant {tenant} does not open with this KEK"))?;
+        keys.add(tenant, id, raw);
+    }
+    signing.iter().for_each(|t| keys.sign_with_newest(*t));
+    Ok(keys)
+}

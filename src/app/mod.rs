@@ -70,7 +70,8 @@ impl App {
         let kek = Arc::new(Kek::load_or_create(&settings.data_dir)?);
         // The first signing key is part of initialisation.
         let keyring = Arc::new(Keyring::load(db.clone(), kek.clone(), settings.signing_alg, key_retention()).await?);
-        db.attach_signer(Arc::new(crate::integrity::Signer::new(keyring.clone())));
+        let signer = Arc::new(crate::integrity::Signer::new(keyring.clone()));
+        db.attach_signer(signer.clone());
         sign_unsigned_contexts(&*db).await?;
         let audit = Audit::start(db.clone(), keyring.clone(), &settings.audit);
         let guard = Guard::start(db.clone(), audit.clone(), settings.anomaly.clone());
@@ -88,6 +89,7 @@ impl App {
         }
         // After the bootstrap: the policy may name the tenant it creates.
         attach_field_sealer(&*db, kek.clone(), &settings.encryption).await?;
+        signer.use_hmac(keys::hmac_keys(&*db, &kek, &settings.hmac_tenants).await?);
         let limits = ContextLimits {
             max_history: settings.max_history,
             max_context_bytes: settings.max_context_bytes,

@@ -33,6 +33,10 @@ pub enum ContextCommand {
         /// The key set to verify with (JWKS URL).
         #[arg(long)]
         jwks: Option<url::Url>,
+        /// A tenant's HMAC keys (a JWKS file from `ctxguard keys hmac-export`), for
+        /// versions signed with HMAC-SHA256.
+        #[arg(long)]
+        hmac_keys: Option<PathBuf>,
         /// An API key or access token for --server.
         #[arg(long, env = "CTXGUARD_API_KEY", hide_env_values = true)]
         api_key: Option<String>,
@@ -42,7 +46,7 @@ pub enum ContextCommand {
 }
 
 pub async fn run(command: ContextCommand) -> anyhow::Result<()> {
-    let ContextCommand::Verify { file, id, version, server, jwks, api_key, common } = command;
+    let ContextCommand::Verify { file, id, version, server, jwks, hmac_keys, api_key, common } = command;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let remote = server.is_some() || jwks.is_some();
@@ -72,11 +76,16 @@ pub async fn run(command: ContextCommand) -> anyhow::Result<()> {
         }
         (None, None, _) => unreachable!("clap requires a file or --id"),
     };
-    let keys = match (&jwks, &server) {
+    let mut keys = match (&jwks, &server) {
         (Some(url), _) => jwks_keys(&http, url.clone()).await?,
         (None, Some(server)) => jwks_keys(&http, server.join("oauth/jwks")?).await?,
-        (None, None) => local_keys(local.as_ref().expect("opened when not remote")),
+        (None, None) => local_keys(local.as_ref().expect("opened when not remote")).await?,
     };
+    if let Some(path) = &hmac_keys {
+        let set: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_value(read_file(path)?).with_context(|| format!("{} is not a JWKS", path.display()))?;
+        keys.extend(served::keys_of_jwks(&set));
+    }
     if let Some(local) = local {
         local.close().await;
     }
@@ -119,11 +128,17 @@ async fn jwks_keys(http: &reqwest::Client, url: url::Url) -> anyhow::Result<Keys
 }
 
 /// Every key of the local key ring, retired ones included.
-fn local_keys(local: &Local) -> Keys {
+/// Every key this data dir holds: the key ring's (retired ones too) and the tenants'
+/// HMAC keys.
+async fn local_keys(local: &Local) -> anyhow::Result<Keys> {
     let set = local.app.keyring.keys();
-    set.verifying
+    let mut keys: Keys = set
+        .verifying
         .values()
         .chain(set.retired.values())
         .map(|k| (k.kid.clone(), VerifyingKey { alg: k.alg.jwt(), key: k.decoding.clone() }))
-        .collect()
+        .collect();
+    let hmac = crate::app::keys::hmac_keys(&*local.app.db, &local.app.kek, &[]).await?;
+    keys.extend(hmac.verifying().map(|(kid, key)| (kid, VerifyingKey { alg: jsonwebtoken::Algorithm::HS256, key })));
+    Ok(keys)
 }

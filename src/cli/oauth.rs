@@ -89,6 +89,14 @@ pub enum ClientCommand {
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     List(Common),
+    /// Print a tenant's HMAC signing keys as a JWKS (secret: for its verifiers only;
+    /// `ctxguard context verify --hmac-keys FILE`). Audited.
+    HmacExport {
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Rotate keys: by default (or `--signing`) make a new current signing key (running
     /// servers pick it up within seconds); `--kek` re-wraps every key under a new KEK
     /// (stop the servers first); `--data-keys` gives each tenant a new data key and seals
@@ -215,6 +223,22 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List(common) => {
             let l = Local::open(&common).await?;
             print_json(&Keyring::list(&*l.app.db).await?)?;
+            l.close().await;
+        }
+        KeysCommand::HmacExport { tenant, common } => {
+            let l = Local::open(&common).await?;
+            let found =
+                l.app.db.tenant_by_name(&tenant).await?.with_context(|| format!("no tenant named {tenant:?}"))?;
+            let (db, kek) = (&*l.app.db, &l.app.kek);
+            let export = async |()| {
+                crate::app::keys::hmac_keys(db, kek, &[])
+                    .await
+                    .map(|k| k.jwks(found.id))
+                    .map_err(|e| crate::domain::Error::Store(crate::domain::StoreError::Backend(format!("{e:#}"))))
+            };
+            let jwks =
+                l.app.admin.as_operator(&l.caller, Audited::KeysExport, Target::Tenant(found.id), export).await?;
+            print_json(&jwks)?;
             l.close().await;
         }
         KeysCommand::Rotate { kek: true, common, .. } => {

@@ -196,6 +196,8 @@ pub enum Action {
     ClientCreate,
     ClientDelete,
     KeysRotate,
+    /// A tenant's HMAC signing keys exported for its verifiers.
+    KeysExport,
     PolicyReload,
     AuditRead,
     AnomalyLockout,
@@ -241,6 +243,7 @@ impl Action {
             Action::ClientCreate => "admin.client.create",
             Action::ClientDelete => "admin.client.delete",
             Action::KeysRotate => "keys.rotate",
+            Action::KeysExport => "keys.export",
             Action::PolicyReload => "policy.reload",
             Action::AuditRead => "audit.read",
             Action::AnomalyLockout => "anomaly.lockout",

@@ -34,9 +34,65 @@ pub const TENANT_PARAM: &str = "ctxguard_tenant";
 /// How many signatures a process remembers having made or checked.
 const REMEMBERED: u64 = 100_000;
 
-/// Signs with the key ring's current key; checks with any key the server holds.
+/// Per-tenant HMAC-SHA256 keys (docs/integrity.md "HMAC signatures"): every key kept
+/// (older ones check what they signed), and the tenants that sign with their newest.
+#[derive(Default)]
+pub struct HmacKeys {
+    keys: std::collections::HashMap<(TenantId, u32), zeroize::Zeroizing<Vec<u8>>>,
+    signing: std::collections::HashMap<TenantId, u32>,
+}
+
+impl HmacKeys {
+    pub fn add(&mut self, tenant: TenantId, id: u32, key: zeroize::Zeroizing<Vec<u8>>) {
+        self.keys.insert((tenant, id), key);
+    }
+
+    /// `tenant` signs with its newest key (it must have one).
+    pub fn sign_with_newest(&mut self, tenant: TenantId) {
+        if let Some(id) = self.keys.keys().filter(|(t, _)| *t == tenant).map(|(_, id)| *id).max() {
+            self.signing.insert(tenant, id);
+        }
+    }
+}
+
+impl HmacKeys {
+    /// Every key, for checking: (kid, key).
+    pub fn verifying(&self) -> impl Iterator<Item = (String, DecodingKey)> + '_ {
+        self.keys.iter().map(|((t, id), k)| (hmac_kid(*t, *id), DecodingKey::from_secret(k)))
+    }
+
+    /// `tenant`'s keys as a JWKS of `oct` keys (RFC 7517 §6.4), for its verifiers.
+    pub fn jwks(&self, tenant: TenantId) -> serde_json::Value {
+        let mut keys: Vec<_> = self.keys.iter().filter(|((t, _), _)| *t == tenant).collect();
+        keys.sort_by_key(|((_, id), _)| *id);
+        let keys: Vec<serde_json::Value> = keys
+            .into_iter()
+            .map(|((t, id), k)| {
+                serde_json::json!({"kty": "oct", "kid": hmac_kid(*t, *id), "alg": "HS256", "use": "sig",
+                                   "k": URL_SAFE_NO_PAD.encode(k.as_slice())})
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+}
+
+/// The `kid` of a tenant's HMAC key: `hmac:<tenant>:<key id>`.
+pub fn hmac_kid(tenant: TenantId, id: u32) -> String {
+    format!("hmac:{tenant}:{id}")
+}
+
+fn parse_hmac_kid(kid: &str) -> Option<(TenantId, u32)> {
+    let mut parts = kid.splitn(3, ':');
+    (parts.next()? == "hmac").then_some(())?;
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Signs with the key ring's current key, or the tenant's HMAC key where configured;
+/// checks with any key the server holds.
 pub struct Signer {
     keyring: Arc<Keyring>,
+    /// Set once at start-up, after the tenants are known.
+    hmac: std::sync::OnceLock<HmacKeys>,
     /// Signatures this process made or already checked, by a digest of tenant, signing
     /// input and signature. A write checks the version it extends — usually one this
     /// process just signed — so most writes cost one signature, not two.
@@ -45,7 +101,19 @@ pub struct Signer {
 
 impl Signer {
     pub fn new(keyring: Arc<Keyring>) -> Signer {
-        Signer { keyring, known: moka::sync::Cache::new(REMEMBERED) }
+        Signer { keyring, hmac: Default::default(), known: moka::sync::Cache::new(REMEMBERED) }
+    }
+
+    /// Gives the signer the tenants' HMAC keys (once; later calls are ignored).
+    pub fn use_hmac(&self, keys: HmacKeys) {
+        let _ = self.hmac.set(keys);
+    }
+
+    /// The HMAC key `tenant` signs with, if it signs with one: (kid, key).
+    fn hmac_signing(&self, tenant: TenantId) -> Option<(String, &[u8])> {
+        let keys = self.hmac.get()?;
+        let id = *keys.signing.get(&tenant)?;
+        Some((hmac_kid(tenant, id), keys.keys.get(&(tenant, id))?.as_slice()))
     }
 
     fn memo_key(tenant: TenantId, protected: &str, payload: &str, signature: &str) -> [u8; 32] {
@@ -103,15 +171,28 @@ fn check(manifest: &Manifest, signature: &str, alg: Algorithm, key: &DecodingKey
 
 impl VersionSigner for Signer {
     fn sign(&self, tenant: TenantId, manifest: &Manifest) -> Result<String, String> {
-        let keys = self.keyring.keys();
-        let key = &keys.current;
-        let mut header = Header::new(key.alg.jwt());
-        header.typ = Some(TYP.into());
-        header.kid = Some(key.kid.clone());
-        header.extras.insert(TENANT_PARAM, tenant.to_string());
         let canonical = String::from_utf8(manifest.canonical()).map_err(|e| e.to_string())?;
         let payload = RawValue::from_string(canonical).map_err(|e| e.to_string())?;
-        let jws = jsonwebtoken::jws::encode(&header, Some(&payload), &key.encoding).map_err(|e| e.to_string())?;
+        let header = |alg: Algorithm, kid: String| {
+            let mut header = Header::new(alg);
+            header.typ = Some(TYP.into());
+            header.kid = Some(kid);
+            header.extras.insert(TENANT_PARAM, tenant.to_string());
+            header
+        };
+        let jws = match self.hmac_signing(tenant) {
+            Some((kid, secret)) => jsonwebtoken::jws::encode(
+                &header(Algorithm::HS256, kid),
+                Some(&payload),
+                &jsonwebtoken::EncodingKey::from_secret(secret),
+            ),
+            None => {
+                let keys = self.keyring.keys();
+                let key = &keys.current;
+                jsonwebtoken::jws::encode(&header(key.alg.jwt(), key.kid.clone()), Some(&payload), &key.encoding)
+            }
+        }
+        .map_err(|e| e.to_string())?;
         self.known.insert(Self::memo_key(tenant, &jws.protected, &jws.payload, &jws.signature), ());
         Ok(format!("{}..{}", jws.protected, jws.signature))
     }
@@ -125,13 +206,111 @@ impl VersionSigner for Signer {
         }
         let header = header_of(protected)?;
         let kid = header.kid.as_deref().ok_or_else(|| IntegrityFailure::Malformed("no kid".into()))?;
-        let keys = self.keyring.keys();
-        let key = keys.any(kid).ok_or_else(|| IntegrityFailure::UnknownKey(kid.into()))?;
         if header.extras.get::<String>(TENANT_PARAM).ok().flatten().as_deref() != Some(tenant.to_string().as_str()) {
             return Err(IntegrityFailure::WrongTenant);
         }
-        check(manifest, signature, key.alg.jwt(), &key.decoding)?;
+        if let Some((owner, id)) = parse_hmac_kid(kid) {
+            // A tenant's HMAC key checks that tenant's versions only.
+            let secret = self
+                .hmac
+                .get()
+                .and_then(|h| h.keys.get(&(owner, id)))
+                .filter(|_| owner == tenant)
+                .ok_or_else(|| IntegrityFailure::UnknownKey(kid.into()))?;
+            check(manifest, signature, Algorithm::HS256, &DecodingKey::from_secret(secret))?;
+        } else {
+            let keys = self.keyring.keys();
+            let key = keys.any(kid).ok_or_else(|| IntegrityFailure::UnknownKey(kid.into()))?;
+            check(manifest, signature, key.alg.jwt(), &key.decoding)?;
+        }
         self.known.insert(memo, ());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::manifest::{HistoryHash, metadata_digest};
+    use crate::domain::{ContextHead, ContextId, Timestamp, Version};
+
+    async fn signer() -> (Signer, tempfile::TempDir) {
+        crate::crypto::jwt_provider::install();
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::open(&crate::store::DatabaseLocation::sqlite_in(dir.path())).await.unwrap();
+        let kek = Arc::new(crate::crypto::kek::Kek::load_or_create(dir.path()).unwrap());
+        let ring = Keyring::load(db, kek, crate::jwt::KeyAlg::EdDsa, std::time::Duration::from_secs(60)).await;
+        (Signer::new(Arc::new(ring.unwrap())), dir)
+    }
+
+    fn manifest() -> Manifest {
+        let head = ContextHead {
+            context_id: ContextId::new_random(),
+            metadata: Default::default(),
+            expires: None,
+            version: Version(1),
+            created_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+            history_len: 0,
+            history_bytes: 0,
+        };
+        Manifest::new(&head, metadata_digest(&Default::default()), HistoryHash::EMPTY)
+    }
+
+    #[tokio::test]
+    async fn an_hmac_key_signs_and_checks_its_own_tenant_only() {
+        let (signer, _dir) = signer().await;
+        let (a, b, c) = (TenantId::new_random(), TenantId::new_random(), TenantId::new_random());
+        let mut keys = HmacKeys::default();
+        keys.add(a, 1, zeroize::Zeroizing::new(vec![1u8; 32]));
+        keys.add(b, 1, zeroize::Zeroizing::new(vec![2u8; 32]));
+        keys.sign_with_newest(a);
+        signer.use_hmac(keys);
+        let m = manifest();
+        let by_a = signer.sign(a, &m).unwrap();
+        assert_eq!(header_of(detached_parts(&by_a).unwrap().0).unwrap().alg, Algorithm::HS256);
+        let fresh = |s: &Signer| Signer {
+            keyring: s.keyring.clone(),
+            hmac: Default::default(),
+            known: moka::sync::Cache::new(8),
+        };
+        // A fresh signer (nothing remembered) with the same keys checks it.
+        let again = fresh(&signer);
+        let mut keys = HmacKeys::default();
+        keys.add(a, 1, zeroize::Zeroizing::new(vec![1u8; 32]));
+        keys.add(b, 1, zeroize::Zeroizing::new(vec![2u8; 32]));
+        again.use_hmac(keys);
+        again.verify(a, &m, &by_a).unwrap();
+        assert!(matches!(again.verify(b, &m, &by_a), Err(IntegrityFailure::WrongTenant)));
+        // Tenant b's signature forged with a's key under b's kid and tenant: refused.
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some(TYP.into());
+        header.kid = Some(hmac_kid(b, 1));
+        header.extras.insert(TENANT_PARAM, b.to_string());
+        let payload = RawValue::from_string(String::from_utf8(m.canonical()).unwrap()).unwrap();
+        let forged =
+            jsonwebtoken::jws::encode(&header, Some(&payload), &jsonwebtoken::EncodingKey::from_secret(&[1u8; 32]))
+                .unwrap();
+        let forged = format!("{}..{}", forged.protected, forged.signature);
+        assert!(matches!(again.verify(b, &m, &forged), Err(IntegrityFailure::Mismatch)));
+        // A kid naming another tenant's key, or a key that does not exist: unknown.
+        header.kid = Some(hmac_kid(a, 1));
+        let crossed =
+            jsonwebtoken::jws::encode(&header, Some(&payload), &jsonwebtoken::EncodingKey::from_secret(&[1u8; 32]))
+                .unwrap();
+        let crossed = format!("{}..{}", crossed.protected, crossed.signature);
+        assert!(matches!(again.verify(b, &m, &crossed), Err(IntegrityFailure::UnknownKey(_))));
+        header.kid = Some(hmac_kid(c, 1));
+        header.extras.insert(TENANT_PARAM, c.to_string());
+        let none =
+            jsonwebtoken::jws::encode(&header, Some(&payload), &jsonwebtoken::EncodingKey::from_secret(&[1u8; 32]))
+                .unwrap();
+        let none = format!("{}..{}", none.protected, none.signature);
+        assert!(matches!(again.verify(c, &m, &none), Err(IntegrityFailure::UnknownKey(_))));
+        // Tenants not configured keep the key ring's EdDSA.
+        let by_b = signer.sign(b, &m).unwrap();
+        assert_eq!(header_of(detached_parts(&by_b).unwrap().0).unwrap().alg, Algorithm::EdDSA);
+        assert_eq!(parse_hmac_kid("hmac:x:1"), None);
+        assert_eq!(parse_hmac_kid(&hmac_kid(a, 7)), Some((a, 7)));
     }
 }

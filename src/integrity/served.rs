@@ -28,6 +28,8 @@ pub fn keys_of_jwks(jwks: &JwkSet) -> Keys {
         let (Some(kid), Ok(key)) = (jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk)) else { continue };
         let alg = match jwk.common.key_algorithm.map(|a| a.to_string()).as_deref() {
             Some("ES256") => Algorithm::ES256,
+            // A tenant's exported HMAC key (docs/integrity.md "HMAC signatures").
+            Some("HS256") => Algorithm::HS256,
             _ => Algorithm::EdDSA,
         };
         out.insert(kid, VerifyingKey { alg, key });

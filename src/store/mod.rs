@@ -310,6 +310,10 @@ pub trait Database: ContextStore + AuthStore + OAuthStore + McpStore + AuditStor
     /// Re-wraps every key sealed under the KEK (signing keys, data keys) in one
     /// transaction: all or none. Returns how many.
     async fn rewrap_keys(&self, rewrap: &sql_fields::Rewrap<'_>) -> Result<u64, StoreError>;
+    /// Every tenant's HMAC signing keys, wrapped: (tenant, key id, wrapped).
+    async fn hmac_keys(&self) -> Result<Vec<(TenantId, u32, String)>, StoreError>;
+    /// Stores a tenant's HMAC key (a racing replica's first key wins; read them back).
+    async fn add_hmac_key(&self, tenant: TenantId, id: u32, wrapped: &str) -> Result<(), StoreError>;
     /// One key sealed under the KEK, as (label, wrapped): a probe of which KEK opens
     /// the database.
     async fn wrapped_key_probe(&self) -> Result<Option<(String, String)>, StoreError>;

@@ -674,6 +674,14 @@ macro_rules! impl_sql_stores {
                 self.rewrap_all(rewrap).await
             }
 
+            async fn hmac_keys(&self) -> Result<Vec<(TenantId, u32, String)>, StoreError> {
+                self.all_hmac_keys().await
+            }
+
+            async fn add_hmac_key(&self, tenant: TenantId, id: u32, wrapped: &str) -> Result<(), StoreError> {
+                self.store_hmac_key(tenant, id, wrapped).await
+            }
+
             async fn wrapped_key_probe(&self) -> Result<Option<(String, String)>, StoreError> {
                 sqlx::query_as("SELECT kid, private_sealed FROM signing_keys ORDER BY created_at_ms, kid LIMIT 1")
                     .fetch_optional(&self.pool)

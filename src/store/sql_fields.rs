@@ -99,6 +99,11 @@ pub enum RotationStart {
 /// Re-wraps one key: `(label, wrapped)` to the new wrapped form (KEK rotation).
 pub type Rewrap<'a> = dyn Fn(&str, &str) -> anyhow::Result<String> + Send + Sync + 'a;
 
+/// What a wrapped HMAC signing key is bound to.
+pub fn hmac_label(tenant: TenantId, id: u32) -> String {
+    format!("hmac-key {tenant} {id}")
+}
+
 /// What a wrapped data key is bound to.
 pub(crate) fn label(tenant: TenantId, id: u32) -> String {
     format!("data-key {tenant} {id}")
@@ -531,8 +536,57 @@ macro_rules! impl_field_sealing {
                         .await
                         .map_err(map_sqlx)?;
                 }
+                let hmac: Vec<(String, i64, String)> = sqlx::query_as("SELECT tenant_id, key_id, wrapped FROM hmac_keys")
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                for (tenant, id, wrapped) in &hmac {
+                    let parsed: TenantId = tenant.parse().map_err(|e| corrupt("tenant_id", e))?;
+                    let id32 = u32::try_from(*id).map_err(|e| corrupt("hmac key id", e))?;
+                    let label = crate::store::sql_fields::hmac_label(parsed, id32);
+                    sqlx::query("UPDATE hmac_keys SET wrapped = $3 WHERE tenant_id = $1 AND key_id = $2")
+                        .bind(tenant)
+                        .bind(id)
+                        .bind(rewrap(&label, wrapped).map_err(fail)?)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_sqlx)?;
+                }
                 tx.commit().await.map_err(map_sqlx)?;
-                Ok((signing.len() + data.len()) as u64)
+                Ok((signing.len() + data.len() + hmac.len()) as u64)
+            }
+
+            async fn all_hmac_keys(&self) -> Result<Vec<(TenantId, u32, String)>, StoreError> {
+                let rows: Vec<(String, i64, String)> =
+                    sqlx::query_as("SELECT tenant_id, key_id, wrapped FROM hmac_keys ORDER BY tenant_id, key_id")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(map_sqlx)?;
+                rows.into_iter()
+                    .map(|(t, id, w)| {
+                        Ok((
+                            t.parse().map_err(|e| corrupt("tenant_id", e))?,
+                            u32::try_from(id).map_err(|e| corrupt("hmac key id", e))?,
+                            w,
+                        ))
+                    })
+                    .collect()
+            }
+
+            async fn store_hmac_key(&self, tenant: TenantId, id: u32, wrapped: &str) -> Result<(), StoreError> {
+                // Replicas starting together may race to make a tenant's first key.
+                sqlx::query(
+                    "INSERT INTO hmac_keys (tenant_id, key_id, wrapped, created_at_ms) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(tenant.to_string())
+                .bind(i64::from(id))
+                .bind(wrapped)
+                .bind(Timestamp::now().millis())
+                .execute(self.writes())
+                .await
+                .map_err(map_sqlx)?;
+                Ok(())
             }
 
             /// Unwraps every stored data key: at start-up, so that a wrong KEK is an

@@ -90,7 +90,7 @@ async fn sealed_context(srv: &TestServer, key: &str) -> (String, Vec<String>) {
 
 /// Runs `ctxguard ARGS` on the test server's data (and database); its stderr, after
 /// asserting success.
-fn ctxguard(srv: &TestServer, args: &[&str]) -> String {
+pub(crate) fn ctxguard(srv: &TestServer, args: &[&str]) -> String {
     let mut cmd = std::process::Command::new(crate::process::BIN);
     cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).args(args);
     cmd.arg("--data-dir").arg(srv.data_dir());

@@ -113,6 +113,53 @@ async fn after_restart(srv: &mut TestServer) {
 }
 
 backend_tests! {
+    async fn a_tenant_configured_for_hmac_signs_with_its_own_key(srv) {
+        let tenant = srv.create_tenant("clinic").await;
+        let nurse = srv.create_principal(&tenant, "nurse", &["writer"]).await;
+        let nurse = srv.api_key(&nurse, None, None).await.1;
+        let other = srv.agent("writer", &["writer"]).await;
+        let err = srv.restart_with(|s| s.hmac_tenants = vec!["nobody".into()]).await.expect_err("unknown tenant");
+        assert!(err.to_string().contains("no tenant named \"nobody\""), "{err:#}");
+        srv.restart_with(|s| s.hmac_tenants = vec!["clinic".into()]).await.unwrap();
+        let id = three_versions(&srv, &nurse).await;
+        let served = get(&srv, &nurse, &id).await.body;
+        let signature = served["signature"].as_str().unwrap();
+        let header: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD.decode(signature.split_once("..").unwrap().0).unwrap()).unwrap();
+        assert_eq!(header["alg"], "HS256");
+        assert_eq!(header["kid"], format!("hmac:{tenant}:1"));
+        // Never published: the JWKS cannot check it; the exported key can.
+        let public = jwks(&srv).await;
+        assert!(!public.to_string().contains("hmac:"), "{public}");
+        assert!(verify(&served, &public).unwrap_err().contains("not published"));
+        let exported: Value = serde_json::from_str(&std::process::Command::new(crate::process::BIN)
+            .env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .args(["keys", "hmac-export", "--tenant", "clinic", "--data-dir"]).arg(srv.data_dir())
+            .args(srv.pg.as_ref().map(|pg| vec!["--database-url".to_string(), pg.url()]).unwrap_or_default())
+            .output().map(|o| String::from_utf8(o.stdout).unwrap()).unwrap()).expect("a JWKS");
+        assert_eq!(exported["keys"][0]["kty"], "oct");
+        assert_eq!(verify(&served, &exported).unwrap()["alg"], "HS256");
+        let audit = srv.admin(Method::GET, "/admin/audit?action=keys.export&limit=5", None).await;
+        assert!(audit.body.to_string().contains(&tenant), "{}", audit.body);
+        // Other tenants keep EdDSA.
+        let plain = three_versions(&srv, &other).await;
+        verify(&get(&srv, &other, &plain).await.body, &public).unwrap();
+        // Read back from the database, checked with the tenant's key; tampering refused.
+        after_restart(&mut srv).await;
+        assert_eq!(get(&srv, &nurse, &id).await.body, served);
+        srv.raw_sql(&format!("UPDATE contexts SET metadata = replace(metadata, 'support', 'evil') WHERE context_id = '{id}'")).await;
+        after_restart(&mut srv).await;
+        get(&srv, &nurse, &id).await.assert_error(StatusCode::CONFLICT, "integrity_error");
+        srv.raw_sql(&format!("UPDATE contexts SET metadata = replace(metadata, 'evil', 'support') WHERE context_id = '{id}'")).await;
+        // Taken out of the configuration: new versions are EdDSA, the old still check.
+        srv.restart_with(|s| s.hmac_tenants = vec![]).await.unwrap();
+        assert_eq!(get(&srv, &nurse, &id).await.body, served);
+        let r = srv.call(Method::POST, &format!("/context/{id}/messages"), Some(&nurse),
+            Some(json!({"messages": [{"role": "user", "message": "later"}]}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        verify(&r.body, &public).expect("signed by the key ring again");
+    }
+
     async fn every_version_and_every_answer_carries_a_signature_that_verifies(srv) {
         let key = srv.agent("writer", &["writer"]).await;
         let id = three_versions(&srv, &key).await;
