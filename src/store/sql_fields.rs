@@ -58,7 +58,7 @@ impl FieldSealer {
 
     /// Unwraps a stored data key and remembers it.
     pub(crate) fn learn(&self, tenant: TenantId, id: u32, wrapped: &str) -> Result<Arc<DataKey>, StoreError> {
-        let raw = self.wrap.unwrap(wrapped, &label(tenant, id)).map_err(|e| {
+        let raw = self.wrap.unwrap(wrapped, &data_key_label(tenant, id)).map_err(|e| {
             StoreError::Backend(format!("data key {id} of tenant {tenant} does not open with this KEK: {e}"))
         })?;
         let key = Arc::new(DataKey::from_bytes(id, &raw).map_err(|e| StoreError::Corrupt(format!("data key: {e}")))?);
@@ -71,7 +71,7 @@ impl FieldSealer {
         let (key, raw) = DataKey::generate(id);
         let wrapped = self
             .wrap
-            .wrap(&raw[..], &label(tenant, id))
+            .wrap(&raw[..], &data_key_label(tenant, id))
             .map_err(|e| StoreError::Backend(format!("wrapping a data key: {e}")))?;
         Ok((key, wrapped))
     }
@@ -105,7 +105,7 @@ pub fn hmac_label(tenant: TenantId, id: u32) -> String {
 }
 
 /// What a wrapped data key is bound to.
-pub(crate) fn label(tenant: TenantId, id: u32) -> String {
+pub(crate) fn data_key_label(tenant: TenantId, id: u32) -> String {
     format!("data-key {tenant} {id}")
 }
 
@@ -520,40 +520,35 @@ macro_rules! impl_field_sealing {
                         .await
                         .map_err(map_sqlx)?;
                 }
-                let data: Vec<(String, i64, String)> = sqlx::query_as("SELECT tenant_id, key_id, wrapped FROM data_keys")
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(map_sqlx)?;
-                for (tenant, id, wrapped) in &data {
-                    let parsed: TenantId = tenant.parse().map_err(|e| corrupt("tenant_id", e))?;
-                    let id32 = u32::try_from(*id).map_err(|e| corrupt("data key id", e))?;
-                    let label = crate::store::sql_fields::label(parsed, id32);
-                    sqlx::query("UPDATE data_keys SET wrapped = $3 WHERE tenant_id = $1 AND key_id = $2")
+                // The tenants' keys: each table with what its keys are bound to.
+                let mut tenant_keys = 0;
+                let tables: [(&str, fn(TenantId, u32) -> String); 2] = [
+                    ("data_keys", crate::store::sql_fields::data_key_label),
+                    ("hmac_keys", crate::store::sql_fields::hmac_label),
+                ];
+                for (table, label_of) in tables {
+                    let rows: Vec<(String, i64, String)> =
+                        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT tenant_id, key_id, wrapped FROM {table}")))
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map_err(map_sqlx)?;
+                    for (tenant, id, wrapped) in &rows {
+                        let parsed: TenantId = tenant.parse().map_err(|e| corrupt("tenant_id", e))?;
+                        let label = label_of(parsed, u32::try_from(*id).map_err(|e| corrupt("key id", e))?);
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "UPDATE {table} SET wrapped = $3 WHERE tenant_id = $1 AND key_id = $2"
+                        )))
                         .bind(tenant)
                         .bind(id)
                         .bind(rewrap(&label, wrapped).map_err(fail)?)
                         .execute(&mut *tx)
                         .await
                         .map_err(map_sqlx)?;
-                }
-                let hmac: Vec<(String, i64, String)> = sqlx::query_as("SELECT tenant_id, key_id, wrapped FROM hmac_keys")
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(map_sqlx)?;
-                for (tenant, id, wrapped) in &hmac {
-                    let parsed: TenantId = tenant.parse().map_err(|e| corrupt("tenant_id", e))?;
-                    let id32 = u32::try_from(*id).map_err(|e| corrupt("hmac key id", e))?;
-                    let label = crate::store::sql_fields::hmac_label(parsed, id32);
-                    sqlx::query("UPDATE hmac_keys SET wrapped = $3 WHERE tenant_id = $1 AND key_id = $2")
-                        .bind(tenant)
-                        .bind(id)
-                        .bind(rewrap(&label, wrapped).map_err(fail)?)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map_sqlx)?;
+                    }
+                    tenant_keys += rows.len();
                 }
                 tx.commit().await.map_err(map_sqlx)?;
-                Ok((signing.len() + data.len() + hmac.len()) as u64)
+                Ok((signing.len() + tenant_keys) as u64)
             }
 
             async fn all_hmac_keys(&self) -> Result<Vec<(TenantId, u32, String)>, StoreError> {
