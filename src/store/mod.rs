@@ -7,6 +7,7 @@
 //! remembering a `WHERE` clause.
 
 mod audit;
+mod batch;
 pub mod body;
 pub mod cached;
 pub mod changes;

@@ -54,6 +54,7 @@ impl PostgresStore {
 }
 
 super::sql_history::impl_history_sql!(Postgres);
+super::batch::impl_batch!(Postgres, one_command = false);
 super::sql::impl_sql_stores!(
     PostgresStore,
     Postgres,

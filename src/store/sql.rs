@@ -271,33 +271,35 @@ macro_rules! impl_sql_stores {
                 )?;
                 let metadata_sha = metadata_digest(&ctx.metadata);
                 let signature = sign_version(self.signer(), tenant, &head, metadata_sha, history_sha)?;
-                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
-                sqlx::query(
+                let (t, c) = (tenant.to_string(), ctx.context_id.to_string());
+                let mut batch = crate::store::batch::Batch::default();
+                batch.push(
                     "INSERT INTO contexts (tenant_id, context_id, owner_id, version, expires_at_ms, \
                      created_at_ms, updated_at_ms, labels, metadata, meta_version, history, history_len, history_bytes, \
                      signature, history_sha256, metadata_sha256, metadata_sealed) \
                      VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $4, $4, $9, $10, $11, $12, $13, $14)",
-                )
-                .bind(tenant.to_string())
-                .bind(ctx.context_id.to_string())
-                .bind(owner.to_string())
-                .bind(ctx.version.0)
-                .bind(ctx.expires.map(|e| e.millis()))
-                .bind(ctx.created_at.millis())
-                .bind(labels_text(&ctx.metadata))
-                .bind(&metadata)
-                .bind(at.len)
-                .bind(head.history_bytes as i64)
-                .bind(signature.as_deref())
-                .bind(history_sha.to_b64())
-                .bind(metadata_sha.to_b64())
-                .bind(metadata_sealed.as_deref())
-                .execute(&mut *tx)
-                .await
-                .map_err(map_sqlx)?;
+                    vec![
+                        t.as_str().into(),
+                        c.as_str().into(),
+                        owner.to_string().into(),
+                        ctx.version.0.into(),
+                        ctx.expires.map(|e| e.millis()).into(),
+                        ctx.created_at.millis().into(),
+                        labels_text(&ctx.metadata).into(),
+                        metadata.as_str().into(),
+                        at.len.into(),
+                        (head.history_bytes as i64).into(),
+                        signature.as_deref().into(),
+                        history_sha.to_b64().into(),
+                        metadata_sha.to_b64().into(),
+                        metadata_sealed.as_deref().into(),
+                    ],
+                );
                 let stored = Some((metadata.as_str(), metadata_sealed.as_deref()));
-                insert_revision(&mut tx, tenant, ctx.context_id, &head, &at, stored, signature.as_deref()).await?;
-                insert_messages(&mut tx, tenant, ctx.context_id, at.history, 0, &rows).await?;
+                insert_revision(&mut batch, (&t, &c), &head, &at, stored, signature.as_deref());
+                insert_messages(&mut batch, &t, &c, at.history, 0, &rows);
+                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
+                run_batch(&mut tx, batch).await?;
                 tx.commit().await.map_err(map_sqlx)?;
                 Ok(signature)
             }
@@ -348,36 +350,37 @@ macro_rules! impl_sql_stores {
                 };
                 let metadata_sha = if metadata_changed { metadata_digest(&next.metadata) } else { metadata_before };
                 let signature = sign_version(self.signer(), tenant, &next, metadata_sha, history_sha)?;
-                insert_messages(&mut tx, tenant, id, history, start, &rows).await?;
+                let (t, c) = (tenant.to_string(), id.to_string());
+                let mut batch = crate::store::batch::Batch::default();
+                insert_messages(&mut batch, &t, &c, history, start, &rows);
                 let next_at = HistoryRef { history, len, meta_version };
                 let stored = metadata.as_ref().map(|(text, blob)| (text.as_str(), blob.as_deref()));
-                insert_revision(&mut tx, tenant, id, &next, &next_at, stored, signature.as_deref()).await?;
-                sqlx::query(
+                insert_revision(&mut batch, (&t, &c), &next, &next_at, stored, signature.as_deref());
+                batch.push(
                     "UPDATE contexts SET version = $3, expires_at_ms = $4, updated_at_ms = $5, \
                      labels = COALESCE($6, labels), metadata = COALESCE($7, metadata), meta_version = $8, \
                      history = $9, history_len = $10, history_bytes = $11, signature = $12, history_sha256 = $13, \
                      metadata_sha256 = $14, metadata_sealed = CASE WHEN $7 IS NULL THEN metadata_sealed ELSE $15 END \
                      WHERE tenant_id = $1 AND context_id = $2",
-                )
-                .bind(tenant.to_string())
-                .bind(id.to_string())
-                .bind(next.version.0)
-                .bind(next.expires.map(|e| e.millis()))
-                .bind(next.updated_at.millis())
-                .bind(metadata.as_ref().map(|_| labels_text(&next.metadata)))
-                .bind(metadata.as_ref().map(|m| m.0.as_str()))
-                .bind(meta_version)
-                .bind(history)
-                .bind(len)
-                .bind(next.history_bytes as i64)
-                .bind(signature.as_deref())
-                .bind(history_sha.to_b64())
-                .bind(metadata_sha.to_b64())
-                .bind(metadata.as_ref().and_then(|m| m.1.as_deref()))
-                .execute(&mut *tx)
-                .await
-                .map_err(map_sqlx)?;
-                let n = self.commit_context_change(tx, id).await?;
+                    vec![
+                        t.as_str().into(),
+                        c.as_str().into(),
+                        next.version.0.into(),
+                        next.expires.map(|e| e.millis()).into(),
+                        next.updated_at.millis().into(),
+                        metadata.as_ref().map(|_| labels_text(&next.metadata)).into(),
+                        metadata.as_ref().map(|m| m.0.as_str()).into(),
+                        meta_version.into(),
+                        history.into(),
+                        len.into(),
+                        (next.history_bytes as i64).into(),
+                        signature.as_deref().into(),
+                        history_sha.to_b64().into(),
+                        metadata_sha.to_b64().into(),
+                        metadata.as_ref().and_then(|m| m.1.as_deref()).into(),
+                    ],
+                );
+                let n = self.commit_batch(tx, id, batch).await?;
                 let stamp = self.changes.stamp_at(Bucket::of_context(id), n);
                 Ok(crate::store::Written { head: next, messages, signature, stamp })
             }
@@ -565,24 +568,35 @@ macro_rules! impl_sql_stores {
             /// see the change at once.
             async fn commit_context_change(
                 &self,
-                mut tx: sqlx::Transaction<'static, $db>,
+                tx: sqlx::Transaction<'static, $db>,
                 id: ContextId,
             ) -> Result<u64, StoreError> {
+                self.commit_batch(tx, id, crate::store::batch::Batch::default()).await
+            }
+
+            /// Runs `batch` in `tx`, then [`Self::commit_context_change`]; the counter
+            /// is read in the same command as the batch's writes.
+            async fn commit_batch(
+                &self,
+                mut tx: sqlx::Transaction<'static, $db>,
+                id: ContextId,
+                mut batch: crate::store::batch::Batch<'_>,
+            ) -> Result<u64, StoreError> {
                 let bucket = Bucket::of_context(id);
-                let n = counter_in(&mut tx, bucket).await?;
+                batch.push(COUNTER_SQL, vec![bucket.name().into()]);
+                let row = run_batch(&mut tx, batch).await?.ok_or_else(|| corrupt("change_counters", "no row"))?;
+                let n = counter_of(&row)?;
                 tx.commit().await.map_err(map_sqlx)?;
                 self.changes.observe(bucket, n);
                 Ok(n)
             }
         }
 
-        /// A counter as this transaction sees it, its own triggers included.
-        async fn counter_in(tx: &mut sqlx::Transaction<'static, $db>, bucket: Bucket) -> Result<u64, StoreError> {
-            let n: i64 = sqlx::query_scalar("SELECT n FROM change_counters WHERE bucket = $1")
-                .bind(bucket.name())
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(map_sqlx)?;
+        /// Reads a change counter as the transaction sees it, its own triggers included.
+        const COUNTER_SQL: &str = "SELECT n FROM change_counters WHERE bucket = $1";
+
+        fn counter_of(row: &DbRow) -> Result<u64, StoreError> {
+            let n: i64 = row.try_get("n").map_err(map_sqlx)?;
             Ok(n.max(0) as u64)
         }
 
@@ -594,7 +608,7 @@ macro_rules! impl_sql_stores {
             /// revocation is acknowledged — by the admin API, `/oauth/revoke` or the CLI —
             /// it holds everywhere. Revocations are rare; half a second is cheap for that.
             async fn auth_changed(&self) -> Result<(), StoreError> {
-                let n: i64 = sqlx::query_scalar("SELECT n FROM change_counters WHERE bucket = $1")
+                let n: i64 = sqlx::query_scalar(COUNTER_SQL)
                     .bind(Bucket::Auth.name())
                     .fetch_one(&self.pool)
                     .await

@@ -35,25 +35,30 @@ macro_rules! impl_audit_store {
         }
 
         /// Takes the block by value: its text is moved into the statement, not copied.
-        async fn insert_block(conn: &mut <$db as sqlx::Database>::Connection, b: Block) -> Result<(), StoreError> {
+        /// Adds the write of block `b` to `batch`.
+        fn push_block(batch: &mut crate::store::batch::Batch<'_>, b: Block) {
             let i = b.index;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO audit_blocks ({BLOCK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-            )))
-            .bind(b.first_seq)
-            .bind(b.last_seq)
-            .bind(i.min_time)
-            .bind(i.max_time)
-            .bind(i.tenants)
-            .bind(i.principals)
-            .bind(i.actions)
-            .bind(i.targets)
-            .bind(i.decisions)
-            .bind(b.records)
-            .execute(conn)
-            .await
-            .map_err(map_sqlx)?;
-            Ok(())
+            batch.push(
+                format!("INSERT INTO audit_blocks ({BLOCK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+                vec![
+                    b.first_seq.into(),
+                    b.last_seq.into(),
+                    i.min_time.into(),
+                    i.max_time.into(),
+                    i.tenants.into(),
+                    i.principals.into(),
+                    i.actions.into(),
+                    i.targets.into(),
+                    i.decisions.into(),
+                    b.records.into(),
+                ],
+            );
+        }
+
+        async fn insert_block(conn: &mut <$db as sqlx::Database>::Connection, b: Block) -> Result<(), StoreError> {
+            let mut batch = crate::store::batch::Batch::default();
+            push_block(&mut batch, b);
+            run_batch(conn, batch).await.map(|_| ())
         }
 
         /// Opens or closes the gate the triggers let deletions through (retention and
@@ -104,6 +109,8 @@ macro_rules! impl_audit_store {
                     .map_err(map_sqlx)?;
                 let mut seq: i64 = head.try_get("seq").map_err(map_sqlx)?;
                 let mut prev: String = head.try_get("hash").map_err(map_sqlx)?;
+                // The blocks and the new head go in one command (`batch.rs`).
+                let mut batch = crate::store::batch::Batch::default();
                 for chunk in records.chunks_mut(BLOCK_RECORDS) {
                     let mut text = String::with_capacity(chunk.len() * 512);
                     for p in chunk.iter_mut() {
@@ -112,14 +119,10 @@ macro_rules! impl_audit_store {
                         prev.clone_from(&p.record.hash);
                     }
                     let sealed: Vec<&AuditRecord> = chunk.iter().map(|p| &p.record).collect();
-                    insert_block(&mut tx, audit_block::block(&sealed, text)).await?;
+                    push_block(&mut batch, audit_block::block(&sealed, text));
                 }
-                sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-                    .bind(seq)
-                    .bind(&prev)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_sqlx)?;
+                batch.push("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", vec![seq.into(), prev.as_str().into()]);
+                run_batch(&mut tx, batch).await?;
                 tx.commit().await.map_err(map_sqlx)?;
                 Ok((seq, prev))
             }

@@ -235,77 +235,71 @@ macro_rules! impl_history_sql {
         /// limits on bound parameters.
         const MESSAGE_CHUNK: usize = 200;
 
-        /// Writes messages at positions `start..` of `history`.
-        async fn insert_messages(
-            tx: &mut sqlx::Transaction<'static, $db>,
-            tenant: TenantId,
-            id: ContextId,
+        /// Adds to `batch` the writes of messages at positions `start..` of `history`.
+        fn insert_messages<'a>(
+            batch: &mut crate::store::batch::Batch<'a>,
+            tenant: &'a str,
+            id: &'a str,
             history: i64,
             start: i64,
-            rows: &[MessageRow],
-        ) -> Result<(), StoreError> {
-            let (tenant, id) = (tenant.to_string(), id.to_string());
+            rows: &'a [MessageRow],
+        ) {
             for (c, chunk) in rows.chunks(MESSAGE_CHUNK).enumerate() {
                 let mut sql = String::from(
                     "INSERT INTO context_messages \
                      (tenant_id, context_id, history, position, author_id, body, sealed) \
                      VALUES ",
                 );
-                for i in 0..chunk.len() {
+                let mut args = Vec::with_capacity(chunk.len() * 7);
+                let first = start + (c * MESSAGE_CHUNK) as i64;
+                for (i, row) in chunk.iter().enumerate() {
                     let b = i * 7;
                     if i > 0 {
                         sql.push(',');
                     }
                     let p: Vec<String> = (1..=7).map(|k| format!("${}", b + k)).collect();
                     sql.push_str(&format!("({})", p.join(", ")));
+                    args.extend([
+                        tenant.into(),
+                        id.into(),
+                        history.into(),
+                        (first + i as i64).into(),
+                        row.author.as_deref().into(),
+                        row.body.as_str().into(),
+                        row.sealed.as_deref().into(),
+                    ]);
                 }
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                let first = start + (c * MESSAGE_CHUNK) as i64;
-                for (i, row) in chunk.iter().enumerate() {
-                    q = q
-                        .bind(&tenant)
-                        .bind(&id)
-                        .bind(history)
-                        .bind(first + i as i64)
-                        .bind(&row.author)
-                        .bind(&row.body)
-                        .bind(&row.sealed);
-                }
-                q.execute(&mut **tx).await.map_err(map_sqlx)?;
+                batch.push(sql, args);
             }
-            Ok(())
         }
 
-        /// One version row.
-        async fn insert_revision(
-            tx: &mut sqlx::Transaction<'static, $db>,
-            tenant: TenantId,
-            id: ContextId,
+        /// Adds to `batch` the write of one version row.
+        fn insert_revision<'a>(
+            batch: &mut crate::store::batch::Batch<'a>,
+            (tenant, id): (&'a str, &'a str),
             head: &ContextHead,
             history: &HistoryRef,
-            metadata: Option<(&str, Option<&str>)>,
-            signature: Option<&str>,
-        ) -> Result<(), StoreError> {
-            sqlx::query(
+            metadata: Option<(&'a str, Option<&'a str>)>,
+            signature: Option<&'a str>,
+        ) {
+            batch.push(
                 "INSERT INTO context_revisions (tenant_id, context_id, version, history, history_len, meta_version, \
                  metadata, expires_at_ms, created_at_ms, signature, metadata_sealed) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(tenant.to_string())
-            .bind(id.to_string())
-            .bind(head.version.0)
-            .bind(history.history)
-            .bind(history.len)
-            .bind(history.meta_version)
-            .bind(metadata.map(|m| m.0))
-            .bind(head.expires.map(|e| e.millis()))
-            .bind(head.updated_at.millis())
-            .bind(signature)
-            .bind(metadata.and_then(|m| m.1))
-            .execute(&mut **tx)
-            .await
-            .map_err(map_sqlx)?;
-            Ok(())
+                vec![
+                    tenant.into(),
+                    id.into(),
+                    head.version.0.into(),
+                    history.history.into(),
+                    history.len.into(),
+                    history.meta_version.into(),
+                    metadata.map(|m| m.0).into(),
+                    head.expires.map(|e| e.millis()).into(),
+                    head.updated_at.millis().into(),
+                    signature.into(),
+                    metadata.and_then(|m| m.1).into(),
+                ],
+            );
         }
     };
 }

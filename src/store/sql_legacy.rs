@@ -79,7 +79,9 @@ macro_rules! impl_legacy_conversion {
                     // Converted as stored: in plaintext (encryption applies to later writes).
                     let (rows, chain) =
                         message_rows(&ctx.session.history[start..], chain, (tenant, id, history, start as i64), None)?;
-                    insert_messages(&mut tx, tenant, id, history, start as i64, &rows).await?;
+                    let (t, c) = (tenant.to_string(), id.to_string());
+                    let mut batch = crate::store::batch::Batch::default();
+                    insert_messages(&mut batch, &t, &c, history, start as i64, &rows);
                     let changed = prev.as_ref().is_none_or(|(p, _, _)| p.metadata != ctx.metadata);
                     let meta_version = match &prev {
                         Some((_, at, _)) if !changed => at.meta_version,
@@ -88,7 +90,8 @@ macro_rules! impl_legacy_conversion {
                     let at = HistoryRef { history, len: ctx.session.history.len() as i64, meta_version };
                     let metadata = if changed { Some(metadata_text(&ctx.metadata)?) } else { None };
                     let stored = metadata.as_deref().map(|m| (m, None));
-                    insert_revision(&mut tx, tenant, id, &ContextHead::of(&ctx), &at, stored, None).await?;
+                    insert_revision(&mut batch, (&t, &c), &ContextHead::of(&ctx), &at, stored, None);
+                    run_batch(&mut tx, batch).await?;
                     prev = Some((ctx, at, chain));
                 }
                 if let Some((last, at, _)) = prev {

@@ -34,6 +34,10 @@ impl SqliteStore {
         let open = |n: u32, options: SqliteConnectOptions| async move {
             SqlitePoolOptions::new()
                 .max_connections(n)
+                // sqlx pings a pooled connection before lending it, by default: for an
+                // embedded file that is a round trip to the connection's worker thread
+                // that proves nothing (no network to fail), and every request paid it.
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot open SQLite database {}: {e}", path.display()))
@@ -94,6 +98,7 @@ fn restrict_permissions(path: &Path) -> anyhow::Result<()> {
 }
 
 super::sql_history::impl_history_sql!(Sqlite);
+super::batch::impl_batch!(Sqlite, one_command = true);
 super::sql::impl_sql_stores!(
     SqliteStore,
     Sqlite,
