@@ -32,6 +32,8 @@ pub(super) async fn run(
     let latency = metrics::histogram!("ctxguard_audit_write_seconds");
     let depth = metrics::gauge!("ctxguard_audit_queue_depth");
     let mut queued = Vec::with_capacity(BATCH);
+    // Where this writer's last append left the chain (see `append`).
+    let mut known: Option<(i64, String)> = None;
     loop {
         let due = checkpoints.as_ref().and_then(Checkpointer::due_in);
         let received = match due {
@@ -68,9 +70,10 @@ pub(super) async fn run(
         let mut ok = true;
         if n > 0 {
             let started = Instant::now();
-            let tail = append(&*store, &mut records).await;
+            let tail = append(&*store, &mut records, known.take()).await;
             latency.record(started.elapsed().as_secs_f64());
             ok = tail.is_some();
+            known.clone_from(&tail);
             match (tail, checkpoints.as_mut()) {
                 (Some(tail), Some(c)) => {
                     written.increment(n);
@@ -119,7 +122,20 @@ async fn linger(rx: &mut mpsc::Receiver<Queued>, queued: &mut Vec<Queued>, urgen
 }
 
 /// Appends the batch; the chain's new end, or `None` when it could not be written.
-async fn append(store: &dyn AuditStore, records: &mut [crate::domain::audit::PendingRecord]) -> Option<(i64, String)> {
+/// After `known`, the end this writer last left, when it has one (a round trip less);
+/// when the chain has moved on since, or that append fails, the usual way.
+async fn append(
+    store: &dyn AuditStore,
+    records: &mut [crate::domain::audit::PendingRecord],
+    known: Option<(i64, String)>,
+) -> Option<(i64, String)> {
+    if let Some(after) = known {
+        match store.append_audit_after(records, &after).await {
+            Ok(Some(tail)) => return Some(tail),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "audit append after the known end failed; appending again"),
+        }
+    }
     for attempt in 1..=ATTEMPTS {
         match store.append_audit(records).await {
             Ok(tail) => return Some(tail),

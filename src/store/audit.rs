@@ -75,6 +75,16 @@ pub trait AuditStore: Send + Sync {
     /// each its `seq`, `prev_hash` and `hash`), stores them as blocks, and returns the
     /// last one's `seq` and hash.
     async fn append_audit(&self, records: &mut [PendingRecord]) -> Result<(i64, String), StoreError>;
+    /// As [`Self::append_audit`], for a writer that knows where the chain ended after
+    /// its own last append (`after`): the head is not read first, one database round
+    /// trip less per batch. `None`, with nothing written, when the chain has moved on
+    /// since (another process appended); the caller then appends the usual way. A
+    /// backend where other writers are the rule (PostgreSQL replicas) just appends.
+    async fn append_audit_after(
+        &self,
+        records: &mut [PendingRecord],
+        after: &(i64, String),
+    ) -> Result<Option<(i64, String)>, StoreError>;
     /// Stores a signed checkpoint (a second one of the same record is ignored).
     async fn add_audit_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
     /// Every checkpoint, by `seq`.

@@ -67,5 +67,11 @@ super::sql_oauth::impl_oauth_store!(PostgresStore, Postgres, lock_suffix = "FOR 
 super::sql_legacy::impl_legacy_conversion!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE");
 super::sql_fields::impl_field_sealing!(PostgresStore, lock_suffix = "FOR UPDATE");
 super::sql_signing::impl_signing_conversion!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE");
-super::sql_audit::impl_audit_store!(PostgresStore, Postgres, lock_suffix = "FOR UPDATE", contains = "strpos");
+super::sql_audit::impl_audit_store!(
+    PostgresStore,
+    Postgres,
+    lock_suffix = "FOR UPDATE",
+    contains = "strpos",
+    optimistic = false
+);
 super::sql_anomaly::impl_anomaly_store!(PostgresStore);

@@ -4,7 +4,7 @@
 //! per row (before blocks) into blocks.
 
 macro_rules! impl_audit_store {
-    ($store:ident, $db:ty, lock_suffix = $lock:literal, contains = $contains:literal) => {
+    ($store:ident, $db:ty, lock_suffix = $lock:literal, contains = $contains:literal, optimistic = $optimistic:literal) => {
         use crate::domain::audit::{AuditRecord, Checkpoint, PendingRecord};
         use crate::domain::audit_block::{self, BLOCK_RECORDS, Block, BlockIndex};
         use crate::store::{AuditQuery, AuditStore};
@@ -97,6 +97,27 @@ macro_rules! impl_audit_store {
             StoreError::Corrupt(format!("audit block: {e}"))
         }
 
+        /// Seals `records` after record `seq` whose hash is `prev`, as blocks in a
+        /// batch; with the chain's new end.
+        fn chained(
+            records: &mut [PendingRecord],
+            mut seq: i64,
+            mut prev: String,
+        ) -> (crate::store::batch::Batch<'static>, (i64, String)) {
+            let mut batch = crate::store::batch::Batch::default();
+            for chunk in records.chunks_mut(BLOCK_RECORDS) {
+                let mut text = String::with_capacity(chunk.len() * 512);
+                for p in chunk.iter_mut() {
+                    seq += 1;
+                    audit_block::seal_into(&mut p.record, seq, std::mem::take(&mut prev), &mut text);
+                    prev.clone_from(&p.record.hash);
+                }
+                let sealed: Vec<&AuditRecord> = chunk.iter().map(|p| &p.record).collect();
+                push_block(&mut batch, audit_block::block(&sealed, text));
+            }
+            (batch, (seq, prev))
+        }
+
         #[async_trait]
         impl AuditStore for $store {
             async fn append_audit(&self, records: &mut [PendingRecord]) -> Result<(i64, String), StoreError> {
@@ -107,24 +128,47 @@ macro_rules! impl_audit_store {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(map_sqlx)?;
-                let mut seq: i64 = head.try_get("seq").map_err(map_sqlx)?;
-                let mut prev: String = head.try_get("hash").map_err(map_sqlx)?;
-                // The blocks and the new head go in one command (`batch.rs`).
-                let mut batch = crate::store::batch::Batch::default();
-                for chunk in records.chunks_mut(BLOCK_RECORDS) {
-                    let mut text = String::with_capacity(chunk.len() * 512);
-                    for p in chunk.iter_mut() {
-                        seq += 1;
-                        audit_block::seal_into(&mut p.record, seq, std::mem::take(&mut prev), &mut text);
-                        prev.clone_from(&p.record.hash);
-                    }
-                    let sealed: Vec<&AuditRecord> = chunk.iter().map(|p| &p.record).collect();
-                    push_block(&mut batch, audit_block::block(&sealed, text));
-                }
-                batch.push("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", vec![seq.into(), prev.as_str().into()]);
+                let seq: i64 = head.try_get("seq").map_err(map_sqlx)?;
+                let prev: String = head.try_get("hash").map_err(map_sqlx)?;
+                let (mut batch, tail) = chained(records, seq, prev);
+                batch.push("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", vec![tail.0.into(), tail.1.as_str().into()]);
                 run_batch(&mut tx, batch).await?;
                 tx.commit().await.map_err(map_sqlx)?;
-                Ok((seq, prev))
+                Ok(tail)
+            }
+
+            async fn append_audit_after(
+                &self,
+                records: &mut [PendingRecord],
+                after: &(i64, String),
+            ) -> Result<Option<(i64, String)>, StoreError> {
+                if !$optimistic {
+                    return self.append_audit(records).await.map(Some);
+                }
+                let mut tx = self.begin_write().await.map_err(map_sqlx)?;
+                let (mut batch, tail) = chained(records, after.0, after.1.clone());
+                // The head moves only from where this writer last left it: under the
+                // write lock, so a record another process appended since makes this
+                // return no row and the transaction roll back.
+                batch.push(
+                    "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3 AND hash = $4 RETURNING seq",
+                    vec![tail.0.into(), tail.1.as_str().into(), after.0.into(), after.1.as_str().into()],
+                );
+                match run_batch(&mut tx, batch).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Ok(None),
+                    Err(e) => {
+                        // A block at a number another process took first fails before
+                        // the head's check; tell that apart from a real failure.
+                        let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(map_sqlx)?;
+                        return if head.as_ref().is_some_and(|h| h != after) { Ok(None) } else { Err(e) };
+                    }
+                }
+                tx.commit().await.map_err(map_sqlx)?;
+                Ok(Some(tail))
             }
 
             async fn add_audit_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {

@@ -111,5 +111,5 @@ super::sql_oauth::impl_oauth_store!(SqliteStore, Sqlite, lock_suffix = "");
 super::sql_legacy::impl_legacy_conversion!(SqliteStore, Sqlite, lock_suffix = "");
 super::sql_fields::impl_field_sealing!(SqliteStore, lock_suffix = "");
 super::sql_signing::impl_signing_conversion!(SqliteStore, Sqlite, lock_suffix = "");
-super::sql_audit::impl_audit_store!(SqliteStore, Sqlite, lock_suffix = "", contains = "instr");
+super::sql_audit::impl_audit_store!(SqliteStore, Sqlite, lock_suffix = "", contains = "instr", optimistic = true);
 super::sql_anomaly::impl_anomaly_store!(SqliteStore);

@@ -14,6 +14,7 @@ use ctxguard::domain::{ContextId, PrincipalId, TenantId, Timestamp};
 use ctxguard::store::{AuditQuery, Database};
 
 use crate::backend_tests;
+use crate::support::Backend;
 
 /// `n` rendered records over three tenants, seven contexts and both decisions, one
 /// millisecond apart from `start`.
@@ -195,5 +196,39 @@ backend_tests! {
         assert_eq!((rest.first_break, rest.last_seq), (None, Some(ends.head.0 + 300)));
         assert_ne!(prev, GENESIS);
         db.close().await;
+    }
+
+    async fn a_writer_that_remembers_the_chains_end_never_forks_it(srv) {
+        let db = srv.database().await;
+        let tenants = [TenantId::new_random(), TenantId::new_random(), TenantId::new_random()];
+        let contexts: [ContextId; 7] = std::array::from_fn(|_| ContextId::new_random());
+        let start = Timestamp::from_millis(Timestamp::now().millis() - 60_000);
+        let mut first = events(3, start, &tenants, &contexts);
+        let t1 = db.append_audit(&mut first).await.unwrap();
+        // After the end it left: written there.
+        let mut next = events(2, start, &tenants, &contexts);
+        let t2 = db.append_audit_after(&mut next, &t1).await.unwrap().expect("the chain had not moved");
+        assert_eq!(t2.0, t1.0 + 2);
+        // Another process appends; the remembered end is stale.
+        let mut other = events(1, start, &tenants, &contexts);
+        let t3 = db.append_audit(&mut other).await.unwrap();
+        let end_of = |blocks: Vec<ctxguard::domain::audit_block::Block>| blocks.last().map(|b| b.last_seq);
+        for stale in [t2.clone(), (t3.0, t2.1.clone())] {
+            let mut late = events(2, start, &tenants, &contexts);
+            match db.append_audit_after(&mut late, &stale).await.unwrap() {
+                // SQLite: nothing written; the writer appends the usual way next.
+                None => assert_eq!(end_of(db.audit_blocks(t1.0 - 2, 100).await.unwrap()), Some(t3.0)),
+                // PostgreSQL (replicas are the rule): appended after the true end.
+                Some(tail) => {
+                    assert!(srv.backend == Backend::Postgres);
+                    let t = db.append_audit(&mut events(1, start, &tenants, &contexts)).await.unwrap();
+                    assert_eq!(t.0, tail.0 + 1);
+                }
+            }
+        }
+        if srv.backend == Backend::Sqlite {
+            assert_eq!(end_of(db.audit_blocks(t1.0 - 2, 100).await.unwrap()), Some(t3.0));
+        }
+        assert_eq!(first_break(&*db).await, None);
     }
 }
