@@ -4,7 +4,7 @@
 //! sqlx runs every SQLite statement on the connection's worker thread: each one is a
 //! hand-off there and back, two thread switches, and on the one core a server shares
 //! with its worker those switches were about half of what an append cost
-//! (docs/benchmarks.md, 2026-12-05 "round trips"). SQLite takes several `;`-separated
+//! (docs/benchmarks.md, "2026-12-05 (evening) — hand-offs per write"). SQLite takes several `;`-separated
 //! statements in one command, so a write's version, messages, head and change counter
 //! go in one hand-off. PostgreSQL's extended protocol prepares one statement at a time,
 //! so there the same statements run one after another.

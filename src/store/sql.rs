@@ -297,7 +297,7 @@ macro_rules! impl_sql_stores {
                 );
                 let stored = Some((metadata.as_str(), metadata_sealed.as_deref()));
                 insert_revision(&mut batch, (&t, &c), &head, &at, stored, signature.as_deref());
-                insert_messages(&mut batch, &t, &c, at.history, 0, &rows);
+                insert_messages(&mut batch, (&t, &c), at.history, 0, &rows);
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 run_batch(&mut tx, batch).await?;
                 tx.commit().await.map_err(map_sqlx)?;
@@ -352,7 +352,7 @@ macro_rules! impl_sql_stores {
                 let signature = sign_version(self.signer(), tenant, &next, metadata_sha, history_sha)?;
                 let (t, c) = (tenant.to_string(), id.to_string());
                 let mut batch = crate::store::batch::Batch::default();
-                insert_messages(&mut batch, &t, &c, history, start, &rows);
+                insert_messages(&mut batch, (&t, &c), history, start, &rows);
                 let next_at = HistoryRef { history, len, meta_version };
                 let stored = metadata.as_ref().map(|(text, blob)| (text.as_str(), blob.as_deref()));
                 insert_revision(&mut batch, (&t, &c), &next, &next_at, stored, signature.as_deref());

@@ -238,8 +238,7 @@ macro_rules! impl_history_sql {
         /// Adds to `batch` the writes of messages at positions `start..` of `history`.
         fn insert_messages<'a>(
             batch: &mut crate::store::batch::Batch<'a>,
-            tenant: &'a str,
-            id: &'a str,
+            (tenant, id): (&'a str, &'a str),
             history: i64,
             start: i64,
             rows: &'a [MessageRow],

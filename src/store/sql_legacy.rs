@@ -81,7 +81,7 @@ macro_rules! impl_legacy_conversion {
                         message_rows(&ctx.session.history[start..], chain, (tenant, id, history, start as i64), None)?;
                     let (t, c) = (tenant.to_string(), id.to_string());
                     let mut batch = crate::store::batch::Batch::default();
-                    insert_messages(&mut batch, &t, &c, history, start as i64, &rows);
+                    insert_messages(&mut batch, (&t, &c), history, start as i64, &rows);
                     let changed = prev.as_ref().is_none_or(|(p, _, _)| p.metadata != ctx.metadata);
                     let meta_version = match &prev {
                         Some((_, at, _)) if !changed => at.meta_version,
