@@ -20,6 +20,11 @@ pub struct SqliteStore {
     fields: super::FieldSlot,
 }
 
+/// WAL pages between automatic checkpoints (SQLite's default is 1,000).
+const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
+/// The writer connection's page cache, in KiB (SQLite's default is 2,048).
+const WRITER_CACHE_KIB: u32 = 8_192;
+
 impl SqliteStore {
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::new()
@@ -42,7 +47,22 @@ impl SqliteStore {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot open SQLite database {}: {e}", path.display()))
         };
-        let writer = open(1, options.clone()).await?;
+        // The writer's settings (docs/benchmarks.md, "2026-12-05 (night)"): every page a
+        // commit changes is written to the WAL, and a checkpoint later copies it into the
+        // database file (reading it back from the WAL first). Checkpointing every 10,000
+        // pages instead of SQLite's 1,000 lets a hot page (an index's inner pages, the
+        // change counters, the audit head) be copied once for many commits, and an 8 MiB
+        // cache keeps the index pages a write descends through, which 2 MiB did not:
+        // together half the checkpoint copies and a third of the database reads of a
+        // POST. The WAL then grows to ~40 MB between checkpoints.
+        let writer = open(
+            1,
+            options
+                .clone()
+                .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES.to_string())
+                .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
+        )
+        .await?;
         restrict_permissions(path)?;
         sqlx::migrate!("migrations/sqlite")
             .run(&writer)
