@@ -247,7 +247,8 @@ impl Authenticator {
     }
 
     async fn access_token(&self, token: &Secret, resource: &str) -> Result<(Caller, Validity), AuthError> {
-        let claims = self.tokens.verify(token.expose(), Some(resource)).map_err(AuthError::InvalidToken)?;
+        let claims =
+            self.tokens.verify_with_refresh(token.expose(), Some(resource)).await.map_err(AuthError::InvalidToken)?;
         let jti: uuid::Uuid = claims.jti.parse().map_err(|_| AuthError::InvalidToken("the token is invalid"))?;
         let principal_id: PrincipalId =
             claims.sub.parse().map_err(|_| AuthError::InvalidToken("the token is invalid"))?;

@@ -151,11 +151,21 @@ pub enum IntegrityFailure {
 /// Signs version manifests and checks their signatures. The store calls it inside its
 /// transactions (signing) and on every read from the database (checking); the
 /// implementation holds the keys (`integrity::Signer`).
+#[async_trait::async_trait]
 pub trait VersionSigner: Send + Sync {
     /// A detached compact JWS (`header..signature`) over the manifest's canonical JSON.
     fn sign(&self, tenant: TenantId, manifest: &Manifest) -> Result<String, String>;
     /// Checks `signature` against the manifest for `tenant`.
     fn verify(&self, tenant: TenantId, manifest: &Manifest, signature: &str) -> Result<(), IntegrityFailure>;
+    /// Whether this process holds the key `signature` names (false for a signature
+    /// that names none).
+    fn holds_key_for(&self, signature: &str) -> bool;
+    /// Re-reads the keys from where they are kept, because a signature named a key this
+    /// process does not hold: another replica may have rotated since the last periodic
+    /// reload. True when the keys are fresher than when it was called, so that a check
+    /// is worth repeating; implementations bound how often they reload, so forged key
+    /// ids cannot make every request a reload.
+    async fn refresh_keys(&self) -> bool;
 }
 
 #[cfg(test)]

@@ -169,6 +169,7 @@ fn check(manifest: &Manifest, signature: &str, alg: Algorithm, key: &DecodingKey
     }
 }
 
+#[async_trait::async_trait]
 impl VersionSigner for Signer {
     fn sign(&self, tenant: TenantId, manifest: &Manifest) -> Result<String, String> {
         let canonical = String::from_utf8(manifest.canonical()).map_err(|e| e.to_string())?;
@@ -226,6 +227,21 @@ impl VersionSigner for Signer {
         self.known.insert(memo, ());
         Ok(())
     }
+
+    fn holds_key_for(&self, signature: &str) -> bool {
+        let Ok(header) = detached_parts(signature).and_then(|(protected, _)| header_of(protected)) else {
+            return false;
+        };
+        let Some(kid) = header.kid.as_deref() else { return false };
+        match parse_hmac_kid(kid) {
+            Some(key) => self.hmac.get().is_some_and(|h| h.keys.contains_key(&key)),
+            None => self.keyring.keys().any(kid).is_some(),
+        }
+    }
+
+    async fn refresh_keys(&self) -> bool {
+        self.keyring.refresh_for_unknown_kid().await
+    }
 }
 
 #[cfg(test)]
@@ -269,11 +285,7 @@ mod tests {
         let m = manifest();
         let by_a = signer.sign(a, &m).unwrap();
         assert_eq!(header_of(detached_parts(&by_a).unwrap().0).unwrap().alg, Algorithm::HS256);
-        let fresh = |s: &Signer| Signer {
-            keyring: s.keyring.clone(),
-            hmac: Default::default(),
-            known: moka::sync::Cache::new(8),
-        };
+        let fresh = |s: &Signer| Signer::new(s.keyring.clone());
         // A fresh signer (nothing remembered) with the same keys checks it.
         let again = fresh(&signer);
         let mut keys = HmacKeys::default();

@@ -184,6 +184,16 @@ impl AccessTokens {
         Ok(claims)
     }
 
+    /// [`Self::verify`], reloading the key ring once first when the token names a key
+    /// this process does not hold: another replica may have rotated moments ago, and
+    /// each replica reloads the keys only every few seconds.
+    pub async fn verify_with_refresh(&self, token: &str, audience: Option<&str>) -> Result<AccessClaims, &'static str> {
+        match self.verify(token, audience) {
+            Err(e) if e == RETIRED && self.keyring.refresh_for_unknown_kid().await => self.verify(token, audience),
+            other => other,
+        }
+    }
+
     /// The full check, signature included; also returns the `kid` that signed it.
     fn verify_signed(&self, token: &str, audience: Option<&str>) -> Result<(AccessClaims, String), &'static str> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| "the token is not a well-formed JWT")?;

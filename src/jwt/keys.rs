@@ -3,7 +3,8 @@
 //!
 //! Rotation makes the new key current at once; the previous keys stay published (and
 //! accepted) until every token they signed has expired, then they are retired. Replicas
-//! reload the key set from the database every few seconds.
+//! reload the key set from the database every few seconds, and at once when a token or
+//! a signed version names a key they do not hold ([`Keyring::refresh_for_unknown_kid`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -166,7 +167,13 @@ pub struct Keyring {
     set: RwLock<Arc<KeySet>>,
     /// How long a superseded key stays published: the longest token lifetime plus skew.
     retention: Duration,
+    /// When the last reload asked for by [`Keyring::refresh_for_unknown_kid`] finished.
+    /// Held across that reload (a cold path), so that concurrent callers share one.
+    refreshed: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// The least time between two reloads asked for by unknown key ids.
+const REFRESH_AT_MOST_EVERY: Duration = Duration::from_millis(200);
 
 impl Keyring {
     /// Loads the key set, creating the first key if there is none.
@@ -181,7 +188,7 @@ impl Keyring {
             Self::insert_new(&*store, &kek, initial_alg, now, retention).await?;
         }
         let set = build_set(&*store, &kek).await?;
-        Ok(Keyring { store, kek, set: RwLock::new(Arc::new(set)), retention })
+        Ok(Keyring { store, kek, set: RwLock::new(Arc::new(set)), retention, refreshed: Default::default() })
     }
 
     async fn insert_new(
@@ -221,6 +228,31 @@ impl Keyring {
             Err(p) => *p.into_inner() = fresh,
         }
         Ok(())
+    }
+
+    /// Reloads the keys because something named a key id this process does not hold:
+    /// another replica may have rotated since the last periodic reload (every few
+    /// seconds). True when the keys are fresher than when it was called, so that a check
+    /// is worth repeating. At most one reload per [`REFRESH_AT_MOST_EVERY`], so forged
+    /// key ids cannot turn every request into a database read.
+    pub async fn refresh_for_unknown_kid(&self) -> bool {
+        let asked = std::time::Instant::now();
+        let mut refreshed = self.refreshed.lock().await;
+        match *refreshed {
+            // Another caller reloaded while this one waited: the keys are fresh.
+            Some(at) if at > asked => return true,
+            Some(at) if asked.duration_since(at) < REFRESH_AT_MOST_EVERY => return false,
+            _ => {}
+        }
+        let reloaded = match self.reload().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "reloading the signing keys for an unknown key id failed");
+                false
+            }
+        };
+        *refreshed = Some(std::time::Instant::now());
+        reloaded
     }
 
     /// Makes a new current key; previous keys stay published for the retention period.

@@ -167,7 +167,8 @@ macro_rules! impl_sql_stores {
                 let stored = load_messages(&self.pool, tenant, id, at.history, at.len).await?;
                 let messages = self.open_messages(tenant, id, at.history, stored).await?;
                 let signature = sealed.signature.as_deref();
-                check_version(self.signer(), tenant, &head, &messages, signature)?;
+                rechecked(self.signer(), signature, || check_version(self.signer(), tenant, &head, &messages, signature))
+                    .await?;
                 let body = crate::store::body::assemble(&parts(&head, &metadata, signature), &messages)?;
                 Ok(Some(RawContextRecord::Live { facts, version: head.version, expires_at: head.expires, body }))
             }
@@ -220,7 +221,11 @@ macro_rules! impl_sql_stores {
                     history_len: messages.len(),
                     history_bytes: 0,
                 };
-                check_version(self.signer(), tenant, &head, &messages, signature.as_deref())?;
+                let signature_text = signature.as_deref();
+                rechecked(self.signer(), signature_text, || {
+                    check_version(self.signer(), tenant, &head, &messages, signature_text)
+                })
+                .await?;
                 let body = crate::store::body::assemble(&parts(&head, &metadata, signature.as_deref()), &messages)?;
                 crate::store::decode_context(&body.json).map(Some)
             }
@@ -314,7 +319,10 @@ macro_rules! impl_sql_stores {
                 let sealing = self.sealing_for(tenant).await?;
                 let mut tx = self.begin_write().await.map_err(map_sqlx)?;
                 let (facts, current, at, sealed) = self.locked_head(&mut tx, tenant, id).await?;
-                let (metadata_before, history_before) = sealed_digests(self.signer(), tenant, &current, &sealed)?;
+                let (metadata_before, history_before) = rechecked(self.signer(), sealed.signature.as_deref(), || {
+                    sealed_digests(self.signer(), tenant, &current, &sealed)
+                })
+                .await?;
                 let Revision { head: next, messages, metadata_changed } = mutate(&facts, &current)?;
                 if next.version != current.version.next() || next.context_id != id {
                     return Err(corrupt("update", "mutation produced a non-successor version").into());
@@ -417,7 +425,10 @@ macro_rules! impl_sql_stores {
                     let facts = facts_from_row(r, tenant, id)?;
                     let (_, metadata) = self.head_metadata(r, tenant, id).await?;
                     let (head, _, sealed) = head_from_row(r, id, metadata)?;
-                    check_listed(self.signer(), tenant, &head, &sealed)?;
+                    rechecked(self.signer(), sealed.signature.as_deref(), || {
+                        check_listed(self.signer(), tenant, &head, &sealed)
+                    })
+                    .await?;
                     listed.push(crate::store::ListedContext { seq, facts, head });
                 }
                 Ok(listed)

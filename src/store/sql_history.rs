@@ -114,6 +114,25 @@ macro_rules! impl_history_sql {
                 .map_err(|f| integrity(head, f))
         }
 
+        /// Runs a signature check again, once, after the signer reloads its keys, when it
+        /// failed on a key this process does not hold: a version signed just after
+        /// another replica rotated the key ring (which each replica reloads only every
+        /// few seconds) must not look like tampering (docs/integrity.md "Rotation").
+        async fn rechecked<T>(
+            signer: Option<&dyn crate::domain::manifest::VersionSigner>,
+            signature: Option<&str>,
+            check: impl Fn() -> Result<T, StoreError>,
+        ) -> Result<T, StoreError> {
+            let first = check();
+            let (Err(StoreError::Integrity(_)), Some(signer), Some(signature)) = (&first, signer, signature) else {
+                return first;
+            };
+            if signer.holds_key_for(signature) || !signer.refresh_keys().await {
+                return first;
+            }
+            check()
+        }
+
         /// The digests the head row says its version's signature covers, after checking
         /// that signature: a write extends them, so they must be the signed ones (an
         /// edited digest would otherwise be signed into the next version).

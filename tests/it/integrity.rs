@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::backend_tests;
-use crate::support::TestServer;
+use crate::support::{TestServer, sample_context};
 
 fn jcs(v: &Value) -> Vec<u8> {
     serde_json_canonicalizer::to_vec(v).unwrap()
@@ -339,6 +339,54 @@ backend_tests! {
         srv.raw_sql(&format!("UPDATE contexts SET signature = '{sig}' WHERE context_id = '{id}'")).await;
         after_restart(&mut srv).await;
         assert_eq!(get(&srv, &key, &id).await.status, StatusCode::OK);
+    }
+
+    // Replicas reload the key ring every few seconds. A version signed on one replica
+    // with a key it rotated a moment ago reaches the others first: they must reload
+    // and check again, not call it tampered (a 409 and the anomaly path). Each step
+    // rotates afresh, so that the replica meets an unknown key on a write, a read and
+    // a listing in turn.
+    async fn a_version_signed_with_a_key_just_rotated_on_another_replica_is_served(srv) {
+        let replica = srv.replica().await;
+        let key = srv.agent("writer", &["writer"]).await;
+        let on_replica = |method: Method, path: &str| srv.http.request(method, format!("{}{path}", replica.url)).bearer_auth(&key);
+        let rotate_and_create = async || {
+            // Apart by more than the signer's least time between reloads.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let r = srv.admin(Method::POST, "/admin/keys/rotate", Some(json!({}))).await;
+            assert!(r.status.is_success(), "{}", r.body);
+            let kid = r.body["kid"].as_str().unwrap().to_string();
+            let created = srv.create_context(&key, sample_context()).await;
+            let jwks = jwks(&srv).await;
+            assert_eq!(verify(&created, &jwks).unwrap()["kid"], kid.as_str(), "signed with the new key");
+            created["context_id"].as_str().unwrap().to_string()
+        };
+
+        // A write extending a version signed with a key the replica does not hold yet.
+        let id = rotate_and_create().await;
+        let r = on_replica(Method::POST, &format!("/context/{id}/messages"))
+            .json(&json!({"messages": [{"role": "user", "message": "from the replica"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        // A read.
+        let id = rotate_and_create().await;
+        let r = on_replica(Method::GET, &format!("/context/{id}")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let served: Value = r.json().await.unwrap();
+        assert!(verify(&served, &jwks(&srv).await).is_ok(), "served with its signature");
+        // A listing.
+        let id = rotate_and_create().await;
+        let r = on_replica(Method::GET, "/context?limit=5").send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let listed: Value = r.json().await.unwrap();
+        assert!(listed.to_string().contains(&id), "{listed}");
+        // Nothing was taken for tampering.
+        let audit = srv.admin(Method::GET, "/admin/audit?action=anomaly.detected&limit=10", None).await;
+        assert_eq!(audit.status, StatusCode::OK);
+        assert!(!audit.body.to_string().contains("integrity"), "{}", audit.body);
+        replica.stop().await;
     }
 
     async fn versions_signed_by_a_rotated_or_retired_key_still_verify(srv) {
