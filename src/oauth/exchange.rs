@@ -90,7 +90,7 @@ impl AuthServer {
     /// principal enabled) as the resource server would check it for its own audience.
     async fn verified(&self, token: &Secret, param: &str) -> OAuthResult<(Caller, AccessClaims)> {
         let refused = |why: &str| OAuthError::invalid_request(format!("{param} is not acceptable: {why}"));
-        let claims = self.tokens.verify(token.expose(), None).map_err(refused)?;
+        let claims = self.tokens.verify_with_refresh(token.expose(), None).await.map_err(refused)?;
         let caller = self
             .authn
             .authenticate(&Credential::Bearer(Secret::new(token.expose().to_string())), &claims.aud)

@@ -80,7 +80,7 @@ impl AuthServer {
                 ..Default::default()
             });
         }
-        let Ok(claims) = self.tokens.verify(presented, None) else { return Ok(inactive) };
+        let Ok(claims) = self.tokens.verify_with_refresh(presented, None).await else { return Ok(inactive) };
         if claims.tenant.parse::<crate::domain::TenantId>().ok() != Some(tenant)
             || self.db.is_jti_revoked(&Jti::new(claims.jti.clone())).await?
         {

@@ -29,7 +29,7 @@ impl AuthServer {
                 revoked =
                     Some((found.grant.tenant, found.grant.principal, format!("family:{}", found.grant.family_id)));
             }
-        } else if let Ok(claims) = self.tokens.verify(token, None)
+        } else if let Ok(claims) = self.tokens.verify_with_refresh(token, None).await
             && claims.client_id == client.client.client_id.as_str()
         {
             self.db.revoke_jti(&Jti::new(claims.jti.clone()), Timestamp::from_millis(claims.exp * 1000)).await?;

@@ -275,6 +275,25 @@ async fn a_signing_key_rotated_on_one_replica_reaches_the_others() {
         parts.join(".")
     };
     assert_eq!(get_status(&srv, &replica.url, "/context", &forged).await, StatusCode::UNAUTHORIZED);
+
+    // A revocation sent to a replica that has not loaded the token's key yet revokes it
+    // (RFC 7009 answers 200 either way, so a token it could not read would stay valid).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = srv.admin(Method::POST, "/admin/keys/rotate", Some(serde_json::json!({}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let token = srv.cc_token(&id, &secret, &[]).await.body["access_token"].as_str().unwrap().to_string();
+    assert_eq!(get_status(&srv, &srv.url, "/context", &token).await, StatusCode::OK);
+    let r = srv
+        .http
+        .post(format!("{}/oauth/revoke", replica.url))
+        .basic_auth(&id, Some(&secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_urlencoded::Serializer::new(String::new()).append_pair("token", &token).finish())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(get_status(&srv, &srv.url, "/context", &token).await, StatusCode::UNAUTHORIZED);
     replica.stop().await;
     srv.stop().await;
 }
