@@ -226,7 +226,7 @@ macro_rules! impl_sql_stores {
                     check_version(self.signer(), tenant, &head, &messages, signature_text)
                 })
                 .await?;
-                let body = crate::store::body::assemble(&parts(&head, &metadata, signature.as_deref()), &messages)?;
+                let body = crate::store::body::assemble(&parts(&head, &metadata, signature_text), &messages)?;
                 crate::store::decode_context(&body.json).map(Some)
             }
 

@@ -18,6 +18,11 @@ use crate::support::Backend;
 
 /// `n` rendered records over three tenants, seven contexts and both decisions, one
 /// millisecond apart from `start`.
+/// Fresh tenants and contexts for [`events`] to spread records over.
+fn subjects() -> ([TenantId; 3], [ContextId; 7]) {
+    (std::array::from_fn(|_| TenantId::new_random()), std::array::from_fn(|_| ContextId::new_random()))
+}
+
 fn events(n: usize, start: Timestamp, tenants: &[TenantId; 3], contexts: &[ContextId; 7]) -> Vec<PendingRecord> {
     let principal = PrincipalId::new_random();
     let policies: Arc<[String]> = Arc::from(["builtin.writer".to_string()]);
@@ -70,8 +75,7 @@ async fn first_break(db: &dyn Database) -> Option<Break> {
 backend_tests! {
     async fn queries_through_the_index_find_what_a_full_scan_finds(srv) {
         let db = srv.database().await;
-        let tenants = [TenantId::new_random(), TenantId::new_random(), TenantId::new_random()];
-        let contexts: [ContextId; 7] = std::array::from_fn(|_| ContextId::new_random());
+        let (tenants, contexts) = subjects();
         let start = Timestamp::from_millis(Timestamp::now().millis() - 60_000);
         let mut batch = events(700, start, &tenants, &contexts);
         let (last, _) = db.append_audit(&mut batch).await.unwrap();
@@ -107,8 +111,7 @@ backend_tests! {
 
     async fn retention_can_cut_inside_a_block(srv) {
         let db = srv.database().await;
-        let tenants = [TenantId::new_random(), TenantId::new_random(), TenantId::new_random()];
-        let contexts: [ContextId; 7] = std::array::from_fn(|_| ContextId::new_random());
+        let (tenants, contexts) = subjects();
         let mut batch = events(10, Timestamp::now(), &tenants, &contexts);
         let (last, _) = db.append_audit(&mut batch).await.unwrap();
         let through = last - 5;
@@ -131,8 +134,7 @@ backend_tests! {
         let db = srv.database().await;
         let ends = db.audit_ends().await.unwrap();
         assert_eq!(db.legacy_audit_records().await.unwrap(), 0);
-        let tenants = [TenantId::new_random(), TenantId::new_random(), TenantId::new_random()];
-        let contexts: [ContextId; 7] = std::array::from_fn(|_| ContextId::new_random());
+        let (tenants, contexts) = subjects();
         // 300 records chained after the head, written as before blocks: one row each.
         let mut prev = ends.head.1.clone();
         let mut rows = Vec::new();
@@ -200,8 +202,7 @@ backend_tests! {
 
     async fn a_writer_that_remembers_the_chains_end_never_forks_it(srv) {
         let db = srv.database().await;
-        let tenants = [TenantId::new_random(), TenantId::new_random(), TenantId::new_random()];
-        let contexts: [ContextId; 7] = std::array::from_fn(|_| ContextId::new_random());
+        let (tenants, contexts) = subjects();
         let start = Timestamp::from_millis(Timestamp::now().millis() - 60_000);
         let mut first = events(3, start, &tenants, &contexts);
         let t1 = db.append_audit(&mut first).await.unwrap();
